@@ -1,0 +1,303 @@
+"""Content signatures of nodes, and the output cache keyed by them.
+
+A node's signature hashes its type, version, effective literal inputs, fingerprint and the
+signatures (plus output names) of what it links from — never node ids. Computed in
+topological order from the immediate upstream signatures only, so the whole pass is linear.
+Changing one literal therefore changes exactly that node's signature and its descendants'.
+
+The cache keeps values where they are (a CUDA tensor stays on the GPU), has a byte budget,
+evicts by recompute-cost per byte (cheap-to-recompute bytes go first), and can spill device
+values to the CPU before dropping them; a spilled value goes back to its device on a hit.
+See docs/architecture.md for the invariants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .node import NodeSpec
+
+DEFAULT_MAX_BYTES = 4 << 30
+DEFAULT_MAX_DEVICE_BYTES = 2 << 30
+
+
+class FingerprintError(Exception):
+    """A node's fingerprint function raised; carries the node id."""
+
+    def __init__(self, node: str, error: BaseException):
+        super().__init__(f"fingerprint of node {node!r} failed: {type(error).__name__}: {error}")
+        self.node = node
+        self.error = error
+
+
+def _json_default(value: Any) -> str:
+    return repr(value)
+
+
+def node_signature(
+    spec: NodeSpec,
+    literals: dict[str, Any],
+    links: Iterable[tuple[str, str, str]],
+    fingerprint: object = None,
+    nonce: str = "",
+) -> str:
+    """Hash one node: ``links`` are (input name, upstream signature, output name) triples."""
+    payload = "\x1f".join(
+        (
+            spec.id,
+            spec.version,
+            json.dumps(literals, sort_keys=True, default=_json_default),
+            "|".join(f"{name}={sig}:{out}" for name, sig, out in sorted(links)),
+            repr(fingerprint),
+            nonce,
+        )
+    )
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class SignaturePlan:
+    """Signatures of planned nodes, and which of them must not be cached (volatile)."""
+
+    signatures: dict[str, str]
+    volatile: set[str]
+
+
+def compute_signatures(
+    plan: list[str],
+    specs: dict[str, NodeSpec],
+    literal_inputs: Callable[[str], dict[str, Any]],
+    link_inputs: Callable[[str], Iterable[tuple[str, str, str]]],
+    nonce: str,
+) -> SignaturePlan:
+    """Signatures for ``plan`` (topological order).
+
+    ``literal_inputs(node)`` gives the effective literals (defaults filled in);
+    ``link_inputs(node)`` yields (input name, source node, output name). A node that is not
+    idempotent gets the run's ``nonce`` and is volatile, and so is everything downstream.
+    """
+    signatures: dict[str, str] = {}
+    volatile: set[str] = set()
+    for node_id in plan:
+        spec = specs[node_id]
+        literals = literal_inputs(node_id)
+        links = []
+        is_volatile = not spec.idempotent
+        for name, source, output in link_inputs(node_id):
+            links.append((name, signatures[source], output))
+            if source in volatile:
+                is_volatile = True
+        fingerprint = None
+        if spec.fingerprint_function is not None:
+            try:
+                fingerprint = spec.fingerprint_function(**literals)
+            except Exception as error:
+                raise FingerprintError(node_id, error) from error
+        signatures[node_id] = node_signature(
+            spec, literals, links, fingerprint, nonce if not spec.idempotent else ""
+        )
+        if is_volatile:
+            volatile.add(node_id)
+    return SignaturePlan(signatures, volatile)
+
+
+# -- sizes and devices ------------------------------------------------------------------------
+
+
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "element_size") and hasattr(value, "device") and hasattr(value, "to")
+
+
+def _on_device(value: Any) -> bool:
+    device = getattr(value, "device", None)
+    return getattr(device, "type", "cpu") != "cpu"
+
+
+def estimate_nbytes(value: Any) -> tuple[int, int]:
+    """(total bytes, bytes on an accelerator) held by a value, walking containers iteratively."""
+    total = device = 0
+    stack = [value]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if _is_tensor(item):
+            size = item.element_size() * item.nelement()
+            total += size
+            if _on_device(item):
+                device += size
+        elif hasattr(item, "nbytes") and isinstance(getattr(item, "nbytes", None), int):
+            total += item.nbytes
+        elif isinstance(item, (bytes, bytearray, str)):
+            total += len(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            total += 64 * len(item)
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+            total += 8 * len(item)
+        elif hasattr(item, "parameters") and callable(item.parameters):
+            # A model: the model runtime owns its memory, but it still counts here.
+            try:
+                stack.extend(item.parameters())
+            except Exception:
+                total += 64
+        else:
+            total += 32
+    return total, device
+
+
+def _map_tensors(value: Any, move: Callable[[Any], Any]) -> Any:
+    if _is_tensor(value):
+        return move(value)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, move) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_tensors(v, move) for v in value)
+    return value
+
+
+# -- the cache --------------------------------------------------------------------------------
+
+
+class CacheEntry:
+    """Cached outputs of one node execution."""
+
+    __slots__ = ("cost", "device_bytes", "home_device", "nbytes", "outputs", "ui")
+
+    def __init__(self, outputs: dict[str, Any], ui: dict | None, cost: float):
+        self.outputs = outputs
+        self.ui = ui
+        self.cost = cost
+        self.nbytes, self.device_bytes = estimate_nbytes(outputs)
+        self.home_device: str | None = None  # set while spilled to the CPU
+
+    @property
+    def score(self) -> float:
+        """Seconds of recompute saved per byte kept; the lowest score goes first."""
+        return self.cost / max(self.nbytes, 1)
+
+
+def _budget(env: str, default: int) -> int:
+    raw = os.environ.get(env)
+    return int(raw) if raw else default
+
+
+class OutputCache:
+    """Node outputs keyed by signature, within a byte budget."""
+
+    def __init__(self, max_bytes: int | None = None, max_device_bytes: int | None = None):
+        self.max_bytes = (
+            max_bytes
+            if max_bytes is not None
+            else _budget("GRAPHFLOW_CACHE_BYTES", DEFAULT_MAX_BYTES)
+        )
+        self.max_device_bytes = (
+            max_device_bytes
+            if max_device_bytes is not None
+            else _budget("GRAPHFLOW_CACHE_DEVICE_BYTES", DEFAULT_MAX_DEVICE_BYTES)
+        )
+        self._entries: dict[str, CacheEntry] = {}
+        self._lock = threading.RLock()
+        self.total_bytes = 0
+        self.device_bytes = 0
+        self.hits = self.misses = self.evictions = self.spills = 0
+
+    def __contains__(self, signature: str) -> bool:
+        return signature in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, signature: str) -> CacheEntry | None:
+        """The entry for ``signature`` (spilled values are moved back to their device)."""
+        with self._lock:
+            entry = self._entries.get(signature)
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            if entry.home_device is not None:
+                home = entry.home_device
+                entry.outputs = _map_tensors(entry.outputs, lambda t: t.to(home))
+                entry.home_device = None
+                entry.device_bytes = estimate_nbytes(entry.outputs)[1]
+                self.device_bytes += entry.device_bytes
+                self._enforce(protect=signature)
+            return entry
+
+    def put(self, signature: str, outputs: dict[str, Any], ui: dict | None, cost: float) -> bool:
+        """Store a node's outputs; False when they alone exceed the budget (not stored)."""
+        entry = CacheEntry(outputs, ui, cost)
+        if entry.nbytes > self.max_bytes:
+            return False
+        with self._lock:
+            self.discard(signature)
+            self._entries[signature] = entry
+            self.total_bytes += entry.nbytes
+            self.device_bytes += entry.device_bytes
+            self._enforce(protect=signature)
+            return signature in self._entries
+
+    def discard(self, signature: str) -> None:
+        """Drop one entry if present."""
+        with self._lock:
+            entry = self._entries.pop(signature, None)
+            if entry is not None:
+                self.total_bytes -= entry.nbytes
+                self.device_bytes -= entry.device_bytes
+
+    def clear(self) -> None:
+        """Drop everything."""
+        with self._lock:
+            self._entries.clear()
+            self.total_bytes = self.device_bytes = 0
+
+    def _enforce(self, protect: str) -> None:
+        if self.device_bytes > self.max_device_bytes:
+            for sig, entry in sorted(self._entries.items(), key=lambda kv: kv[1].score):
+                if self.device_bytes <= self.max_device_bytes:
+                    break
+                if sig != protect and entry.device_bytes:
+                    self._spill(entry)
+        if self.total_bytes > self.max_bytes:
+            for sig, entry in sorted(self._entries.items(), key=lambda kv: kv[1].score):
+                if self.total_bytes <= self.max_bytes:
+                    break
+                if sig != protect:
+                    self.discard(sig)
+                    self.evictions += 1
+
+    def _spill(self, entry: CacheEntry) -> None:
+        devices = []
+        entry.outputs = _map_tensors(
+            entry.outputs,
+            lambda t: (devices.append(str(t.device)), t.to("cpu"))[1] if _on_device(t) else t,
+        )
+        entry.home_device = devices[0] if devices else None
+        self.device_bytes -= entry.device_bytes
+        entry.device_bytes = 0
+        self.spills += 1
+
+    def stats(self) -> dict:
+        """Entry count, bytes, budgets, hits, misses, evictions and spills."""
+        with self._lock:
+            return {
+                "entries": len(self._entries),
+                "bytes": self.total_bytes,
+                "device_bytes": self.device_bytes,
+                "max_bytes": self.max_bytes,
+                "max_device_bytes": self.max_device_bytes,
+                "hits": self.hits,
+                "misses": self.misses,
+                "evictions": self.evictions,
+                "spills": self.spills,
+            }

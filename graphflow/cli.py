@@ -1,0 +1,239 @@
+"""The ``graphflow`` command: run, validate, list nodes and plugins, print the schema.
+
+Bad input never ends in a Python traceback: every expected problem is one clear line (or
+one line per validation error) on stderr and a non-zero exit code (1: the workflow is
+invalid or its run failed; 2: the command itself could not be carried out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .errors import GraphflowError, ValidationFailed
+from .executor import Executor, RunResult
+from .plugins import LoadedPlugins, load_plugins
+from .progress import ConsoleProgress
+from .workflow import Workflow, load_workflow, workflow_json_schema
+
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+class CommandError(GraphflowError):
+    """A problem with the command line itself (shown as one line, exit 2)."""
+
+
+def _load_plugins(args: argparse.Namespace) -> LoadedPlugins:
+    loaded = load_plugins(args.plugin_dir)
+    for problem in loaded.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return loaded
+
+
+def parse_assignment(text: str) -> tuple[str, str, Any]:
+    """Split ``NODE.INPUT=VALUE``; VALUE is JSON when it parses as JSON, else plain text."""
+    target, sep, raw = text.partition("=")
+    node_id, dot, name = target.rpartition(".")
+    if not sep or not dot or not node_id or not name:
+        raise CommandError(f"--set expects NODE.INPUT=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return node_id, name, value
+
+
+def _apply_sets(workflow: Workflow, assignments: Sequence[str]) -> None:
+    for text in assignments:
+        node_id, name, value = parse_assignment(text)
+        try:
+            workflow.set_input(node_id, name, value)
+        except GraphflowError as error:
+            raise CommandError(f"--set {text}: {error}") from None
+
+
+def _print_validation(path: str, error: ValidationFailed) -> None:
+    count = len(error.errors)
+    print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+    for item in error.errors:
+        print(f"  - {item}", file=sys.stderr)
+
+
+def _summarise(result: RunResult) -> list[str]:
+    lines = []
+    for node_id, ui in result.ui.items():
+        for key, items in ui.items():
+            for item in items if isinstance(items, list) else [items]:
+                shown = item.get("path", item) if isinstance(item, dict) else item
+                lines.append(f"  {node_id} {key}: {shown}")
+    return lines
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a workflow with a progress bar and print what it produced."""
+    workflow = load_workflow(args.workflow)
+    _apply_sets(workflow, args.set or [])
+    loaded = _load_plugins(args)
+    executor = Executor(loaded.registry, output_dir=args.output)
+    outputs = args.outputs.split(",") if args.outputs else None
+    progress = ConsoleProgress(disable=args.quiet or args.json)
+    try:
+        result = executor.run(workflow, outputs, observers=[progress])
+    except ValidationFailed as error:
+        _print_validation(args.workflow, error)
+        return EXIT_INVALID
+    finally:
+        progress.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "status": result.status,
+                    "executed": result.executed,
+                    "cached": result.cached,
+                    "seconds": round(result.seconds, 4),
+                    "ui": result.ui,
+                    "error": result.error.to_dict() if result.error else None,
+                },
+                indent=2,
+                default=repr,
+            )
+        )
+        return 0 if result.ok else EXIT_INVALID
+    if result.status == "failed":
+        err = result.error
+        print(
+            f"error: node {err.node!r} failed: {err.exception_type}: {err.message}", file=sys.stderr
+        )
+        return EXIT_INVALID
+    if result.status == "interrupted":
+        print("interrupted", file=sys.stderr)
+        return EXIT_INVALID
+    print(
+        f"done: {len(result.executed)} executed, {len(result.cached)} cached, "
+        f"{result.seconds:.2f} s"
+    )
+    for line in _summarise(result):
+        print(line)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a workflow and list every problem."""
+    workflow = load_workflow(args.workflow)
+    _apply_sets(workflow, args.set or [])
+    loaded = _load_plugins(args)
+    executor = Executor(loaded.registry)
+    try:
+        validated = executor.validate(workflow)
+    except ValidationFailed as error:
+        _print_validation(args.workflow, error)
+        return EXIT_INVALID
+    outputs = ", ".join(validated.output_nodes)
+    print(f"{args.workflow}: valid ({len(validated.order)} nodes; outputs: {outputs})")
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    """List the registered nodes."""
+    registry = _load_plugins(args).registry
+    if args.json:
+        print(json.dumps(registry.to_dict(), indent=2, default=repr))
+        return 0
+    for spec in sorted(registry, key=lambda s: (s.category, s.id)):
+        summary = spec.description.splitlines()[0]
+        print(f"{spec.id:<28} {spec.version:<8} {spec.category:<22} {summary}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List loaded plugins and the ones that were skipped."""
+    loaded = load_plugins(args.plugin_dir)
+    for info in loaded.plugins:
+        extra = f", {len(info.types)} types" if info.types else ""
+        print(f"{info.name:<20} {len(info.nodes)} nodes{extra}  ({info.source})")
+    for problem in loaded.problems:
+        print(f"SKIPPED {problem.plugin:<12} {problem.stage}: {problem.error}  ({problem.source})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the workflow format."""
+    print(json.dumps(workflow_json_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    parser = argparse.ArgumentParser(prog="graphflow", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"graphflow {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--plugin-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also load plugins from this folder (repeatable; GRAPHFLOW_PLUGIN_PATH too)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="run a workflow file")
+    run.add_argument("workflow")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="NODE.INPUT=VALUE",
+        help="override an input (value parsed as JSON, else text)",
+    )
+    run.add_argument(
+        "--output",
+        default="output",
+        metavar="DIR",
+        help="folder output nodes write to (default: ./output)",
+    )
+    run.add_argument(
+        "--outputs",
+        metavar="ID[,ID...]",
+        help="run only these nodes and what they need (default: all output nodes)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.set_defaults(handler=cmd_run)
+
+    validate = sub.add_parser("validate", parents=[common], help="check a workflow file")
+    validate.add_argument("workflow")
+    validate.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE")
+    validate.set_defaults(handler=cmd_validate)
+
+    nodes = sub.add_parser("nodes", parents=[common], help="list available nodes")
+    nodes.add_argument("--json", action="store_true", help="full specs as JSON")
+    nodes.set_defaults(handler=cmd_nodes)
+
+    plugins = sub.add_parser("plugins", parents=[common], help="list plugins")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    schema = sub.add_parser("schema", help="print the workflow JSON Schema")
+    schema.set_defaults(handler=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``graphflow`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except GraphflowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

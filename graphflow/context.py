@@ -1,0 +1,118 @@
+"""The narrow facade a node sees while it runs.
+
+Nodes never touch the executor, the cache or the server. They get a :class:`NodeContext`
+(declare a parameter annotated ``NodeContext``) with progress and preview reporting, an
+interrupt check, the device and dtype to compute on, folders to write to, and the model loader.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import GraphflowError, Interrupted
+from .events import Preview, Progress
+
+
+class ModelLoader(Protocol):
+    """What ``context.models`` offers; the model runtime provides the real one."""
+
+    def load(self, kind: str, path: str, **options: Any) -> Any:
+        """Load (or reuse the resident copy of) a model component from a local path."""
+        ...
+
+
+class NoModelLoader:
+    """Placeholder used when no model runtime is configured; says so clearly when used."""
+
+    def load(self, kind: str, path: str, **options: Any) -> Any:
+        """Always fails with an explanation."""
+        raise GraphflowError(
+            f"cannot load {kind} from {path!r}: no model loader is configured for this run"
+        )
+
+
+class RunServices:
+    """Run-wide state shared by the contexts of one run (built by the executor)."""
+
+    def __init__(
+        self,
+        run_id: str,
+        emit: Callable[[Any], None],
+        interrupt_flag: threading.Event,
+        *,
+        device: str | None = None,
+        dtype: Any = None,
+        temp_dir: Path,
+        output_dir: Path,
+        models: ModelLoader | None = None,
+    ):
+        self.run_id = run_id
+        self.emit = emit
+        self.interrupt_flag = interrupt_flag
+        self.device = device
+        self.dtype = dtype
+        self.temp_dir = temp_dir
+        self.output_dir = output_dir
+        self.models = models or NoModelLoader()
+
+
+class NodeContext:
+    """What a node may use while it runs."""
+
+    __slots__ = ("_run", "node_id")
+
+    def __init__(self, run: RunServices, node_id: str):
+        self._run = run
+        self.node_id = node_id
+
+    def check_interrupt(self) -> None:
+        """Raise :class:`~graphflow.errors.Interrupted` if the run was asked to stop."""
+        if self._run.interrupt_flag.is_set():
+            raise Interrupted(f"interrupted in node {self.node_id!r}")
+
+    def progress(self, value: int, total: int) -> None:
+        """Report step ``value`` of ``total`` (drives progress bars); also checks interrupt."""
+        self._run.emit(Progress(self._run.run_id, self.node_id, int(value), int(total)))
+        self.check_interrupt()
+
+    def preview(self, image: Any) -> None:
+        """Show an intermediate image (tensor or PIL image) in the editor."""
+        self._run.emit(Preview(self._run.run_id, self.node_id, image))
+
+    @property
+    def device(self) -> str:
+        """The device to compute on (``cuda``, ``cpu``...)."""
+        if self._run.device is None:
+            from .runtime.devices import default_device
+
+            self._run.device = default_device()
+        return self._run.device
+
+    @property
+    def dtype(self) -> Any:
+        """The torch dtype to compute in by default on this device."""
+        if self._run.dtype is None:
+            from .runtime.devices import default_dtype
+
+            self._run.dtype = default_dtype(self.device)
+        return self._run.dtype
+
+    @property
+    def temp_dir(self) -> Path:
+        """A folder for scratch files and previews (created on first use)."""
+        self._run.temp_dir.mkdir(parents=True, exist_ok=True)
+        return self._run.temp_dir
+
+    @property
+    def output_dir(self) -> Path:
+        """The folder output nodes write results to (created on first use)."""
+        self._run.output_dir.mkdir(parents=True, exist_ok=True)
+        return self._run.output_dir
+
+    @property
+    def models(self) -> ModelLoader:
+        """The model loader (``context.models.load(kind, path)``)."""
+        return self._run.models

@@ -1,0 +1,336 @@
+"""Runs one validated graph: pulls from the requested outputs, uses the cache, emits events.
+
+Execution is demand-driven with an explicit stack (no recursion): a node is resolved from the
+cache if its signature is there (then nothing upstream of it is touched), otherwise its
+non-lazy inputs are resolved, then the lazy inputs it asks for, then it executes. The run
+checks for interrupts between nodes and at every ``context.progress()``. A node that raises
+fails the run with a structured error and leaves nothing of itself in the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cache import FingerprintError, OutputCache, compute_signatures
+from .context import ModelLoader, NodeContext, RunServices
+from .errors import Interrupted
+from .events import (
+    Event,
+    NodeCached,
+    NodeFinished,
+    NodeStarted,
+    Observer,
+    RunFailed,
+    RunFinished,
+    RunInterrupted,
+    RunStarted,
+)
+from .graph import ValidatedGraph, build_graph, plan_execution
+from .registry import Registry
+from .workflow import Link, Workflow
+
+log = logging.getLogger("graphflow.executor")
+
+
+@dataclass
+class RunError:
+    """Why a run failed: the node, the exception type and message, and the traceback."""
+
+    node: str
+    exception_type: str
+    message: str
+    traceback: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "node": self.node,
+            "exception_type": self.exception_type,
+            "message": self.message,
+            "traceback": self.traceback,
+        }
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    ``status`` is ``finished``, ``failed`` or ``interrupted``; ``outputs`` maps each requested
+    output node to its named output values; ``ui`` holds display data of output nodes.
+    """
+
+    run_id: str
+    status: str
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ui: dict[str, dict] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: RunError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the run finished."""
+        return self.status == "finished"
+
+
+def _peak_memory_start() -> Any:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+        return torch
+    return None
+
+
+class Executor:
+    """Runs workflows against a registry, keeping an output cache between runs.
+
+    One run at a time per executor (runs are serialised); ``interrupt()`` may be called from
+    any thread.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        cache: OutputCache | None = None,
+        observers: Iterable[Observer] = (),
+        models: ModelLoader | None = None,
+        device: str | None = None,
+        dtype: Any = None,
+        output_dir: str | Path = "output",
+        temp_dir: str | Path | None = None,
+    ):
+        self.registry = registry
+        self.cache = cache if cache is not None else OutputCache()
+        self.observers: list[Observer] = list(observers)
+        self.models = models
+        self.device = device
+        self.dtype = dtype
+        self.output_dir = Path(output_dir)
+        self.temp_dir = Path(temp_dir) if temp_dir else Path(tempfile.gettempdir()) / "graphflow"
+        self._interrupt = threading.Event()
+        self._run_lock = threading.Lock()
+
+    def interrupt(self) -> None:
+        """Ask the current run to stop at the next node boundary or progress call."""
+        self._interrupt.set()
+
+    def validate(self, workflow: Workflow) -> ValidatedGraph:
+        """Validate against this executor's registry (raises ValidationFailed)."""
+        return build_graph(workflow, self.registry)
+
+    def run(
+        self,
+        workflow: Workflow | ValidatedGraph,
+        outputs: Iterable[str] | None = None,
+        *,
+        run_id: str | None = None,
+        observers: Iterable[Observer] = (),
+    ) -> RunResult:
+        """Run a workflow (validated first if needed) for ``outputs`` (default: all outputs).
+
+        Raises :class:`~graphflow.errors.ValidationFailed` before running anything if the
+        workflow is invalid; node failures and interrupts are reported in the result.
+        """
+        validated = workflow if isinstance(workflow, ValidatedGraph) else self.validate(workflow)
+        targets = list(validated.output_nodes if outputs is None else outputs)
+        plan = plan_execution(validated, targets)
+        with self._run_lock:
+            self._interrupt.clear()
+            run = _Run(
+                self,
+                validated,
+                plan,
+                targets,
+                run_id or uuid.uuid4().hex,
+                [*self.observers, *observers],
+            )
+            try:
+                return run.execute()
+            finally:
+                self._interrupt.clear()
+
+
+class _Run:
+    """The state of one run (kept apart so the executor itself stays reusable)."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        validated: ValidatedGraph,
+        plan: list[str],
+        targets: list[str],
+        run_id: str,
+        observers: list[Observer],
+    ):
+        self.executor = executor
+        self.cache = executor.cache
+        self.specs = validated.specs
+        self.plan = plan
+        self.targets = targets
+        self.run_id = run_id
+        self.observers = observers
+        self.literals: dict[str, dict[str, Any]] = {}
+        self.links: dict[str, list[tuple[str, str, str]]] = {}
+        nodes = validated.workflow.nodes
+        for node_id in plan:
+            spec = self.specs[node_id]
+            inputs = nodes[node_id].inputs
+            literals = {}
+            links = []
+            for input_spec in spec.inputs:
+                value = inputs.get(input_spec.name, input_spec.default)
+                if isinstance(value, Link):
+                    links.append((input_spec.name, value.node, value.output))
+                elif input_spec.type == "FLOAT" and type(value) is int:
+                    literals[input_spec.name] = float(value)  # FLOAT inputs get floats
+                else:
+                    literals[input_spec.name] = value
+            self.literals[node_id] = literals
+            self.links[node_id] = links
+        self.services = RunServices(
+            run_id,
+            self.emit,
+            executor._interrupt,
+            device=executor.device,
+            dtype=executor.dtype,
+            temp_dir=executor.temp_dir,
+            output_dir=executor.output_dir,
+            models=executor.models,
+        )
+        self.result = RunResult(run_id, "running")
+
+    def emit(self, event: Event) -> None:
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception:  # an observer's bug must not break the run
+                log.exception("event observer %r failed on %s", observer, event.type)
+
+    def execute(self) -> RunResult:
+        started = time.perf_counter()
+        result = self.result
+        try:
+            signatures = compute_signatures(
+                self.plan,
+                self.specs,
+                self.literals.__getitem__,
+                self.links.__getitem__,
+                self.run_id,
+            )
+            self.emit(RunStarted(self.run_id, tuple(self.plan)))
+            values = self._pull(signatures.signatures, signatures.volatile)
+            for target in self.targets:
+                result.outputs[target] = values[target]
+            result.status = "finished"
+            result.seconds = time.perf_counter() - started
+            self.emit(
+                RunFinished(self.run_id, len(result.executed), len(result.cached), result.seconds)
+            )
+        except Interrupted:
+            result.status = "interrupted"
+            result.seconds = time.perf_counter() - started
+            self.emit(RunInterrupted(self.run_id, self.current))
+        except FingerprintError as error:
+            self._fail(error.node, error.error, started)
+        except Exception as error:
+            self._fail(self.current, error, started)
+        return result
+
+    def _fail(self, node: str, error: BaseException, started: float) -> None:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.result.status = "failed"
+        self.result.seconds = time.perf_counter() - started
+        self.result.error = RunError(node, type(error).__name__, str(error), text)
+        self.emit(RunFailed(self.run_id, node, type(error).__name__, str(error), text))
+
+    current = ""
+    """The node executing now ("" between nodes); names the culprit when a run stops."""
+
+    def _pull(self, signatures: dict[str, str], volatile: set[str]) -> dict[str, dict[str, Any]]:
+        values: dict[str, dict[str, Any]] = {}
+        started: set[str] = set()
+        interrupt = self.executor._interrupt
+        cache = self.cache
+        result = self.result
+        stack = list(reversed(self.targets))
+        while stack:
+            node_id = stack[-1]
+            if node_id in values:
+                stack.pop()
+                continue
+            if interrupt.is_set():
+                self.current = ""
+                raise Interrupted("interrupted between nodes")
+            spec = self.specs[node_id]
+            links = self.links[node_id]
+            if node_id not in started:
+                started.add(node_id)
+                if node_id not in volatile:
+                    entry = cache.get(signatures[node_id])
+                    if entry is not None:
+                        values[node_id] = entry.outputs
+                        if entry.ui is not None:
+                            result.ui[node_id] = entry.ui
+                        result.cached.append(node_id)
+                        self.emit(NodeCached(self.run_id, node_id))
+                        stack.pop()
+                        continue
+            lazy = spec.lazy_inputs
+            missing = [s for name, s, _ in links if s not in values and name not in lazy]
+            if missing:
+                stack.extend(missing)
+                continue
+            kwargs = dict(self.literals[node_id])
+            for name, source, output in links:
+                value = values[source][output] if source in values else None
+                if type(value) is int and name in spec.float_inputs:
+                    value = float(value)  # an INT output feeding a FLOAT input
+                kwargs[name] = value
+            if lazy:
+                wanted = self._lazy_wanted(spec, kwargs, links)
+                missing = [s for name, s, _ in links if name in wanted and s not in values]
+                if missing:
+                    stack.extend(missing)
+                    continue
+            self.current = node_id
+            outputs, ui, seconds = self._call(node_id, spec, kwargs)
+            self.current = ""
+            values[node_id] = outputs
+            if ui is not None:
+                result.ui[node_id] = ui
+            result.executed.append(node_id)
+            if node_id not in volatile:
+                cache.put(signatures[node_id], outputs, ui, seconds)
+            stack.pop()
+        return values
+
+    @staticmethod
+    def _lazy_wanted(spec, kwargs: dict[str, Any], links) -> set[str]:
+        if spec.needs_function is None:
+            return {name for name, _, _ in links if name in spec.lazy_inputs}
+        return set(spec.needs_function(**kwargs) or ())
+
+    def _call(self, node_id: str, spec, kwargs: dict[str, Any]):
+        self.emit(NodeStarted(self.run_id, node_id, spec.id))
+        if spec.context_param is not None:
+            kwargs[spec.context_param] = NodeContext(self.services, node_id)
+        torch = _peak_memory_start()
+        began = time.perf_counter()
+        raw = spec.function(**kwargs)
+        seconds = time.perf_counter() - began
+        outputs, ui = spec.pack_result(raw)
+        peak = torch.cuda.max_memory_allocated() if torch is not None else None
+        self.emit(NodeFinished(self.run_id, node_id, seconds, peak, ui))
+        return outputs, ui, seconds

@@ -1,0 +1,243 @@
+"""Workflow documents: the versioned JSON format, loading, saving and migrations.
+
+A document looks like::
+
+    {
+      "format": "graphflow/1",
+      "nodes": {
+        "width": {"type": "core.int", "inputs": {"value": 512}},
+        "double": {"type": "core.multiply", "inputs": {"a": {"link": ["width", "int"]}, "b": 2}}
+      },
+      "editor": {"positions": {"width": [0, 0]}}
+    }
+
+Inputs are literal JSON values or links ``{"link": [node_id, output_name]}``. The optional
+``editor`` section holds what only the editor cares about (positions, groups, viewport) and
+never affects a run. Saving a loaded document gives the same bytes back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import ValidationError as PydanticValidationError
+
+from .errors import WorkflowFormatError
+
+CURRENT_FORMAT = "graphflow/1"
+
+
+class Link(BaseModel):
+    """A link from another node's named output: ``{"link": [node_id, output_name]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    link: tuple[str, str] = Field(description="[source node id, source output name]")
+
+    @property
+    def node(self) -> str:
+        """The id of the source node."""
+        return self.link[0]
+
+    @property
+    def output(self) -> str:
+        """The name of the source node's output."""
+        return self.link[1]
+
+
+InputValue = Annotated[Link | JsonValue, Field(union_mode="left_to_right")]
+
+
+class NodeEntry(BaseModel):
+    """One node of a workflow: its type, its inputs, and an optional display title."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field(description="Registered node id, e.g. 'core.add'")
+    inputs: dict[str, InputValue] = Field(default_factory=dict)
+    title: str | None = Field(default=None, description="Title shown in the editor")
+
+    def to_dict(self) -> dict:
+        """The entry as it is written to disk (no title key when there is none)."""
+        data: dict[str, Any] = {"type": self.type, "inputs": {}}
+        for name, value in self.inputs.items():
+            data["inputs"][name] = {"link": list(value.link)} if isinstance(value, Link) else value
+        if self.title is not None:
+            data["title"] = self.title
+        return data
+
+
+class Workflow(BaseModel):
+    """A whole workflow document (format ``graphflow/1``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        title="graphflow workflow",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+    format: str = Field(default=CURRENT_FORMAT, pattern=r"^graphflow/1$")
+    nodes: dict[str, NodeEntry] = Field(description="Node id → node")
+    editor: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="Editor-only data (positions, groups, viewport); never affects a run",
+    )
+
+    def to_dict(self) -> dict:
+        """The document as plain JSON data, keys in a fixed order."""
+        data: dict[str, Any] = {
+            "format": self.format,
+            "nodes": {node_id: entry.to_dict() for node_id, entry in self.nodes.items()},
+        }
+        if self.editor is not None:
+            data["editor"] = self.editor
+        return data
+
+    def set_input(self, node_id: str, name: str, value: Any) -> None:
+        """Set one input to a literal value (``--set node.input=value``)."""
+        if node_id not in self.nodes:
+            known = ", ".join(sorted(self.nodes)) or "none"
+            raise WorkflowFormatError(f"no node {node_id!r} in this workflow (nodes: {known})")
+        self.nodes[node_id].inputs[name] = value
+
+
+# -- migrations -------------------------------------------------------------------------------
+
+MIGRATIONS: dict[str, Callable[[dict], dict]] = {}
+
+
+def migration(from_format: str) -> Callable[[Callable[[dict], dict]], Callable[[dict], dict]]:
+    """Register a function that upgrades a document from ``from_format`` to the next format."""
+
+    def register(function: Callable[[dict], dict]) -> Callable[[dict], dict]:
+        if from_format in MIGRATIONS:
+            raise ValueError(f"a migration from {from_format!r} is already registered")
+        MIGRATIONS[from_format] = function
+        return function
+
+    return register
+
+
+@migration("graphflow/0")
+def _from_prototype_layout(doc: dict) -> dict:
+    """graphflow/0 (the prototype): nodes as a list with ``values`` and ``pos``, links apart.
+
+    ``{"nodes": [{"id", "type", "values", "pos", "title"?}], "links": [[src, out, dst, in]]}``
+    becomes node ids → entries with links inline, positions moved to the editor section.
+    """
+    nodes: dict[str, dict] = {}
+    positions: dict[str, list] = {}
+    for item in doc.get("nodes", []):
+        node_id = str(item["id"])
+        entry: dict[str, Any] = {"type": item["type"], "inputs": dict(item.get("values", {}))}
+        if item.get("title") is not None:
+            entry["title"] = item["title"]
+        nodes[node_id] = entry
+        if "pos" in item:
+            positions[node_id] = list(item["pos"])
+    for source, output, target, name in doc.get("links", []):
+        if str(target) not in nodes:
+            raise WorkflowFormatError(f"graphflow/0 link into unknown node {target!r}")
+        nodes[str(target)]["inputs"][name] = {"link": [str(source), output]}
+    migrated: dict[str, Any] = {"format": "graphflow/1", "nodes": nodes}
+    if positions:
+        migrated["editor"] = {"positions": positions}
+    return migrated
+
+
+def migrate(doc: dict) -> dict:
+    """Upgrade a document dict to the current format (a copy; the input is not changed)."""
+    fmt = doc.get("format")
+    if fmt == CURRENT_FORMAT:
+        return doc
+    doc = copy.deepcopy(doc)
+    seen = set()
+    while fmt != CURRENT_FORMAT:
+        if fmt in seen or fmt not in MIGRATIONS:
+            known = ", ".join(sorted([*MIGRATIONS, CURRENT_FORMAT]))
+            raise WorkflowFormatError(
+                f"unknown workflow format {fmt!r} (this graphflow reads: {known})"
+            )
+        seen.add(fmt)
+        doc = MIGRATIONS[fmt](doc)
+        fmt = doc.get("format")
+    return doc
+
+
+# -- load / save ------------------------------------------------------------------------------
+
+
+def _format_pydantic(error: PydanticValidationError) -> str:
+    lines = []
+    for item in error.errors()[:20]:
+        where = ".".join(str(p) for p in item["loc"]) or "document"
+        lines.append(f"  - {where}: {item['msg']}")
+    more = len(error.errors()) - 20
+    if more > 0:
+        lines.append(f"  ... and {more} more")
+    return "\n".join(lines)
+
+
+def workflow_from_dict(doc: object) -> Workflow:
+    """Build a :class:`Workflow` from parsed JSON, migrating older formats first."""
+    if not isinstance(doc, dict):
+        raise WorkflowFormatError(f"a workflow must be a JSON object, got {type(doc).__name__}")
+    if "format" not in doc:
+        raise WorkflowFormatError(
+            f'the document has no "format" field (expected "{CURRENT_FORMAT}")'
+        )
+    doc = migrate(doc)
+    try:
+        return Workflow.model_validate(doc)
+    except PydanticValidationError as error:
+        raise WorkflowFormatError(
+            "not a valid workflow document:\n" + _format_pydantic(error)
+        ) from None
+
+
+def loads_workflow(text: str | bytes) -> Workflow:
+    """Parse a workflow from JSON text."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise WorkflowFormatError(
+            f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+    return workflow_from_dict(doc)
+
+
+def load_workflow(path: str | Path) -> Workflow:
+    """Read a workflow file (any known format; older ones are migrated)."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise WorkflowFormatError(f"workflow file not found: {path}") from None
+    except IsADirectoryError:
+        raise WorkflowFormatError(f"{path} is a folder, not a workflow file") from None
+    except OSError as error:
+        raise WorkflowFormatError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        return loads_workflow(text)
+    except WorkflowFormatError as error:
+        raise WorkflowFormatError(f"{path}: {error}") from None
+
+
+def dumps_workflow(workflow: Workflow) -> str:
+    """The canonical text of a workflow (2-space indent, UTF-8, final newline)."""
+    return json.dumps(workflow.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def save_workflow(workflow: Workflow, path: str | Path) -> None:
+    """Write a workflow atomically (a crash never leaves a half-written file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dumps_workflow(workflow), encoding="utf-8")
+    tmp.replace(path)
+
+
+def workflow_json_schema() -> dict:
+    """The JSON Schema of the current format, generated from the model."""
+    return Workflow.model_json_schema()
