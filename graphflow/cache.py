@@ -269,7 +269,7 @@ class OutputCache:
                 if sig != protect and entry.device_bytes:
                     self._spill(entry)
         if self.total_bytes > self.max_bytes:
-            for sig, entry in sorted(self._entries.items(), key=lambda kv: kv[1].score):
+            for sig, _entry in sorted(self._entries.items(), key=lambda kv: kv[1].score):
                 if self.total_bytes <= self.max_bytes:
                     break
                 if sig != protect:

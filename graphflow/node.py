@@ -102,7 +102,7 @@ class OutputSpec:
 
 
 class Outputs:
-    """Return annotation for a node with several named outputs: ``-> Outputs(image=Image, mask=Mask)``."""
+    """Return annotation for several named outputs: ``-> Outputs(image=Image, mask=Mask)``."""
 
     def __init__(self, **ports: TypeRef):
         if not ports:
@@ -209,7 +209,7 @@ class NodeSpec:
                 raise TypeError(f"node {self.id} returned no value for output(s) {missing}")
             return {n: result[n] for n in names}, ui
         if isinstance(result, (tuple, list)) and len(result) == len(names):
-            return dict(zip(names, result)), ui
+            return dict(zip(names, result, strict=True)), ui
         raise TypeError(
             f"node {self.id} declares {len(names)} outputs {names} but returned "
             f"{type(result).__name__}; return a tuple in that order or a dict"

@@ -223,8 +223,8 @@ def load_plugins(
                     traceback.format_exc(),
                 )
             )
-    # pluggy lists implementations last-registered first; register in discovery order.
-    for impl in reversed(manager.hook.graphflow_nodes.get_hookimpls()):
+    # get_hookimpls() lists implementations in registration (discovery) order.
+    for impl in manager.hook.graphflow_nodes.get_hookimpls():
         if impl.plugin_name in failed:
             continue
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -225,9 +226,16 @@ def load_workflow(path: str | Path) -> Workflow:
         raise WorkflowFormatError(f"{path}: {error}") from None
 
 
+_STR = r'"(?:[^"\\]|\\.)*"'
+# A link spread over four lines by json.dumps; JSON strings cannot hold raw newlines, so this
+# pattern can only match real links, never text inside a value.
+_SPREAD_LINK = re.compile(rf'"link": \[\n\s*({_STR}),\n\s*({_STR})\n\s*\]')
+
+
 def dumps_workflow(workflow: Workflow) -> str:
-    """The canonical text of a workflow (2-space indent, UTF-8, final newline)."""
-    return json.dumps(workflow.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    """The canonical text of a workflow (2-space indent, links on one line, final newline)."""
+    text = json.dumps(workflow.to_dict(), indent=2, ensure_ascii=False)
+    return _SPREAD_LINK.sub(r'"link": [\1, \2]', text) + "\n"
 
 
 def save_workflow(workflow: Workflow, path: str | Path) -> None:

@@ -13,13 +13,13 @@ def add(a: Float = 0.0, b: Float = 0.0) -> Float:
 
 @node("core.subtract", category="core/math")
 def subtract(a: Float = 0.0, b: Float = 0.0) -> Float:
-    """a − b."""
+    """a minus b."""
     return a - b
 
 
 @node("core.multiply", category="core/math")
 def multiply(a: Float = 1.0, b: Float = 1.0) -> Float:
-    """a × b."""
+    """a times b."""
     return a * b
 
 

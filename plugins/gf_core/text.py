@@ -13,7 +13,7 @@ def concat(a: String = "", b: String = "", separator: String = "") -> String:
 def replace(
     text: String = "", old: String = "", new: String = "", count: Int(min=-1) = -1
 ) -> String:
-    """Replace occurrences of old with new (count −1: all of them)."""
+    """Replace occurrences of old with new (count -1: all of them)."""
     if not old:
         return text
     return text.replace(old, new, count)
