@@ -35,6 +35,7 @@ from .events import (
     RunInterrupted,
     RunStarted,
 )
+from .gcpause import gc_paused
 from .graph import ValidatedGraph, build_graph, plan_execution
 from .registry import Registry
 from .workflow import Link, Workflow
@@ -148,14 +149,15 @@ class Executor:
         plan = plan_execution(validated, targets)
         with self._run_lock:
             self._interrupt.clear()
-            run = _Run(
-                self,
-                validated,
-                plan,
-                targets,
-                run_id or uuid.uuid4().hex,
-                [*self.observers, *observers],
-            )
+            with gc_paused():  # engine-only bookkeeping; node code runs with the GC on
+                run = _Run(
+                    self,
+                    validated,
+                    plan,
+                    targets,
+                    run_id or uuid.uuid4().hex,
+                    [*self.observers, *observers],
+                )
             try:
                 return run.execute()
             finally:
@@ -222,13 +224,14 @@ class _Run:
         started = time.perf_counter()
         result = self.result
         try:
-            signatures = compute_signatures(
-                self.plan,
-                self.specs,
-                self.literals.__getitem__,
-                self.links.__getitem__,
-                self.run_id,
-            )
+            with gc_paused():
+                signatures = compute_signatures(
+                    self.plan,
+                    self.specs,
+                    self.literals.__getitem__,
+                    self.links.__getitem__,
+                    self.run_id,
+                )
             self.emit(RunStarted(self.run_id, tuple(self.plan)))
             values = self._pull(signatures.signatures, signatures.volatile)
             for target in self.targets:

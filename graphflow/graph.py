@@ -16,6 +16,7 @@ from typing import Any
 import networkx as nx
 
 from .errors import ErrorCode, GraphError, ValidationFailed
+from .gcpause import gc_paused
 from .node import InputSpec, NodeSpec
 from .registry import Registry
 from .types import TypeRegistry
@@ -135,6 +136,13 @@ def validate(
     workflow: Workflow, registry: Registry
 ) -> tuple[ValidatedGraph | None, list[GraphError]]:
     """Check a workflow against the registry; returns (graph or None, every error found)."""
+    with gc_paused():
+        return _validate(workflow, registry)
+
+
+def _validate(
+    workflow: Workflow, registry: Registry
+) -> tuple[ValidatedGraph | None, list[GraphError]]:
     errors: list[GraphError] = []
     types = registry.types
     graph = nx.DiGraph()

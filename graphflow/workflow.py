@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic import ValidationError as PydanticValidationError
 
 from .errors import WorkflowFormatError
+from .gcpause import gc_paused
 
 CURRENT_FORMAT = "graphflow/1"
 
@@ -191,7 +192,8 @@ def workflow_from_dict(doc: object) -> Workflow:
         )
     doc = migrate(doc)
     try:
-        return Workflow.model_validate(doc)
+        with gc_paused():
+            return Workflow.model_validate(doc)
     except PydanticValidationError as error:
         raise WorkflowFormatError(
             "not a valid workflow document:\n" + _format_pydantic(error)

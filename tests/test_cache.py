@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from support import link, make_workflow
-
 from graphflow import OutputCache
 from graphflow.cache import estimate_nbytes
+from support import link, make_workflow
 
 
 def diamond(value=1, tail=0):
@@ -47,10 +46,16 @@ def test_changing_one_literal_reruns_exactly_that_node_and_its_descendants(pack)
 
 def test_signature_does_not_depend_on_node_ids(pack):
     executor = pack.executor()
-    executor.run(make_workflow({"x": ("t.value", {"value": 3}),
-                                "y": ("t.out", {"value": link("x", "float")})}))
-    renamed = executor.run(make_workflow({"p": ("t.value", {"value": 3}),
-                                          "q": ("t.out", {"value": link("p", "float")})}))
+    executor.run(
+        make_workflow(
+            {"x": ("t.value", {"value": 3}), "y": ("t.out", {"value": link("x", "float")})}
+        )
+    )
+    renamed = executor.run(
+        make_workflow(
+            {"p": ("t.value", {"value": 3}), "q": ("t.out", {"value": link("p", "float")})}
+        )
+    )
     assert renamed.executed == [] and renamed.cached == ["q"]
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from support import link, make_workflow
-
 from graphflow import EventLog, Executor, load_plugins
 from graphflow.events import NodeFinished, Progress, RunFailed, RunFinished, RunInterrupted
+from support import link, make_workflow
 
 
 def chain_with_two_outputs():

@@ -131,9 +131,8 @@ def test_plugin_with_bad_node_declaration_is_skipped_with_the_reason(tmp_path):
 
 
 def test_plugin_port_types_can_be_linked(tmp_path):
-    from support import link, make_workflow
-
     from graphflow import Executor
+    from support import link, make_workflow
 
     name = unique("typed")
     write_plugin(

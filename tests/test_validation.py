@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from support import link, make_workflow
 
-from graphflow import Choice, ErrorCode, Float, Int, Registry, ValidationFailed, build_graph, node, validate
+from graphflow import (
+    Choice,
+    ErrorCode,
+    Float,
+    Int,
+    Registry,
+    ValidationFailed,
+    build_graph,
+    node,
+    validate,
+)
 from graphflow.graph import plan_execution
+from support import link, make_workflow
 
 
 def codes(errors):
@@ -125,6 +135,7 @@ def test_int_output_may_feed_float_input_but_not_the_reverse(pack):
         {"b": ("t.blob", {"size": 3}), "n": ("t.add", {"a": 1}), "out": ("t.out", {"value": 1})}
     )
     assert validate(ok, pack.registry)[1] == []
+
     @node("v.int", output=True)
     def int_in(value: Int) -> None:
         """Takes an int."""
@@ -143,9 +154,7 @@ def test_bool_is_not_accepted_as_a_number(pack):
 
 
 def test_validation_executes_nothing(pack):
-    workflow = make_workflow(
-        {"a": ("t.fail", {}), "o": ("t.out", {"value": link("a", "float")})}
-    )
+    workflow = make_workflow({"a": ("t.fail", {}), "o": ("t.out", {"value": link("a", "float")})})
     build_graph(workflow, pack.registry)
     assert sum(pack.calls.values()) == 0
 

@@ -74,8 +74,11 @@ def test_prototype_format_is_migrated():
         "format": "graphflow/1",
         "nodes": {
             "1": {"type": "core.int", "inputs": {"value": 3}},
-            "2": {"type": "core.show", "inputs": {"label": "n", "value": {"link": ["1", "int"]}},
-                  "title": "Show"},
+            "2": {
+                "type": "core.show",
+                "inputs": {"label": "n", "value": {"link": ["1", "int"]}},
+                "title": "Show",
+            },
         },
         "editor": {"positions": {"1": [10, 20]}},
     }

@@ -12,7 +12,8 @@ WORKFLOW = """
   "nodes": {
     "text": {"type": "core.string", "inputs": {"value": "the cat and the hat and the bat"}},
     "count": {"type": "textstats.count_words", "inputs": {"text": {"link": ["text", "string"]}}},
-    "top": {"type": "textstats.top_words", "inputs": {"counts": {"link": ["count", "word_counts"]}, "n": 2}},
+    "top": {"type": "textstats.top_words",
+            "inputs": {"counts": {"link": ["count", "word_counts"]}, "n": 2}},
     "show": {"type": "textstats.report", "inputs": {"summary": {"link": ["top", "string"]}}}
   }
 }

@@ -1,0 +1,58 @@
+"""Large graphs: no recursion anywhere, and work proportional to the number of nodes."""
+
+from __future__ import annotations
+
+import graphflow.cache as cache_module
+from graphflow import build_graph
+from support import link, make_workflow
+
+N = 10_000
+
+
+def chain(n: int):
+    nodes = {"n0": ("t.value", {"value": 1})}
+    for i in range(1, n):
+        nodes[f"n{i}"] = ("t.add", {"a": link(f"n{i - 1}", "float"), "b": 1})
+    nodes["out"] = ("t.out", {"value": link(f"n{n - 1}", "float")})
+    return make_workflow(nodes)
+
+
+def test_ten_thousand_node_chain_validates_runs_and_reruns_from_cache(pack):
+    workflow = chain(N)
+    validated = build_graph(workflow, pack.registry)
+    assert len(validated.order) == N + 1
+    executor = pack.executor()
+    first = executor.run(validated)
+    assert first.ok, first.error
+    assert first.ui["out"] == {"value": [float(N)]}
+    assert len(first.executed) == N + 1
+    second = executor.run(workflow)
+    assert second.executed == [] and second.cached == ["out"]
+
+
+def test_signature_work_is_one_hash_per_node(pack, monkeypatch):
+    calls = []
+    original = cache_module.node_signature
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "node_signature", counting)
+    executor = pack.executor()
+    executor.run(chain(2000))
+    assert len(calls) == 2001
+    calls.clear()
+    executor.run(chain(2000))
+    assert len(calls) == 2001
+    assert executor.cache.hits == 1  # the cached re-run looked up only the output node
+
+
+def test_deep_chain_change_at_the_root_reruns_everything_downstream(pack):
+    executor = pack.executor()
+    executor.run(chain(3000))
+    workflow = chain(3000)
+    workflow.set_input("n0", "value", 2)
+    result = executor.run(workflow)
+    assert len(result.executed) == 3001
+    assert result.ui["out"] == {"value": [3001.0]}
