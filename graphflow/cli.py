@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from . import __version__
@@ -74,6 +77,26 @@ def _summarise(result: RunResult) -> list[str]:
     return lines
 
 
+@contextmanager
+def _ctrl_c_interrupts(executor: Executor) -> Iterator[None]:
+    """First Ctrl+C stops the run cleanly at the next node or step; a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if executor.interrupt_requested:
+            raise KeyboardInterrupt
+        print("\ninterrupting... (Ctrl+C again to abort)", file=sys.stderr)
+        executor.interrupt()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a workflow with a progress bar and print what it produced."""
     workflow = load_workflow(args.workflow)
@@ -83,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs = args.outputs.split(",") if args.outputs else None
     progress = ConsoleProgress(disable=args.quiet or args.json)
     try:
-        result = executor.run(workflow, outputs, observers=[progress])
+        with _ctrl_c_interrupts(executor):
+            result = executor.run(workflow, outputs, observers=[progress])
     except ValidationFailed as error:
         _print_validation(args.workflow, error)
         return EXIT_INVALID

@@ -127,6 +127,11 @@ class Executor:
         """Ask the current run to stop at the next node boundary or progress call."""
         self._interrupt.set()
 
+    @property
+    def interrupt_requested(self) -> bool:
+        """True between ``interrupt()`` and the end of the run it stops."""
+        return self._interrupt.is_set()
+
     def validate(self, workflow: Workflow) -> ValidatedGraph:
         """Validate against this executor's registry (raises ValidationFailed)."""
         return build_graph(workflow, self.registry)

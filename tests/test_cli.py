@@ -145,3 +145,41 @@ def test_console_script_is_installed_and_runs():
     done = subprocess.run([str(exe), "run", HELLO, "--quiet"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "done: 6 executed" in done.stdout
+
+
+def test_ctrl_c_interrupts_the_run_cleanly(tmp_path):
+    """SIGINT during a long node stops the run at the next step with exit 1, no traceback."""
+    import signal
+    import time
+
+    plugin = tmp_path / "plugins"
+    plugin.mkdir()
+    (plugin / "slow_cli_pack.py").write_text(
+        "import time\n"
+        "from graphflow import Int, NodeContext, hookimpl, node\n"
+        "@node('slow.wait', output=True)\n"
+        "def wait(steps: Int = 600, ctx: NodeContext = None) -> None:\n"
+        "    '''Sleep in steps.'''\n"
+        "    print('started', flush=True)\n"
+        "    for i in range(steps):\n"
+        "        time.sleep(0.05)\n"
+        "        ctx.progress(i + 1, steps)\n"
+        "@hookimpl\n"
+        "def graphflow_nodes():\n"
+        "    return [wait]\n"
+    )
+    workflow = tmp_path / "slow.json"
+    workflow.write_text('{"format": "graphflow/1", "nodes": {"w": {"type": "slow.wait"}}}')
+    exe = Path(sys.executable).with_name("graphflow")
+    proc = subprocess.Popen(
+        [str(exe), "run", str(workflow), "--plugin-dir", str(plugin), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert "interrupted" in err and "Traceback" not in err
