@@ -180,6 +180,6 @@ def test_ctrl_c_interrupts_the_run_cleanly(tmp_path):
     assert proc.stdout.readline().strip() == "started"
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1
     assert "interrupted" in err and "Traceback" not in err

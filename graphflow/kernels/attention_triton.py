@@ -64,7 +64,7 @@ def _prune_configs(configs: list[triton.Config], named_args: dict, **kwargs) -> 
 @triton.autotune(
     configs=_configs(),
     # dtypes of tensor arguments are added to the key by triton itself.
-    key=["N_Q", "N_K", "HEAD_DIM", "HAS_MASK"],
+    key=["N_Q", "N_K", "HEAD_DIM", "HAS_MASK", "STRIDE_MULT"],
     prune_configs_by={"early_config_prune": _prune_configs},
 )
 @triton.heuristics(
@@ -109,15 +109,43 @@ def _flash_attn_fwd(
     HAS_MASK: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     DOT_IN_FP32: tl.constexpr,
+    STRIDE_MULT: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     EVEN_M: tl.constexpr,
     EVEN_N: tl.constexpr,
 ):
+    # The host passed the q/k/v/out strides divided by STRIDE_MULT.  Multiplying
+    # by the constant proves to the compiler that every row starts on an aligned
+    # address; triton infers that itself only for multiples of 16, so without
+    # this a head dim of 40 (strides of 40, 320) gets unvectorised loads, no
+    # cp.async pipelining and register spills.
+    stride_qb, stride_qh, stride_qm = (
+        stride_qb * STRIDE_MULT,
+        stride_qh * STRIDE_MULT,
+        stride_qm * STRIDE_MULT,
+    )
+    stride_kb, stride_kh, stride_kn = (
+        stride_kb * STRIDE_MULT,
+        stride_kh * STRIDE_MULT,
+        stride_kn * STRIDE_MULT,
+    )
+    stride_vb, stride_vh, stride_vn = (
+        stride_vb * STRIDE_MULT,
+        stride_vh * STRIDE_MULT,
+        stride_vn * STRIDE_MULT,
+    )
+    stride_ob, stride_oh, stride_om = (
+        stride_ob * STRIDE_MULT,
+        stride_oh * STRIDE_MULT,
+        stride_om * STRIDE_MULT,
+    )
+
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
-    off_b = pid_bh // H
-    off_h = pid_bh % H
+    # 64-bit batch/head offsets: B * stride_b can pass 2**31 for long sequences.
+    off_b = (pid_bh // H).to(tl.int64)
+    off_h = (pid_bh % H).to(tl.int64)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
@@ -179,8 +207,7 @@ def _flash_attn_fwd(
             v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
         if DOT_IN_FP32:
             v = v.to(tl.float32)
-        acc = acc * alpha[:, None]
-        acc += tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
+        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=INPUT_PRECISION)
         m_i = m_new
 
         k_ptrs += BLOCK_N * stride_kn
@@ -195,6 +222,17 @@ def _flash_attn_fwd(
     o_ptrs = Out + off_b * stride_ob + off_h * stride_oh
     o_ptrs = o_ptrs + offs_m[:, None] * stride_om + offs_d[None, :] * stride_od
     tl.store(o_ptrs, acc.to(Out.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
+
+
+def _stride_multiple(*tensors: torch.Tensor) -> int:
+    """Largest of 8, 4, 2, 1 dividing every batch/head/row stride of ``tensors``."""
+    strides = [s for t in tensors for s in t.stride()[:3]]
+    return next(m for m in (8, 4, 2, 1) if all(s % m == 0 for s in strides))
+
+
+def _scaled_strides(t: torch.Tensor, mult: int) -> tuple[int, int, int, int]:
+    b, h, n, d = t.stride()
+    return b // mult, h // mult, n // mult, d
 
 
 def flash_attention(
@@ -230,6 +268,8 @@ def flash_attention(
         mask = q
         mask_strides = (0, 0, 0, 0)
 
+    mult = _stride_multiple(q, k, v, out)
+    qs, ks, vs, os_ = (_scaled_strides(t, mult) for t in (q, k, v, out))
     block_d = max(16, triton.next_power_of_2(head_dim))
     # fp32 inputs would silently drop to tf32 on the tensor cores; the caller
     # asked for fp32, so keep full precision there.
@@ -247,11 +287,11 @@ def flash_attention(
         v,
         mask,
         out,
-        *q.stride(),
-        *k.stride(),
-        *v.stride(),
+        *qs,
+        *ks,
+        *vs,
         *mask_strides,
-        *out.stride(),
+        *os_,
         heads,
         n_q,
         n_k,
@@ -261,5 +301,6 @@ def flash_attention(
         HAS_MASK=attn_mask is not None,
         INPUT_PRECISION=precision,
         DOT_IN_FP32=dot_in_fp32,
+        STRIDE_MULT=mult,
     )
     return out

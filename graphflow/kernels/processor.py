@@ -79,7 +79,7 @@ class GraphflowAttnProcessor:
 
         if encoder_hidden_states is None:
             context = hidden_states
-        elif attn.norm_cross:
+        elif attn.norm_cross is not None:
             context = attn.norm_encoder_hidden_states(encoder_hidden_states)
         else:
             context = encoder_hidden_states
