@@ -145,11 +145,9 @@ def estimate_nbytes(value: Any) -> tuple[int, int]:
             stack.extend(item)
             total += 8 * len(item)
         elif hasattr(item, "parameters") and callable(item.parameters):
-            # A model: the model runtime owns its memory, but it still counts here.
-            try:
-                stack.extend(item.parameters())
-            except Exception:
-                total += 64
+            # A model: its memory belongs to the model manager (runtime/models.py), which
+            # keeps it resident and offloads it; the cache only holds a reference.
+            total += 1024
         else:
             total += 32
     return total, device

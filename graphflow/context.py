@@ -12,26 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import GraphflowError, Interrupted
+from .errors import Interrupted
 from .events import Preview, Progress
 
 
 class ModelLoader(Protocol):
-    """What ``context.models`` offers; the model runtime provides the real one."""
+    """What ``context.models`` offers (see graphflow.runtime.models.ModelManager)."""
 
-    def load(self, kind: str, path: str, **options: Any) -> Any:
-        """Load (or reuse the resident copy of) a model component from a local path."""
+    def load(
+        self, kind: str, path: Any, loader: Callable[[], Any] | None = None, **options: Any
+    ) -> Any:
+        """The resident model for (kind, path, options), loaded with ``loader`` if needed."""
         ...
-
-
-class NoModelLoader:
-    """Placeholder used when no model runtime is configured; says so clearly when used."""
-
-    def load(self, kind: str, path: str, **options: Any) -> Any:
-        """Always fails with an explanation."""
-        raise GraphflowError(
-            f"cannot load {kind} from {path!r}: no model loader is configured for this run"
-        )
 
 
 class RunServices:
@@ -56,7 +48,11 @@ class RunServices:
         self.dtype = dtype
         self.temp_dir = temp_dir
         self.output_dir = output_dir
-        self.models = models or NoModelLoader()
+        if models is None:
+            from .runtime.models import ModelManager
+
+            models = ModelManager()
+        self.models = models
 
 
 class NodeContext:

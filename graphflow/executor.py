@@ -115,6 +115,10 @@ class Executor:
         self.registry = registry
         self.cache = cache if cache is not None else OutputCache()
         self.observers: list[Observer] = list(observers)
+        if models is None:
+            from .runtime.models import ModelManager
+
+            models = ModelManager()
         self.models = models
         self.device = device
         self.dtype = dtype

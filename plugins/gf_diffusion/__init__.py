@@ -1,0 +1,17 @@
+"""graphflow's diffusion node pack: checkpoints, prompts, schedulers, sampling, VAE.
+
+An ordinary plugin using only graphflow's public API; torch and diffusers are imported when
+a node runs, not when the pack is registered.
+"""
+
+from graphflow import hookimpl
+
+from . import latents, loader, sampler, schedulers, text, vae
+
+MODULES = (loader, text, schedulers, latents, sampler, vae)
+
+
+@hookimpl
+def graphflow_nodes():
+    """Every node of the diffusion pack."""
+    return [spec for module in MODULES for spec in module.NODES]

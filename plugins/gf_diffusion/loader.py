@@ -1,0 +1,159 @@
+"""Load checkpoint: a diffusers folder or a single-file Stable Diffusion checkpoint, local only."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from graphflow import Boolean, Choice, NodeContext, Outputs, node
+from graphflow.runtime.models import (
+    ModelFileError,
+    check_pickle_rule,
+    file_version,
+    list_models,
+    models_dir,
+    resolve_model_path,
+)
+from graphflow.types import Model, Scheduler, TextEncoder, Tokenizer, Vae
+
+from .values import TextEncoders, Tokenizers
+
+log = logging.getLogger("graphflow.diffusion")
+
+CHECKPOINT_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth"}
+DTYPES = ["auto", "fp32", "fp16", "bf16"]
+
+
+def list_checkpoints() -> list[str]:
+    """Checkpoints in models/checkpoints: diffusers folders and single files."""
+    return list_models("checkpoints", CHECKPOINT_SUFFIXES, diffusers_folders=True)
+
+
+def list_configs() -> list[str]:
+    """Config choices for single-file checkpoints: "auto" or a diffusers folder."""
+    folders = [n for n in list_checkpoints() if not Path(n).suffix]
+    configs = [f"configs/{n}" for n in list_models("configs", (), diffusers_folders=True)]
+    return ["auto", *folders, *configs]
+
+
+def _torch_dtype(name: str, device: str, default: Any) -> Any:
+    import torch
+
+    if name == "auto":
+        return default
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def _config_folder(checkpoint: Path, config: str) -> Path:
+    """The diffusers folder that describes a single-file checkpoint's architecture."""
+    if config != "auto":
+        return (
+            resolve_model_path("checkpoints", config)
+            if not config.startswith("configs/")
+            else resolve_model_path("configs", config.removeprefix("configs/"))
+        )
+    for candidate in (
+        checkpoint.with_suffix(""),
+        checkpoint.with_name(checkpoint.stem + ".config"),
+    ):
+        if (candidate / "model_index.json").is_file():
+            return candidate
+    raise ModelFileError(
+        f"{checkpoint.name} is a single-file checkpoint; graphflow never downloads, so it needs "
+        f"a diffusers config folder (model_index.json, component configs and tokenizer): put "
+        f"one at {checkpoint.with_suffix('')} or in {models_dir() / 'configs'} and choose it "
+        "as the loader's config"
+    )
+
+
+def load_pipeline_components(path: Path, config: str, torch_dtype: Any) -> dict[str, Any]:
+    """Load a checkpoint's components on the CPU with diffusers (never touching the network)."""
+    import diffusers
+
+    if path.is_dir():
+        pipe = diffusers.DiffusionPipeline.from_pretrained(
+            path, local_files_only=True, dtype=torch_dtype
+        )
+    else:
+        folder = _config_folder(path, config)
+        class_name = json.loads((folder / "model_index.json").read_text())["_class_name"]
+        pipeline_class = getattr(diffusers, class_name, None)
+        if pipeline_class is None or not hasattr(pipeline_class, "from_single_file"):
+            raise ModelFileError(f"{class_name} pipelines cannot be loaded from a single file")
+        pipe = pipeline_class.from_single_file(
+            str(path), config=str(folder), local_files_only=True, dtype=torch_dtype
+        )
+    return dict(pipe.components)
+
+
+def _install_kernels(components: dict[str, Any], device: str) -> None:
+    """Route attention through graphflow's kernels (on by default on CUDA)."""
+    try:
+        from graphflow.kernels.processor import install_attention_processor
+    except ImportError:  # kernels need torch + diffusers, present whenever we get here
+        return
+    for name in ("unet", "vae"):
+        if components.get(name) is not None:
+            install_attention_processor(components[name])
+
+
+@node(
+    "diffusion.load_checkpoint",
+    category="diffusion/loaders",
+    display_name="Load Checkpoint",
+)
+def load_checkpoint(
+    checkpoint: Choice(list_checkpoints),
+    config: Choice(list_configs) = "auto",
+    dtype: Choice(DTYPES) = "auto",
+    allow_pickle: Boolean = False,
+    ctx: NodeContext = None,
+) -> Outputs(
+    model=Model, text_encoder=TextEncoder, tokenizer=Tokenizer, vae=Vae, scheduler=Scheduler
+):
+    """Load a Stable Diffusion checkpoint from models/checkpoints.
+
+    A diffusers folder (with model_index.json) or a single-file .safetensors checkpoint
+    (SD 1.x, 2.x, SDXL; it needs a diffusers config folder since nothing is downloaded).
+    Pickle files (.ckpt/.pt) load only with allow_pickle, and then weights-only. Loading the
+    same checkpoint again reuses the model already in memory.
+    """
+    path = resolve_model_path("checkpoints", checkpoint)
+    device = ctx.device
+    torch_dtype = _torch_dtype(dtype, device, ctx.dtype)
+
+    def load() -> dict[str, Any]:
+        components = load_pipeline_components(path, config, torch_dtype)
+        for component in components.values():
+            if hasattr(component, "to") and hasattr(component, "parameters"):
+                component.to(device)
+                component.eval()
+        _install_kernels(components, device)
+        return components
+
+    components = ctx.models.load("checkpoint", path, load, config=config, dtype=dtype)
+    encoders = [components[k] for k in ("text_encoder", "text_encoder_2") if components.get(k)]
+    tokenizers = [components[k] for k in ("tokenizer", "tokenizer_2") if components.get(k)]
+    return (
+        components["unet"],
+        TextEncoders(encoders),
+        Tokenizers(tokenizers),
+        components["vae"],
+        components["scheduler"],
+    )
+
+
+@load_checkpoint.check
+def _refuse_pickles_without_opt_in(checkpoint: str, allow_pickle: bool, **_) -> str | None:
+    refusal = check_pickle_rule(checkpoint, allow_pickle)
+    return f"checkpoint: {refusal}" if refusal else None
+
+
+@load_checkpoint.fingerprint
+def _checkpoint_file_version(checkpoint: str, **_) -> tuple[int, int]:
+    return file_version(resolve_model_path("checkpoints", checkpoint))
+
+
+NODES = [load_checkpoint]

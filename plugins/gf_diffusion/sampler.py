@@ -1,0 +1,223 @@
+"""The sampler: classifier-free guided denoising with any diffusers scheduler.
+
+The loop follows diffusers' Stable Diffusion pipelines step for step (same noise draws from
+the same CPU generator, uncond and cond batched into one model call, the same scheduler
+calls), so a graph gives the pipeline's image for the same seed. On top: denoise strength
+(img2img), Imagen-style dynamic thresholding, weighted combined prompts, per-step progress,
+interrupt checks and cheap latent previews.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from graphflow import Float, Int, NodeContext, node
+from graphflow.types import Conditioning as ConditioningType
+from graphflow.types import Latent as LatentType
+from graphflow.types import Model, Scheduler
+
+from .values import Conditioning, Latent
+
+PREVIEW_EVERY = 5
+
+
+def _stacked(conditioning: Conditioning, batch: int, device, dtype):
+    """Embeddings of every entry repeated for the batch, pooled likewise (or None)."""
+    import torch
+
+    embeds = [
+        e.embeds.to(device=device, dtype=dtype).repeat(batch, 1, 1) for e in conditioning.entries
+    ]
+    pooled = None
+    if all(e.pooled is not None for e in conditioning.entries):
+        pooled = [
+            e.pooled.to(device=device, dtype=dtype).repeat(batch, 1) for e in conditioning.entries
+        ]
+    return embeds, pooled, torch.tensor([e.weight for e in conditioning.entries])
+
+
+def _weighted(predictions: list, weights) -> Any:
+    if len(predictions) == 1:
+        return predictions[0]
+    total = float(weights.sum())
+    out = predictions[0] * (float(weights[0]) / total)
+    for prediction, weight in zip(predictions[1:], weights[1:], strict=True):
+        out = out + prediction * (float(weight) / total)
+    return out
+
+
+def _alpha_bar(scheduler, t) -> float | None:
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        return None
+    index = int(round(float(t)))
+    return float(alphas[min(max(index, 0), len(alphas) - 1)])
+
+
+def dynamic_threshold(
+    prediction, model_input, alpha_bar: float, percentile: float, prediction_type: str
+):
+    """Imagen's dynamic thresholding on the predicted x0, returned as the same kind of output.
+
+    x0 is clipped per sample to the ``percentile`` of its absolute values (at least 1) and
+    rescaled into [-1, 1]; the prediction is then re-expressed from the clipped x0.
+    """
+    import torch
+
+    a, s = alpha_bar**0.5, (1 - alpha_bar) ** 0.5
+    if prediction_type == "v_prediction":
+        x0 = a * model_input - s * prediction
+    else:
+        x0 = (model_input - s * prediction) / a
+    flat = x0.reshape(x0.shape[0], -1).abs().float()
+    limit = torch.quantile(flat, percentile, dim=1).clamp(min=1.0).to(x0.dtype)
+    limit = limit.view(-1, *([1] * (x0.dim() - 1)))
+    x0 = x0.clamp(-limit, limit) / limit
+    epsilon = (model_input - a * x0) / s
+    if prediction_type == "v_prediction":
+        return a * epsilon - s * x0
+    return epsilon
+
+
+def _preview(latents) -> Any:
+    """A cheap RGB look at the first latent: its first three channels, normalised."""
+    first = latents[0, :3].float()
+    low, high = first.amin(), first.amax()
+    return ((first - low) / (high - low + 1e-6)).permute(1, 2, 0).cpu()
+
+
+def _step_kwargs(scheduler, generator, eta: float) -> dict:
+    accepted = set(inspect.signature(scheduler.step).parameters)
+    kwargs = {}
+    if "eta" in accepted:
+        kwargs["eta"] = eta
+    if "generator" in accepted:
+        kwargs["generator"] = generator
+    return kwargs
+
+
+def _sdxl_added_kwargs(model, pooled_batches, latents, batch) -> dict | None:
+    import torch
+
+    if getattr(model.config, "addition_embed_type", None) != "text_time":
+        return None
+    if pooled_batches is None:
+        raise ValueError("this is an SDXL model: its conditioning needs the pooled embedding")
+    height, width = latents.shape[-2] * 8, latents.shape[-1] * 8
+    time_ids = torch.tensor(
+        [[height, width, 0, 0, height, width]], dtype=latents.dtype, device=latents.device
+    )
+    text_embeds = torch.cat(pooled_batches)
+    return {"text_embeds": text_embeds, "time_ids": time_ids.repeat(text_embeds.shape[0], 1)}
+
+
+@node("diffusion.sampler", category="diffusion/sampling", display_name="Sampler")
+def sampler(
+    model: Model,
+    positive: ConditioningType,
+    negative: ConditioningType,
+    latent: LatentType,
+    scheduler: Scheduler,
+    seed: Int(min=0, max=2**63 - 1) = 0,
+    steps: Int(min=1, max=1000) = 20,
+    cfg: Float(0.0, 30.0, step=0.1) = 7.5,
+    denoise: Float(0.0, 1.0, step=0.01) = 1.0,
+    dynamic_threshold_percentile: Float(0.0, 1.0, step=0.005) = 0.0,
+    eta: Float(0.0, 1.0, step=0.01) = 0.0,
+    ctx: NodeContext = None,
+) -> LatentType:
+    """Denoise latents under the prompt's guidance (the heart of text-to-image).
+
+    cfg is the classifier-free guidance scale (ε = ε_uncond + cfg·(ε_cond − ε_uncond); 1 turns
+    guidance off). denoise < 1 starts from the input latent at the matching step (img2img).
+    dynamic_threshold_percentile > 0 clips the predicted image at that percentile (Imagen),
+    which keeps high cfg from burning colours. eta adds noise for DDIM. The same seed gives
+    the same image on the same device.
+    """
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    device = model.device
+    dtype = positive.entries[0].embeds.dtype
+    generator = torch.Generator("cpu").manual_seed(seed)
+    sched = scheduler.__class__.from_config(scheduler.config)
+    samples = latent.samples.to(device=device, dtype=dtype)
+    batch = samples.shape[0]
+    expected = model.config.in_channels
+    if samples.shape[1] != expected:
+        raise ValueError(
+            f"latent has {samples.shape[1]} channels but the model expects {expected}: make the "
+            "empty latent with this checkpoint's VAE"
+        )
+
+    sched.set_timesteps(steps, device=device)
+    timesteps = sched.timesteps
+    if denoise >= 1.0:
+        latents = randn_tensor(samples.shape, generator=generator, device=device, dtype=dtype)
+        latents = latents * sched.init_noise_sigma
+    else:
+        start = steps - min(int(steps * denoise), steps)
+        timesteps = sched.timesteps[start * sched.order :]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(start * sched.order)
+        if len(timesteps) == 0:
+            return Latent(samples, None, latent.scaling_factor, latent.shift_factor)
+        if latent.posterior is not None:
+            drawn = latent.posterior.sample(generator)
+            init = ((drawn - latent.shift_factor) * latent.scaling_factor).to(device, dtype)
+        else:
+            init = samples
+        noise = randn_tensor(init.shape, generator=generator, device=device, dtype=dtype)
+        latents = sched.add_noise(init, noise, timesteps[:1].repeat(batch))
+
+    guided = cfg > 1.0 and getattr(model.config, "time_cond_proj_dim", None) is None
+    pos_embeds, pos_pooled, pos_weights = _stacked(positive, batch, device, dtype)
+    neg_embeds, neg_pooled, neg_weights = _stacked(negative, batch, device, dtype)
+    groups = [*neg_embeds, *pos_embeds] if guided else pos_embeds
+    pooled = None
+    if pos_pooled is not None:
+        pooled = [*neg_pooled, *pos_pooled] if guided and neg_pooled is not None else pos_pooled
+    added = _sdxl_added_kwargs(model, pooled, latents, batch)
+    step_kwargs = _step_kwargs(sched, generator, eta)
+    prediction_type = sched.config.get("prediction_type", "epsilon")
+    n_neg = len(neg_embeds)
+
+    with torch.no_grad():
+        encoder_states = torch.cat(groups)
+        for i, t in enumerate(timesteps):
+            model_input = torch.cat([latents] * len(groups)) if len(groups) > 1 else latents
+            model_input = sched.scale_model_input(model_input, t)
+            out = model(
+                model_input,
+                t,
+                encoder_hidden_states=encoder_states,
+                added_cond_kwargs=added,
+                return_dict=False,
+            )[0]
+            chunks = list(out.chunk(len(groups)))
+            if guided:
+                uncond = _weighted(chunks[:n_neg], neg_weights)
+                cond = _weighted(chunks[n_neg:], pos_weights)
+                prediction = uncond + cfg * (cond - uncond)
+            else:
+                prediction = _weighted(chunks, pos_weights)
+            if dynamic_threshold_percentile > 0:
+                alpha_bar = _alpha_bar(sched, t)
+                if alpha_bar is not None:
+                    prediction = dynamic_threshold(
+                        prediction,
+                        model_input[:batch],
+                        alpha_bar,
+                        dynamic_threshold_percentile,
+                        prediction_type,
+                    )
+            latents = sched.step(prediction, t, latents, **step_kwargs, return_dict=False)[0]
+            if ctx is not None:
+                if (i + 1) % PREVIEW_EVERY == 0 or i == len(timesteps) - 1:
+                    ctx.preview(_preview(latents))
+                ctx.progress(i + 1, len(timesteps))
+    return Latent(latents, None, latent.scaling_factor, latent.shift_factor)
+
+
+NODES = [sampler]

@@ -1,0 +1,77 @@
+"""The values that travel between diffusion nodes (one documented shape per port type).
+
+- MODEL: a diffusers denoiser (``UNet2DConditionModel``), on the run's device.
+- VAE: a diffusers ``AutoencoderKL``.
+- TEXT_ENCODER / TOKENIZER: :class:`TextEncoders` / :class:`Tokenizers` (one entry for
+  SD 1.x/2.x, two for SDXL, in the pipeline's order).
+- SCHEDULER: a diffusers scheduler used as a template (samplers copy it before use).
+- TOKENS: :class:`Tokens`; CONDITIONING: :class:`Conditioning`; LATENT: :class:`Latent`.
+- IMAGE: float tensor (B, H, W, C) in 0..1 on the CPU or the run's device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TextEncoders:
+    """The text encoder(s) of a checkpoint, in the pipeline's order."""
+
+    encoders: list[Any]
+
+
+@dataclass
+class Tokenizers:
+    """The tokenizer(s) of a checkpoint, matching :class:`TextEncoders`."""
+
+    tokenizers: list[Any]
+
+
+@dataclass
+class TokenizedText:
+    """One tokenizer's view of a prompt."""
+
+    input_ids: Any  # LongTensor (1, max_length)
+    attention_mask: Any  # LongTensor (1, max_length)
+    tokens: list[str]  # the token strings, for the editor
+    truncated: int  # tokens dropped beyond the model's max length
+
+
+@dataclass
+class Tokens:
+    """A prompt tokenized by each tokenizer of a checkpoint."""
+
+    text: str
+    per_tokenizer: list[TokenizedText]
+
+
+@dataclass
+class ConditioningEntry:
+    """One encoded prompt: token embeddings, SDXL's pooled embedding, and a weight."""
+
+    embeds: Any  # (1, tokens, dim)
+    pooled: Any = None  # (1, dim) for SDXL, else None
+    weight: float = 1.0
+
+
+@dataclass
+class Conditioning:
+    """One or more encoded prompts; the sampler averages their guidance by weight."""
+
+    entries: list[ConditioningEntry] = field(default_factory=list)
+
+
+@dataclass
+class Latent:
+    """Latents (B, C, h, w) already scaled by the VAE's scaling factor.
+
+    ``posterior`` is kept from VAE encoding so that img2img can draw its sample with the
+    sampler's own generator (which is what diffusers' img2img pipeline does).
+    """
+
+    samples: Any
+    posterior: Any = None
+    scaling_factor: float = 1.0
+    shift_factor: float = 0.0

@@ -1,0 +1,197 @@
+"""Diffusion nodes one by one: validation errors, tokens, conditioning, latents, VAE tiling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graphflow import ErrorCode, Executor, load_plugins, validate
+from support import link, make_workflow
+
+
+@pytest.fixture
+def registry(models):
+    return load_plugins().registry
+
+
+def loader_workflow(**inputs):
+    return make_workflow(
+        {
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sd", **inputs}),
+            "show": ("core.show", {"value": link("ckpt", "model")}),
+        }
+    )
+
+
+def test_missing_checkpoint_is_a_validation_error_listing_available(registry):
+    _, errors = validate(loader_workflow(checkpoint="nope.safetensors"), registry)
+    assert [(e.code, e.input) for e in errors] == [(ErrorCode.NOT_IN_CHOICES, "checkpoint")]
+    assert "tiny-sd" in errors[0].message
+
+
+def test_pickle_checkpoint_needs_opt_in(registry, models):
+    (models / "checkpoints" / "old.ckpt").write_bytes(b"not really a pickle")
+    try:
+        _, errors = validate(loader_workflow(checkpoint="old.ckpt"), registry)
+        assert [(e.code, e.input) for e in errors] == [(ErrorCode.INVALID_INPUT, "checkpoint")]
+        assert "pickle" in errors[0].message and "allow_pickle" in errors[0].message
+        _, errors = validate(loader_workflow(checkpoint="old.ckpt", allow_pickle=True), registry)
+        assert errors == []
+    finally:
+        (models / "checkpoints" / "old.ckpt").unlink()
+
+
+def test_latent_size_not_multiple_of_8_is_a_validation_error(registry):
+    workflow = make_workflow(
+        {
+            "empty": ("diffusion.empty_latent", {"width": 100, "height": 64}),
+            "show": ("core.show", {"value": link("empty", "latent")}),
+        }
+    )
+    _, errors = validate(workflow, registry)
+    assert [(e.code, e.input) for e in errors] == [(ErrorCode.INVALID_INPUT, "width")]
+    assert "multiple of 8" in errors[0].message
+
+
+def load_parts(registry):
+    result = Executor(registry).run(loader_workflow(), outputs=["ckpt"])
+    assert result.ok, result.error
+    return result.outputs["ckpt"]
+
+
+def test_tokenize_shows_tokens_and_reports_truncation(registry):
+    tokenizer = load_parts(registry)["tokenizer"]
+    spec = registry["diffusion.tokenize"]
+    short = spec.function(text="a red cat", tokenizer=tokenizer)
+    assert short.ui["tokens"] == [
+        "<|startoftext|>",
+        "a</w>",
+        "re",
+        "d</w>",
+        "cat</w>",
+        "<|endoftext|>",
+    ]
+    assert "warnings" not in short.ui
+    long = spec.function(text="cat " * 100, tokenizer=tokenizer)
+    assert long.outputs.per_tokenizer[0].truncated == 100 + 2 - 77
+    assert "25 token(s) beyond 77 dropped" in long.ui["warnings"][0]
+
+
+def encode(registry, parts, text):
+    tokens = registry["diffusion.tokenize"].function(text=text, tokenizer=parts["tokenizer"])
+    return registry["diffusion.encode_text"].function(
+        tokens=tokens.outputs, text_encoder=parts["text_encoder"]
+    )
+
+
+def test_clip_skip_uses_an_earlier_layer(registry):
+    parts = load_parts(registry)
+    tokens = registry["diffusion.tokenize"].function(text="a cat", tokenizer=parts["tokenizer"])
+    encode_text = registry["diffusion.encode_text"].function
+    last = encode_text(tokens=tokens.outputs, text_encoder=parts["text_encoder"], clip_skip=0)
+    skipped = encode_text(tokens=tokens.outputs, text_encoder=parts["text_encoder"], clip_skip=1)
+    assert last.entries[0].embeds.shape == skipped.entries[0].embeds.shape == (1, 77, 32)
+    assert not torch.allclose(last.entries[0].embeds, skipped.entries[0].embeds)
+
+
+def test_combine_and_average_conditioning(registry):
+    parts = load_parts(registry)
+    cat, dog = encode(registry, parts, "a cat"), encode(registry, parts, "a dog")
+    combined = registry["diffusion.combine_conditioning"].function(a=cat, b=dog)
+    assert len(combined.entries) == 2
+    average = registry["diffusion.average_conditioning"].function(a=cat, b=dog, weight_a=0.25)
+    expected = 0.25 * cat.entries[0].embeds + 0.75 * dog.entries[0].embeds
+    assert torch.allclose(average.entries[0].embeds, expected)
+
+
+def test_combined_conditioning_of_one_prompt_twice_equals_the_prompt(registry):
+    parts = load_parts(registry)
+    cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
+    twice = registry["diffusion.combine_conditioning"].function(a=cat, b=cat)
+    latent = registry["diffusion.empty_latent"].function(width=32, height=32, vae=parts["vae"])
+    sched = registry["diffusion.scheduler"].function(scheduler=parts["scheduler"], name="ddim")
+    sample = registry["diffusion.sampler"].function
+    common = dict(
+        model=parts["model"], negative=empty, latent=latent, scheduler=sched, seed=3, steps=3
+    )
+    one = sample(positive=cat, **common).samples
+    two = sample(positive=twice, **common).samples
+    assert torch.allclose(one, two, atol=1e-5)
+
+
+def test_dynamic_thresholding_changes_high_cfg_result_and_stays_finite(registry):
+    parts = load_parts(registry)
+    cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
+    latent = registry["diffusion.empty_latent"].function(width=32, height=32, vae=parts["vae"])
+    sched = registry["diffusion.scheduler"].function(scheduler=parts["scheduler"], name="ddim")
+    sample = registry["diffusion.sampler"].function
+    common = dict(
+        model=parts["model"],
+        positive=cat,
+        negative=empty,
+        latent=latent,
+        scheduler=sched,
+        seed=3,
+        steps=3,
+        cfg=25.0,
+    )
+    plain = sample(**common).samples
+    clipped = sample(dynamic_threshold_percentile=0.9, **common).samples
+    assert torch.isfinite(clipped).all()
+    assert not torch.allclose(plain, clipped)
+
+
+def test_dynamic_threshold_clips_x0_into_unit_range():
+    from gf_diffusion.sampler import dynamic_threshold
+
+    torch.manual_seed(0)
+    x_t, eps = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8) * 5
+    alpha_bar = 0.5
+    new_eps = dynamic_threshold(eps, x_t, alpha_bar, 0.95, "epsilon")
+    x0 = (x_t - (1 - alpha_bar) ** 0.5 * new_eps) / alpha_bar**0.5
+    assert x0.abs().max() <= 1.0 + 1e-5
+
+
+def test_interpolate_latents_endpoints_and_norm(registry):
+    from gf_diffusion.values import Latent
+
+    torch.manual_seed(0)
+    a, b = Latent(torch.randn(1, 4, 8, 8)), Latent(torch.randn(1, 4, 8, 8))
+    walk = registry["diffusion.interpolate_latents"].function
+    assert torch.allclose(walk(a=a, b=b, t=0.0).samples, a.samples, atol=1e-5)
+    assert torch.allclose(walk(a=a, b=b, t=1.0).samples, b.samples, atol=1e-5)
+    middle = walk(a=a, b=b, t=0.5).samples
+    lerped = walk(a=a, b=b, t=0.5, method="lerp").samples
+    assert middle.norm() > lerped.norm()  # slerp keeps Gaussian latents' norm, lerp shrinks it
+
+
+def test_vae_decode_tiles_large_images_and_restores_the_vae(registry):
+    parts = load_parts(registry)
+    vae = parts["vae"]
+    decode = registry["diffusion.vae_decode"].function
+    latent = registry["diffusion.empty_latent"].function(width=64, height=64, vae=vae)
+    latent.samples = torch.randn_like(latent.samples)
+    calls = []
+    hook = vae.decoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        whole = decode(vae=vae, latent=latent, tiling="off")
+        assert len(calls) == 1
+        calls.clear()
+        tiled = decode(vae=vae, latent=latent, tiling="auto", tile_size=32)
+        assert len(calls) > 1
+    finally:
+        hook.remove()
+    assert tiled.shape == whole.shape == (1, 64, 64, 3)
+    assert vae.use_tiling is False and vae.tile_sample_min_size == 32
+    assert (tiled - whole).abs().mean() < 0.1
+
+
+def test_vae_encode_then_decode_keeps_the_shape(registry):
+    parts = load_parts(registry)
+    image = torch.rand(2, 32, 32, 3)
+    latent = registry["diffusion.vae_encode"].function(vae=parts["vae"], image=image)
+    assert latent.samples.shape == (2, 4, 16, 16) and latent.posterior is not None
+    mean = registry["diffusion.vae_encode"].function(vae=parts["vae"], image=image, mode="mean")
+    assert mean.posterior is None
+    back = registry["diffusion.vae_decode"].function(vae=parts["vae"], latent=latent)
+    assert back.shape == image.shape
