@@ -83,10 +83,7 @@ def interpolate_latents(
             f"latents differ in shape: {tuple(a.samples.shape)} and {tuple(b.samples.shape)}"
         )
     other = b.samples.to(a.samples.device)
-    if method == "lerp":
-        mixed = a.samples * (1 - t) + other * t
-    else:
-        mixed = slerp(a.samples, other, t)
+    mixed = a.samples * (1 - t) + other * t if method == "lerp" else slerp(a.samples, other, t)
     return Latent(mixed, None, a.scaling_factor, a.shift_factor)
 
 

@@ -51,7 +51,7 @@ def _alpha_bar(scheduler, t) -> float | None:
     alphas = getattr(scheduler, "alphas_cumprod", None)
     if alphas is None:
         return None
-    index = int(round(float(t)))
+    index = round(float(t))
     return float(alphas[min(max(index, 0), len(alphas) - 1)])
 
 
