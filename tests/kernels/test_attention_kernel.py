@@ -111,6 +111,13 @@ def test_strided_bnhd_views_match_sdpa(flash_attention):
     torch.testing.assert_close(flash_attention(q, k, v), sdpa(q, k, v), atol=FP32_ATOL, rtol=0)
 
 
+def test_odd_strides_match_sdpa(flash_attention):
+    # Row stride 41 and head stride 41 * 33: no alignment the kernel could assume.
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 33, 41, generator=gen)[..., :40] for _ in range(3))
+    torch.testing.assert_close(flash_attention(q, k, v), sdpa(q, k, v), atol=FP32_ATOL, rtol=0)
+
+
 def test_output_has_token_major_layout(flash_attention):
     q, k, v = qkv(2, 3, 32, 16, 32)
     out = flash_attention(q, k, v)
