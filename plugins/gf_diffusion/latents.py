@@ -36,7 +36,7 @@ def empty_latent(
     if width % factor or height % factor:
         raise ValueError(f"width and height must be multiples of {factor} for this VAE")
     samples = torch.zeros(batch_size, channels, height // factor, width // factor)
-    return Latent(samples, None, scaling, shift)
+    return Latent(samples, None, scaling, shift, factor)
 
 
 @empty_latent.check
@@ -84,7 +84,7 @@ def interpolate_latents(
         )
     other = b.samples.to(a.samples.device)
     mixed = a.samples * (1 - t) + other * t if method == "lerp" else slerp(a.samples, other, t)
-    return Latent(mixed, None, a.scaling_factor, a.shift_factor)
+    return a.replaced(mixed)
 
 
 NODES = [empty_latent, interpolate_latents]

@@ -146,9 +146,16 @@ def load_checkpoint(
 
 
 @load_checkpoint.check
-def _refuse_pickles_without_opt_in(checkpoint: str, allow_pickle: bool, **_) -> str | None:
+def _loadable(checkpoint: str, config: str, allow_pickle: bool, **_) -> str | None:
     refusal = check_pickle_rule(checkpoint, allow_pickle)
-    return f"checkpoint: {refusal}" if refusal else None
+    if refusal:
+        return f"checkpoint: {refusal}"
+    if Path(checkpoint).suffix.lower() in CHECKPOINT_SUFFIXES:
+        try:
+            _config_folder(resolve_model_path("checkpoints", checkpoint), config)
+        except ModelFileError as error:
+            return f"config: {error}"
+    return None
 
 
 @load_checkpoint.fingerprint

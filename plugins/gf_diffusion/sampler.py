@@ -17,7 +17,7 @@ from graphflow.types import Conditioning as ConditioningType
 from graphflow.types import Latent as LatentType
 from graphflow.types import Model, Scheduler
 
-from .values import Conditioning, Latent
+from .values import Conditioning
 
 PREVIEW_EVERY = 5
 
@@ -97,14 +97,15 @@ def _step_kwargs(scheduler, generator, eta: float) -> dict:
     return kwargs
 
 
-def _sdxl_added_kwargs(model, pooled_batches, latents, batch) -> dict | None:
+def _sdxl_added_kwargs(model, pooled_batches, latents, downscale: int) -> dict | None:
+    """SDXL's extra inputs: pooled text embedding and (original, crop, target) size ids."""
     import torch
 
     if getattr(model.config, "addition_embed_type", None) != "text_time":
         return None
     if pooled_batches is None:
         raise ValueError("this is an SDXL model: its conditioning needs the pooled embedding")
-    height, width = latents.shape[-2] * 8, latents.shape[-1] * 8
+    height, width = latents.shape[-2] * downscale, latents.shape[-1] * downscale
     time_ids = torch.tensor(
         [[height, width, 0, 0, height, width]], dtype=latents.dtype, device=latents.device
     )
@@ -162,7 +163,7 @@ def sampler(
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(start * sched.order)
         if len(timesteps) == 0:
-            return Latent(samples, None, latent.scaling_factor, latent.shift_factor)
+            return latent.replaced(samples)
         if latent.posterior is not None:
             drawn = latent.posterior.sample(generator)
             init = ((drawn - latent.shift_factor) * latent.scaling_factor).to(device, dtype)
@@ -178,7 +179,7 @@ def sampler(
     pooled = None
     if pos_pooled is not None:
         pooled = [*neg_pooled, *pos_pooled] if guided and neg_pooled is not None else pos_pooled
-    added = _sdxl_added_kwargs(model, pooled, latents, batch)
+    added = _sdxl_added_kwargs(model, pooled, latents, latent.downscale)
     step_kwargs = _step_kwargs(sched, generator, eta)
     prediction_type = sched.config.get("prediction_type", "epsilon")
     n_neg = len(neg_embeds)
@@ -217,7 +218,7 @@ def sampler(
                 if (i + 1) % PREVIEW_EVERY == 0 or i == len(timesteps) - 1:
                     ctx.preview(_preview(latents))
                 ctx.progress(i + 1, len(timesteps))
-    return Latent(latents, None, latent.scaling_factor, latent.shift_factor)
+    return latent.replaced(latents)
 
 
 NODES = [sampler]

@@ -69,12 +69,12 @@ def vae_encode(
     """
     import torch
 
-    _, _, scaling, shift = vae_geometry(vae)
+    factor, _, scaling, shift = vae_geometry(vae)
     x = image.permute(0, 3, 1, 2).to(device=vae.device, dtype=vae.dtype) * 2 - 1
     with torch.no_grad(), _tiling(vae, tiling, tile_size, max(x.shape[-2:])):
         posterior = vae.encode(x).latent_dist
     samples = (posterior.mode() - shift) * scaling
-    return Latent(samples, posterior if mode == "sample" else None, scaling, shift)
+    return Latent(samples, posterior if mode == "sample" else None, scaling, shift, factor)
 
 
 NODES = [vae_decode, vae_encode]

@@ -75,3 +75,8 @@ class Latent:
     posterior: Any = None
     scaling_factor: float = 1.0
     shift_factor: float = 0.0
+    downscale: int = 8  # image pixels per latent pixel (SDXL's size conditioning needs it)
+
+    def replaced(self, samples: Any) -> Latent:
+        """The same latent geometry around new samples (no posterior: they are final)."""
+        return Latent(samples, None, self.scaling_factor, self.shift_factor, self.downscale)

@@ -31,6 +31,7 @@ def test_missing_checkpoint_is_a_validation_error_listing_available(registry):
 
 def test_pickle_checkpoint_needs_opt_in(registry, models):
     (models / "checkpoints" / "old.ckpt").write_bytes(b"not really a pickle")
+    (models / "checkpoints" / "old").symlink_to(models / "checkpoints" / "tiny-sd")  # its config
     try:
         _, errors = validate(loader_workflow(checkpoint="old.ckpt"), registry)
         assert [(e.code, e.input) for e in errors] == [(ErrorCode.INVALID_INPUT, "checkpoint")]
@@ -39,6 +40,20 @@ def test_pickle_checkpoint_needs_opt_in(registry, models):
         assert errors == []
     finally:
         (models / "checkpoints" / "old.ckpt").unlink()
+        (models / "checkpoints" / "old").unlink()
+
+
+def test_single_file_without_config_folder_is_a_validation_error(registry, models):
+    import shutil
+
+    target = models / "checkpoints" / "alone.safetensors"
+    shutil.copy(models / "loose" / "alone.safetensors", target)
+    try:
+        _, errors = validate(loader_workflow(checkpoint="alone.safetensors"), registry)
+        assert [(e.code, e.input) for e in errors] == [(ErrorCode.INVALID_INPUT, "config")]
+        assert "needs a diffusers config folder" in errors[0].message
+    finally:
+        target.unlink()
 
 
 def test_latent_size_not_multiple_of_8_is_a_validation_error(registry):

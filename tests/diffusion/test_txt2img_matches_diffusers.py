@@ -24,10 +24,10 @@ PIPELINE_SCHEDULERS = {
 }
 
 
-def txt2img(scheduler="ddim", seed=SEED, steps=STEPS, cfg=CFG, negative=""):
+def txt2img(scheduler="ddim", seed=SEED, steps=STEPS, cfg=CFG, negative="", checkpoint="tiny-sd"):
     return make_workflow(
         {
-            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sd"}),
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": checkpoint}),
             "pos_tokens": (
                 "diffusion.tokenize",
                 {"text": PROMPT, "tokenizer": link("ckpt", "tokenizer")},
@@ -207,3 +207,70 @@ def test_same_checkpoint_loaded_twice_is_reused(models, executor):
     second = executor.run(workflow, outputs=["ckpt"]).outputs["ckpt"]["model"]
     assert first is second
     assert executor.models.loads == 1
+
+
+def test_single_file_checkpoint_gives_the_same_image_as_the_folder(executor):
+    folder = run_image(executor, txt2img())
+    single = run_image(executor, txt2img(checkpoint="tiny-sd.safetensors"))
+    assert np.abs(folder - single).max() < 1e-6
+
+
+def test_opted_in_pickle_checkpoint_loads_weights_only(models, executor):
+    from safetensors.torch import load_file
+
+    checkpoints = models / "checkpoints"
+    state = load_file(str(checkpoints / "tiny-sd.safetensors"))
+    torch.save({"state_dict": state}, checkpoints / "tiny-pickle.ckpt")
+    (checkpoints / "tiny-pickle").symlink_to(checkpoints / "tiny-sd")
+    try:
+        workflow = txt2img(checkpoint="tiny-pickle.ckpt")
+        workflow.set_input("ckpt", "allow_pickle", True)
+        assert np.abs(run_image(executor, workflow) - run_image(executor, txt2img())).max() < 1e-6
+    finally:
+        (checkpoints / "tiny-pickle.ckpt").unlink()
+        (checkpoints / "tiny-pickle").unlink()
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def test_pickle_that_would_run_code_is_refused_even_when_opted_in(
+    models, executor, tmp_path, monkeypatch
+):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    checkpoints = models / "checkpoints"
+    (checkpoints / "evil.ckpt").write_bytes(pickle.dumps({"state_dict": _RunsCode()}))
+    (checkpoints / "evil").symlink_to(checkpoints / "tiny-sd")
+    try:
+        workflow = txt2img(checkpoint="evil.ckpt")
+        workflow.set_input("ckpt", "allow_pickle", True)
+        result = executor.run(workflow, outputs=["decode"])
+        assert result.status == "failed" and result.error.node == "ckpt"
+        assert not (tmp_path / "PWNED").exists()
+    finally:
+        (checkpoints / "evil.ckpt").unlink()
+        (checkpoints / "evil").unlink()
+
+
+def test_sdxl_txt2img_equals_sdxl_pipeline(models, executor):
+    workflow = txt2img(scheduler="euler", checkpoint="tiny-sdxl")
+    ours = run_image(executor, workflow)
+    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(
+        models / "checkpoints" / "tiny-sdxl", local_files_only=True
+    )
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(
+        PROMPT,
+        negative_prompt="",
+        num_inference_steps=STEPS,
+        guidance_scale=CFG,
+        height=32,
+        width=32,
+        generator=torch.Generator("cpu").manual_seed(SEED),
+        output_type="np",
+    ).images
+    assert np.abs(ours - theirs).max() < 1e-3

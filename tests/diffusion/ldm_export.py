@@ -1,0 +1,141 @@
+"""Write a diffusers SD 1.x pipeline as one original-layout (LDM) .safetensors checkpoint.
+
+Test support: it lets the single-file loading path be checked against a diffusers folder
+holding the very same weights. Key names follow the original Stable Diffusion layout
+(``model.diffusion_model.*``, ``first_stage_model.*``, ``cond_stage_model.transformer.*``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+UNET_RESNET = {
+    "norm1": "in_layers.0",
+    "conv1": "in_layers.2",
+    "norm2": "out_layers.0",
+    "conv2": "out_layers.3",
+    "time_emb_proj": "emb_layers.1",
+    "conv_shortcut": "skip_connection",
+}
+UNET_TOP = {
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "conv_in": "input_blocks.0.0",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
+}
+VAE_ATTENTION = {
+    "group_norm": "norm",
+    "to_q": "q",
+    "to_k": "k",
+    "to_v": "v",
+    "to_out.0": "proj_out",
+}
+
+
+def _unet_prefixes(config) -> list[tuple[str, str]]:
+    """(diffusers prefix, LDM prefix) pairs for every block of a UNet2DConditionModel."""
+    per = config.layers_per_block + 1
+    pairs = []
+    for i, kind in enumerate(config.down_block_types):
+        for j in range(config.layers_per_block):
+            pairs.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{per * i + j + 1}.0."))
+            if "CrossAttn" in kind:
+                pairs.append(
+                    (f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{per * i + j + 1}.1.")
+                )
+        if i < len(config.down_block_types) - 1:
+            pairs.append(
+                (f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{per * (i + 1)}.0.op.")
+            )
+    for i, kind in enumerate(config.up_block_types):
+        for j in range(per):
+            pairs.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{per * i + j}.0."))
+            if "CrossAttn" in kind:
+                pairs.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{per * i + j}.1."))
+        if i < len(config.up_block_types) - 1:
+            slot = 2 if "CrossAttn" in kind else 1
+            pairs.append(
+                (f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{per * i + per - 1}.{slot}.")
+            )
+    pairs.append(("mid_block.attentions.0.", "middle_block.1."))
+    pairs += [(f"mid_block.resnets.{j}.", f"middle_block.{2 * j}.") for j in range(2)]
+    return pairs
+
+
+def _rename_resnet(rest: str, table: dict[str, str]) -> str:
+    for new, old in table.items():
+        if rest.startswith(new + "."):
+            return old + rest[len(new) :]
+    return rest
+
+
+def unet_to_ldm(state: dict, config) -> dict:
+    """diffusers UNet keys → ``model.diffusion_model.*`` keys."""
+    prefixes = _unet_prefixes(config)
+    out = {}
+    for key, value in state.items():
+        for new, old in UNET_TOP.items():
+            if key.startswith(new + "."):
+                out["model.diffusion_model." + old + key[len(new) :]] = value
+                break
+        else:
+            for new, old in prefixes:
+                if key.startswith(new):
+                    rest = key[len(new) :]
+                    if ".resnets." in new:
+                        rest = _rename_resnet(rest, UNET_RESNET)
+                    out["model.diffusion_model." + old + rest] = value
+                    break
+            else:
+                raise KeyError(f"no LDM name for UNet key {key}")
+    return out
+
+
+def vae_to_ldm(state: dict, config) -> dict:
+    """diffusers AutoencoderKL keys → ``first_stage_model.*`` keys (attention as 1×1 convs)."""
+    levels = len(config.block_out_channels)
+    out = {}
+    for key, value in state.items():
+        new = key
+        new = new.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
+        for i in range(levels):
+            new = new.replace(f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block.")
+            new = new.replace(
+                f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample."
+            )
+            up = levels - 1 - i
+            new = new.replace(f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{up}.block.")
+            new = new.replace(f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{up}.upsample.")
+        new = new.replace("mid_block.resnets.0.", "mid.block_1.").replace(
+            "mid_block.resnets.1.", "mid.block_2."
+        )
+        if "mid_block.attentions.0." in new:
+            new = new.replace("mid_block.attentions.0.", "mid.attn_1.")
+            for diffusers_name, ldm_name in VAE_ATTENTION.items():
+                new = new.replace(f"attn_1.{diffusers_name}.", f"attn_1.{ldm_name}.")
+            if value.dim() == 2:
+                value = value[:, :, None, None]
+        out["first_stage_model." + new] = value
+    return out
+
+
+def clip_to_ldm(state: dict) -> dict:
+    """transformers CLIPTextModel keys → ``cond_stage_model.transformer.text_model.*``."""
+    out = {}
+    for key, value in state.items():
+        key = key if key.startswith("text_model.") else "text_model." + key
+        out["cond_stage_model.transformer." + key] = value
+    return out
+
+
+def export_single_file(pipe, path: Path) -> Path:
+    """Save an SD 1.x pipeline's UNet, VAE and text encoder as one LDM-layout safetensors."""
+    from safetensors.torch import save_file
+
+    state = {}
+    state.update(unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config))
+    state.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
+    state.update(clip_to_ldm(pipe.text_encoder.state_dict()))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
