@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -21,6 +22,7 @@ from .errors import GraphflowError, ValidationFailed
 from .executor import Executor, RunResult
 from .plugins import LoadedPlugins, load_plugins
 from .progress import ConsoleProgress
+from .runtime.models import MODELS_ENV
 from .workflow import Workflow, load_workflow, workflow_json_schema
 
 EXIT_INVALID = 1
@@ -204,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="also load plugins from this folder (repeatable; GRAPHFLOW_PLUGIN_PATH too)",
     )
+    common.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="models folder with checkpoints/, upscale_models/... (GRAPHFLOW_MODELS; ./models)",
+    )
+    common.add_argument(
+        "--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps (GRAPHFLOW_DEVICE; auto)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", parents=[common], help="run a workflow file")
@@ -249,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``graphflow`` console script."""
     args = build_parser().parse_args(argv)
+    # Nodes read these at validation time (file choices) and at run time.
+    if getattr(args, "models_dir", None):
+        os.environ[MODELS_ENV] = args.models_dir
+    if getattr(args, "device", None):
+        os.environ["GRAPHFLOW_DEVICE"] = args.device
     try:
         return args.handler(args)
     except GraphflowError as error:
