@@ -210,3 +210,23 @@ def test_vae_encode_then_decode_keeps_the_shape(registry):
     assert mean.posterior is None
     back = registry["diffusion.vae_decode"].function(vae=parts["vae"], latent=latent)
     assert back.shape == image.shape
+
+
+@pytest.mark.parametrize(
+    "name", sorted(__import__("gf_diffusion.schedulers").schedulers.SCHEDULERS)
+)
+def test_every_scheduler_samples_finite_latents(registry, name):
+    parts = load_parts(registry)
+    cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
+    latent = registry["diffusion.empty_latent"].function(width=32, height=32, vae=parts["vae"])
+    sched = registry["diffusion.scheduler"].function(scheduler=parts["scheduler"], name=name)
+    out = registry["diffusion.sampler"].function(
+        model=parts["model"],
+        positive=cat,
+        negative=empty,
+        latent=latent,
+        scheduler=sched,
+        seed=1,
+        steps=3,
+    )
+    assert out.samples.shape == (1, 4, 16, 16) and torch.isfinite(out.samples).all()
