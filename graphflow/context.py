@@ -40,6 +40,7 @@ class RunServices:
         temp_dir: Path,
         output_dir: Path,
         models: ModelLoader | None = None,
+        workflow: Any = None,
     ):
         self.run_id = run_id
         self.emit = emit
@@ -53,6 +54,8 @@ class RunServices:
 
             models = ModelManager()
         self.models = models
+        self.workflow = workflow  # the Workflow model; JSON data made only if a node asks
+        self._workflow_json: dict | None = None
 
 
 class NodeContext:
@@ -107,6 +110,14 @@ class NodeContext:
         """The folder output nodes write results to (created on first use)."""
         self._run.output_dir.mkdir(parents=True, exist_ok=True)
         return self._run.output_dir
+
+    @property
+    def workflow(self) -> dict | None:
+        """The workflow document being run (as JSON data), e.g. to embed in saved images."""
+        run = self._run
+        if run._workflow_json is None and run.workflow is not None:
+            run._workflow_json = run.workflow.to_dict()
+        return run._workflow_json
 
     @property
     def models(self) -> ModelLoader:

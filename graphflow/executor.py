@@ -219,6 +219,7 @@ class _Run:
             temp_dir=executor.temp_dir,
             output_dir=executor.output_dir,
             models=executor.models,
+            workflow=validated.workflow,
         )
         self.result = RunResult(run_id, "running")
 

@@ -30,6 +30,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from .errors import WorkflowFormatError
 from .gcpause import gc_paused
+from .pngmeta import PngMetadataError, is_png, workflow_text_from_png
 
 CURRENT_FORMAT = "graphflow/1"
 
@@ -212,7 +213,10 @@ def loads_workflow(text: str | bytes) -> Workflow:
 
 
 def load_workflow(path: str | Path) -> Workflow:
-    """Read a workflow file (any known format; older ones are migrated)."""
+    """Read a workflow file (any known format; older ones are migrated).
+
+    A PNG saved by graphflow works too: the workflow embedded in it is read.
+    """
     path = Path(path)
     try:
         text = path.read_bytes()
@@ -223,6 +227,11 @@ def load_workflow(path: str | Path) -> Workflow:
     except OSError as error:
         raise WorkflowFormatError(f"cannot read {path}: {error.strerror}") from None
     try:
+        if is_png(text):
+            try:
+                text = workflow_text_from_png(text).encode()
+            except PngMetadataError as error:
+                raise WorkflowFormatError(str(error)) from None
         return loads_workflow(text)
     except WorkflowFormatError as error:
         raise WorkflowFormatError(f"{path}: {error}") from None

@@ -1,0 +1,35 @@
+"""Where user files live: the input folder (images to load) and the output folder default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+INPUT_ENV = "GRAPHFLOW_INPUT_DIR"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+def input_dir() -> Path:
+    """The input folder (``GRAPHFLOW_INPUT_DIR``, else ``./input``)."""
+    return Path(os.environ.get(INPUT_ENV) or "input")
+
+
+def list_input_images() -> list[str]:
+    """Image files in the input folder (recursively), as sorted relative names."""
+    root = input_dir()
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def inside(root: Path, name: str) -> Path:
+    """``root / name`` resolved, refusing anything that escapes ``root`` (``..``, links)."""
+    base = root.resolve()
+    path = (base / name).resolve()
+    if not path.is_relative_to(base):
+        raise ValueError(f"{name!r} is outside {root}")
+    return path
