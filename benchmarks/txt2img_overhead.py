@@ -66,9 +66,15 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
 
     def run_pipeline(seed: int):
-        return pipe(prompt, num_inference_steps=args.steps, guidance_scale=7.5,
-                    height=args.size, width=args.size, output_type="np",
-                    generator=torch.Generator("cpu").manual_seed(seed)).images
+        return pipe(
+            prompt,
+            num_inference_steps=args.steps,
+            guidance_scale=7.5,
+            height=args.size,
+            width=args.size,
+            output_type="np",
+            generator=torch.Generator("cpu").manual_seed(seed),
+        ).images
 
     def run_graph(seed: int):
         result = executor.run(workflow(seed), outputs=["decode"])
@@ -97,8 +103,10 @@ def main() -> None:
         seed_times.append(timed(run_graph, seed + 1000))  # encoders cached, sampler + decode run
 
     g, p, s = (statistics.median(x) for x in (graph_times, pipe_times, seed_times))
-    print(f"device {device}, {args.size}×{args.size}, {args.steps} steps, Euler, cfg 7.5, "
-          f"{args.rounds} rounds (medians)")
+    print(
+        f"device {device}, {args.size}×{args.size}, {args.steps} steps, Euler, cfg 7.5, "
+        f"{args.rounds} rounds (medians)"
+    )
     print(f"max |graphflow − diffusers| pixel difference: {diff:.2e}")
     print(f"diffusers pipeline:           {p * 1e3:8.1f} ms")
     print(f"graphflow, equal work:        {g * 1e3:8.1f} ms   ratio {g / p:.3f} (target ≤ 1.02)")

@@ -23,6 +23,7 @@ from .executor import Executor, RunResult
 from .plugins import LoadedPlugins, load_plugins
 from .progress import ConsoleProgress
 from .runtime.models import MODELS_ENV
+from .server import add_serve_arguments, run_serve
 from .workflow import Workflow, load_workflow, workflow_json_schema
 
 EXIT_INVALID = 1
@@ -194,6 +195,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP API, websocket and editor server until Ctrl+C."""
+    return run_serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     parser = argparse.ArgumentParser(prog="graphflow", description=__doc__.splitlines()[0])
@@ -253,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the workflow JSON Schema")
     schema.set_defaults(handler=cmd_schema)
+
+    serve = sub.add_parser(
+        "serve", parents=[common], help="run the API server (queue, websocket, editor)"
+    )
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 

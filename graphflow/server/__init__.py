@@ -1,0 +1,99 @@
+"""graphflow's HTTP and websocket server (``graphflow serve``).
+
+- :mod:`.app` — the application factory (:func:`create_app`) and the ``serve`` command;
+- ``routes_*`` — the API, one module per concept (jobs, files, system);
+- :mod:`.queue_base` / :mod:`.queue_sqlite` — job records and the persistent queue;
+- :mod:`.worker` — the :class:`JobRunner` protocol, the local runner and the dispatcher;
+- :mod:`.events_ws` — websocket fan-out of run events and previews;
+- :mod:`.security` / :mod:`.files` — origin, host and token checks; safe paths.
+
+Importing this package is cheap: aiohttp and the rest load on first use of a name below, so
+the CLI can declare ``serve``'s options without slowing every other command. See
+docs/api.md for the API itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8188
+TOKEN_ENV = "GRAPHFLOW_AUTH_TOKEN"
+DATA_DIR_ENV = "GRAPHFLOW_DATA_DIR"
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``serve`` options on ``parser`` (``--plugin-dir`` comes from the CLI's
+    shared options). Needs no aiohttp."""
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 8188)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="queue database, inputs, outputs, workflows (default ~/.local/share/graphflow)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also accept requests from this origin, e.g. http://localhost:5173 (repeatable)",
+    )
+    parser.add_argument(
+        "--auth-token",
+        default=os.environ.get(TOKEN_ENV) or None,
+        metavar="TOKEN",
+        help=f"require this token on every request (default ${TOKEN_ENV})",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow binding a non-loopback address without a token",
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run the server from parsed ``serve`` arguments (the CLI's handler)."""
+    from .app import cmd_serve
+
+    return cmd_serve(args)
+
+
+_LAZY = {
+    "ConfigError": "app",
+    "ServerConfig": "app",
+    "create_app": "app",
+    "default_data_dir": "app",
+    "serve": "app",
+    "Job": "queue_base",
+    "JobOutcome": "queue_base",
+    "JobQueue": "queue_base",
+    "JobStatus": "queue_base",
+    "SQLiteJobQueue": "queue_sqlite",
+    "Dispatcher": "worker",
+    "JobRunner": "worker",
+    "LocalRunner": "worker",
+    "RunnerListener": "worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "add_serve_arguments",
+    "run_serve",
+    *_LAZY,
+]

@@ -1,0 +1,385 @@
+"""The job queue and history in one SQLite file (WAL mode).
+
+Durability: every change is one committed transaction. In WAL mode with
+``synchronous=NORMAL`` a commit is in the write-ahead log (in the OS page cache) before the
+call returns, so a crash or ``kill -9`` of the server never loses an accepted job; only a
+power cut or kernel crash could lose the last transactions (``durable=True`` switches to
+``synchronous=FULL``, an fsync per commit, for that case too).
+
+After a restart, jobs left ``running`` are marked ``failed`` with the error code
+``interrupted_by_restart`` rather than re-run: a job that took the process down (out of
+memory, a segfault in a native library) would otherwise take it down again on every start.
+Pending jobs simply run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from ..gcpause import gc_paused
+from .queue_base import (
+    FINISHED_STATUSES,
+    RESTART_ERROR_CODE,
+    Job,
+    JobNotFound,
+    JobOutcome,
+    JobQueue,
+    JobStatus,
+    to_json,
+)
+
+log = logging.getLogger("graphflow.server")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    client_id TEXT,
+    workflow TEXT NOT NULL,
+    outputs TEXT,
+    node_count INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    result TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_run_order ON jobs (status, priority DESC, seq);
+"""
+
+# Columns read for lists: the workflow can be megabytes, so it is only read for one job.
+_SUMMARY_COLUMNS = (
+    "seq, id, status, priority, client_id, NULL AS workflow, outputs, node_count, "
+    "created_at, started_at, finished_at, result, error"
+)
+_ALL_COLUMNS = "seq, id, status, priority, client_id, workflow, outputs, node_count, " + (
+    "created_at, started_at, finished_at, result, error"
+)
+_FINISHED = tuple(s.value for s in FINISHED_STATUSES)
+_FINISHED_SQL = "(" + ",".join(f"'{s}'" for s in _FINISHED) + ")"
+
+
+def _loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:  # a damaged record must not break listings; show what is there
+        log.warning("unreadable JSON in the job database: %.80s", text)
+        return {"unreadable": text[:1000]}
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        workflow=_loads(row["workflow"]) or {},
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        client_id=row["client_id"],
+        outputs=_loads(row["outputs"]),
+        node_count=row["node_count"],
+        seq=row["seq"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        result=_loads(row["result"]),
+        error=_loads(row["error"]),
+    )
+
+
+class SQLiteJobQueue(JobQueue):
+    """Jobs in a SQLite database file; see the module docstring for the guarantees.
+
+    ``max_history`` bounds how many finished jobs are kept (the oldest are dropped first).
+    """
+
+    def __init__(self, path: str | Path, *, max_history: int = 10_000, durable: bool = False):
+        self.path = Path(path)
+        self.max_history = max_history
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per change.
+        self._db = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=10
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} was written by a newer graphflow (queue schema {version}, "
+                f"this one reads {SCHEMA_VERSION})"
+            )
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._finished_since_prune = 0
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _transaction(self, statements: list[tuple[str, tuple]]) -> list[sqlite3.Cursor]:
+        cursors = []
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                cursors.append(self._db.execute(sql, params))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return cursors
+
+    def put(self, job: Job) -> int:
+        """Store a new pending job; durable when this returns."""
+        if not job.created_at:
+            job.created_at = time.time()
+        job.status = JobStatus.PENDING
+        with gc_paused():  # a big workflow is many small objects; see graphflow/gcpause.py
+            workflow = to_json(job.workflow)
+        (cursor,) = self._transaction(
+            [
+                (
+                    "INSERT INTO jobs (id, status, priority, client_id, workflow, outputs,"
+                    " node_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job.id,
+                        job.status.value,
+                        job.priority,
+                        job.client_id,
+                        workflow,
+                        None if job.outputs is None else to_json(job.outputs),
+                        job.node_count,
+                        job.created_at,
+                    ),
+                )
+            ]
+        )
+        job.seq = cursor.lastrowid or 0
+        return self.position(job.id) or 0
+
+    def claim_next(self) -> Job | None:
+        """Mark the next pending job running and return it (without its workflow)."""
+        row = self._db.execute(
+            "UPDATE jobs SET status = 'running', started_at = ? WHERE seq = ("
+            "  SELECT seq FROM jobs WHERE status = 'pending'"
+            "  ORDER BY priority DESC, seq LIMIT 1"
+            f") RETURNING {_SUMMARY_COLUMNS}",
+            (time.time(),),
+        ).fetchone()
+        return None if row is None else _row_to_job(row)
+
+    def workflow(self, job_id: str) -> dict:
+        """The stored workflow document of a job."""
+        row = self._db.execute("SELECT workflow FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        with gc_paused():
+            return json.loads(row[0])
+
+    def finish(self, job_id: str, outcome: JobOutcome) -> Job:
+        """Record the end of a running job; returns it without its workflow."""
+        now = time.time()
+        result = to_json(outcome.result_dict())
+        error = None if outcome.error is None else to_json(outcome.error)
+        statements = [
+            (
+                "UPDATE jobs SET status = ?, finished_at = ?, result = ?, error = ?,"
+                " started_at = COALESCE(started_at, ?) WHERE id = ?",
+                (outcome.status.value, now, result, error, now, job_id),
+            )
+        ]
+        self._finished_since_prune += 1
+        if self._finished_since_prune >= max(1, min(100, self.max_history // 10)):
+            self._finished_since_prune = 0
+            statements.append(self._prune_statement())
+        cursors = self._transaction(statements)
+        if cursors[0].rowcount == 0:
+            raise JobNotFound(job_id)
+        return self._summary(job_id)
+
+    def _summary(self, job_id: str) -> Job:
+        row = self._db.execute(
+            f"SELECT {_SUMMARY_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return _row_to_job(row)
+
+    def _prune_statement(self) -> tuple[str, tuple]:
+        return (
+            f"DELETE FROM jobs WHERE status IN {_FINISHED_SQL} AND seq NOT IN ("
+            f"  SELECT seq FROM jobs WHERE status IN {_FINISHED_SQL}"
+            "  ORDER BY finished_at DESC, seq DESC LIMIT ?)",
+            (self.max_history,),
+        )
+
+    def prune(self) -> int:
+        """Drop the oldest finished jobs beyond ``max_history``; returns how many."""
+        (cursor,) = self._transaction([self._prune_statement()])
+        return cursor.rowcount
+
+    def requeue(self, job_id: str) -> bool:
+        """Put a running job back to pending, keeping its place in the order."""
+        (cursor,) = self._transaction(
+            [
+                (
+                    "UPDATE jobs SET status = 'pending', started_at = NULL"
+                    " WHERE id = ? AND status = 'running'",
+                    (job_id,),
+                )
+            ]
+        )
+        return cursor.rowcount == 1
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a pending job."""
+        (cursor,) = self._transaction(
+            [
+                (
+                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
+                    " WHERE id = ? AND status = 'pending'",
+                    (
+                        time.time(),
+                        to_json({"code": "cancelled", "message": "cancelled before it ran"}),
+                        job_id,
+                    ),
+                )
+            ]
+        )
+        if cursor.rowcount == 0:
+            job = self.get(job_id)  # raises JobNotFound
+            raise ValueError(f"job {job_id} is {job.status.value}, not pending")
+        return self.get(job_id)
+
+    def clear_pending(self) -> list[str]:
+        """Cancel every pending job."""
+        ids = [job.id for job in self.pending()]
+        self._transaction(
+            [
+                (
+                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
+                    " WHERE status = 'pending'",
+                    (
+                        time.time(),
+                        to_json({"code": "cancelled", "message": "queue cleared"}),
+                    ),
+                )
+            ]
+        )
+        return ids
+
+    def delete(self, job_id: str) -> None:
+        """Forget a finished job."""
+        (cursor,) = self._transaction(
+            [(f"DELETE FROM jobs WHERE id = ? AND status IN {_FINISHED_SQL}", (job_id,))]
+        )
+        if cursor.rowcount == 0:
+            job = self.get(job_id)
+            raise ValueError(f"job {job_id} is {job.status.value}; only finished jobs are deleted")
+
+    def recover(self) -> list[str]:
+        """Fail the jobs a previous process left running (see the module docstring)."""
+        ids = [job.id for job in self.running()]
+        if ids:
+            error = to_json(
+                {
+                    "code": RESTART_ERROR_CODE,
+                    "message": "interrupted by restart: the server stopped while this job ran",
+                }
+            )
+            self._transaction(
+                [
+                    (
+                        "UPDATE jobs SET status = 'failed', finished_at = ?, error = ?"
+                        " WHERE status = 'running'",
+                        (time.time(), error),
+                    )
+                ]
+            )
+        return ids
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job:
+        """One job, with its workflow."""
+        row = self._db.execute(
+            f"SELECT {_ALL_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return _row_to_job(row)
+
+    def pending(self) -> list[Job]:
+        """Pending jobs in run order (without their workflows)."""
+        rows = self._db.execute(
+            f"SELECT {_SUMMARY_COLUMNS} FROM jobs WHERE status = 'pending'"
+            " ORDER BY priority DESC, seq"
+        )
+        return [_row_to_job(row) for row in rows]
+
+    def running(self) -> list[Job]:
+        """Running jobs, oldest first (without their workflows)."""
+        rows = self._db.execute(
+            f"SELECT {_SUMMARY_COLUMNS} FROM jobs WHERE status = 'running' ORDER BY seq"
+        )
+        return [_row_to_job(row) for row in rows]
+
+    def position(self, job_id: str) -> int | None:
+        """How many pending jobs run before this one."""
+        row = self._db.execute(
+            "SELECT priority, seq FROM jobs WHERE id = ? AND status = 'pending'", (job_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        priority, seq = row
+        return self._db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'pending'"
+            " AND (priority > ? OR (priority = ? AND seq < ?))",
+            (priority, priority, seq),
+        ).fetchone()[0]
+
+    def history(self, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+        """Finished jobs, most recently finished first."""
+        rows = self._db.execute(
+            f"SELECT {_SUMMARY_COLUMNS} FROM jobs WHERE status IN {_FINISHED_SQL}"
+            " ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        jobs = [_row_to_job(row) for row in rows]
+        total = self._db.execute(
+            f"SELECT COUNT(*) FROM jobs WHERE status IN {_FINISHED_SQL}"
+        ).fetchone()[0]
+        return jobs, total
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status (every status present, zero when none)."""
+        counts = {status.value: 0 for status in JobStatus}
+        for status, count in self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
+            counts[status] = count
+        return counts
+
+    def active_counts(self) -> dict[str, int]:
+        """Pending and running counts (index lookups; the history size does not matter)."""
+        count = "SELECT COUNT(*) FROM jobs WHERE status = ?"
+        return {
+            "pending": self._db.execute(count, ("pending",)).fetchone()[0],
+            "running": self._db.execute(count, ("running",)).fetchone()[0],
+        }
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close the file."""
+        # Another process may hold the database; the WAL stays valid either way.
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()

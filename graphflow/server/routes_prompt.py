@@ -1,0 +1,249 @@
+"""Jobs: queue a workflow, see and edit the queue, interrupt, read and prune the history."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import ErrorCode, GraphError, WorkflowFormatError
+from ..graph import ValidatedGraph, validate
+from ..registry import Registry
+from ..workflow import workflow_from_dict
+from .app import STATE, ServerState
+from .events_ws import CLIENT_ID
+from .queue_base import Job, JobNotFound
+from .routes_common import (
+    ApiError,
+    int_query,
+    json_response,
+    parse_json,
+    read_json,
+    read_json_bytes,
+    require_object,
+)
+
+routes = web.RouteTableDef()
+
+PROMPT_KEYS = {"workflow", "client_id", "priority", "outputs"}
+MAX_PRIORITY = 1_000_000
+INLINE_PARSE_BYTES = 64 * 1024
+"""Bodies up to this size are parsed and validated on the event loop; bigger ones in a
+thread, so a 10,000-node workflow does not stall other requests (for small bodies the
+thread hop costs more than the work)."""
+
+
+def _validation_error(errors: list[GraphError]) -> ApiError:
+    count = len(errors)
+    return ApiError(
+        400,
+        "validation_failed",
+        f"workflow has {count} problem{'s' if count != 1 else ''}",
+        errors=[e.to_dict() for e in errors],
+    )
+
+
+def prepare_workflow(
+    registry: Registry, document: dict, outputs: list[str] | None
+) -> ValidatedGraph:
+    """Parse and validate a workflow document; raises ApiError 400 listing every problem."""
+    try:
+        workflow = workflow_from_dict(document)
+    except WorkflowFormatError as error:
+        raise _validation_error([GraphError(ErrorCode.INVALID_DOCUMENT, str(error))]) from None
+    except RecursionError:
+        raise _validation_error(
+            [GraphError(ErrorCode.INVALID_DOCUMENT, "the document is nested too deeply")]
+        ) from None
+    try:
+        validated, errors = validate(workflow, registry)
+    except RecursionError:
+        raise _validation_error(
+            [GraphError(ErrorCode.INVALID_DOCUMENT, "an input value is nested too deeply")]
+        ) from None
+    for target in outputs or ():
+        if target not in workflow.nodes:
+            errors.append(
+                GraphError(ErrorCode.UNKNOWN_OUTPUT, f"no node {target!r} in this workflow", target)
+            )
+    if errors or validated is None:
+        raise _validation_error(errors)
+    return validated
+
+
+def _parse_prompt(body: Any, max_nodes: int) -> tuple[dict, str | None, int, list[str] | None]:
+    body = require_object(body, "the request body")
+    unknown = sorted(set(body) - PROMPT_KEYS)
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(PROMPT_KEYS))}",
+        )
+    if "workflow" not in body:
+        raise ApiError(400, "invalid_request", "the body needs a 'workflow' object")
+    workflow = require_object(body["workflow"], "'workflow'")
+    nodes = workflow.get("nodes")
+    if isinstance(nodes, (dict, list)) and len(nodes) > max_nodes:
+        raise ApiError(
+            413,
+            "workflow_too_large",
+            f"workflow has {len(nodes)} nodes; this server accepts at most {max_nodes}",
+        )
+    client_id = body.get("client_id")
+    if client_id is not None and (not isinstance(client_id, str) or not CLIENT_ID.match(client_id)):
+        raise ApiError(400, "invalid_request", "client_id must be 1-128 letters, digits or _.:-")
+    priority = body.get("priority", 0)
+    if priority is None:
+        priority = 0
+    if type(priority) is not int or abs(priority) > MAX_PRIORITY:
+        raise ApiError(
+            400, "invalid_request", f"priority must be an integer within ±{MAX_PRIORITY}"
+        )
+    outputs = body.get("outputs")
+    if outputs is not None and (
+        not isinstance(outputs, list) or not outputs or not all(isinstance(o, str) for o in outputs)
+    ):
+        raise ApiError(400, "invalid_request", "outputs must be a non-empty list of node ids")
+    return workflow, client_id, priority, outputs
+
+
+def accept_prompt(
+    registry: Registry, raw: bytes, max_nodes: int
+) -> tuple[dict, str | None, int, list[str] | None, ValidatedGraph]:
+    """Parse, check and validate a ``POST /api/prompt`` body (ApiError when refused)."""
+    if not raw.strip():
+        raise ApiError(400, "empty_body", "this request needs a JSON body")
+    document, client_id, priority, outputs = _parse_prompt(parse_json(raw), max_nodes)
+    return document, client_id, priority, outputs, prepare_workflow(registry, document, outputs)
+
+
+@routes.post("/api/prompt")
+async def post_prompt(request: web.Request) -> web.Response:
+    """Validate a workflow and queue it: 200 {job_id, position}, or 400 with every error."""
+    state: ServerState = request.app[STATE]
+    config = state.config
+    raw = await read_json_bytes(request, config.max_body_bytes)
+    if len(raw) > INLINE_PARSE_BYTES:
+        loop = asyncio.get_running_loop()
+        accepted = await loop.run_in_executor(
+            None, accept_prompt, state.registry, raw, config.max_nodes
+        )
+    else:
+        accepted = accept_prompt(state.registry, raw, config.max_nodes)
+    document, client_id, priority, outputs, validated = accepted
+    job = Job(
+        id=uuid.uuid4().hex,
+        workflow=document,
+        priority=priority,
+        client_id=client_id,
+        outputs=outputs,
+        node_count=len(validated.workflow.nodes),
+    )
+    position = state.queue.put(job)
+    state.dispatcher.accepted(job, validated)
+    return json_response({"job_id": job.id, "position": position})
+
+
+@routes.get("/api/queue")
+async def get_queue(request: web.Request) -> web.Response:
+    """Running and pending jobs (pending in the order they will run)."""
+    state: ServerState = request.app[STATE]
+    pending = []
+    for position, job in enumerate(state.queue.pending()):
+        item = job.summary()
+        item["position"] = position
+        pending.append(item)
+    return json_response(
+        {"running": [job.summary() for job in state.queue.running()], "pending": pending}
+    )
+
+
+def _job_or_404(state: ServerState, job_id: str) -> Job:
+    try:
+        return state.queue.get(job_id)
+    except JobNotFound:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r}") from None
+
+
+@routes.delete("/api/queue/{job_id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a pending job (a running one is stopped with /api/interrupt)."""
+    state: ServerState = request.app[STATE]
+    job_id = request.match_info["job_id"]
+    job = _job_or_404(state, job_id)
+    if job.status.value != "pending":
+        hint = " (use POST /api/interrupt)" if job.status.value == "running" else ""
+        raise ApiError(409, "job_not_pending", f"job {job_id} is {job.status.value}{hint}")
+    try:
+        job = state.dispatcher.cancel(job_id)
+    except ValueError as error:  # it started between the check and the cancel
+        raise ApiError(409, "job_not_pending", str(error)) from None
+    return json_response({"job_id": job.id, "status": job.status.value})
+
+
+@routes.post("/api/queue/clear")
+async def clear_queue(request: web.Request) -> web.Response:
+    """Cancel every pending job (the running one goes on)."""
+    state: ServerState = request.app[STATE]
+    await read_json(request, 1024, allow_empty=True)
+    return json_response({"cancelled": state.dispatcher.clear()})
+
+
+@routes.post("/api/interrupt")
+async def interrupt(request: web.Request) -> web.Response:
+    """Stop the running job (``{"job_id": ...}`` to name it; no body: whatever runs)."""
+    state: ServerState = request.app[STATE]
+    body = require_object(await read_json(request, 4096, allow_empty=True), "the request body")
+    job_id = body.get("job_id")
+    if job_id is not None:
+        if not isinstance(job_id, str):
+            raise ApiError(400, "invalid_request", "job_id must be a string")
+        job = _job_or_404(state, job_id)
+        if job.status.value != "running":
+            raise ApiError(409, "job_not_running", f"job {job_id} is {job.status.value}")
+    return json_response({"interrupted": state.dispatcher.interrupt(job_id)})
+
+
+@routes.get("/api/history")
+async def get_history(request: web.Request) -> web.Response:
+    """Finished jobs, newest first: ``?limit=`` (≤ 1000, default 50) and ``?offset=``."""
+    state: ServerState = request.app[STATE]
+    limit = int_query(request, "limit", 50, minimum=1, maximum=1000)
+    offset = int_query(request, "offset", 0, minimum=0)
+    jobs, total = state.queue.history(limit, offset)
+    return json_response(
+        {
+            "jobs": [job.to_dict(workflow=False) for job in jobs],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+@routes.get("/api/history/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    """One job: status, timings, outputs (ui data), error and its workflow."""
+    state: ServerState = request.app[STATE]
+    job = _job_or_404(state, request.match_info["job_id"])
+    data = job.to_dict()
+    data["position"] = state.queue.position(job.id)
+    return json_response(data)
+
+
+@routes.delete("/api/history/{job_id}")
+async def delete_job(request: web.Request) -> web.Response:
+    """Forget a finished job."""
+    state: ServerState = request.app[STATE]
+    job_id = request.match_info["job_id"]
+    job = _job_or_404(state, job_id)
+    try:
+        state.queue.delete(job_id)
+    except ValueError:
+        raise ApiError(
+            409, "job_not_finished", f"job {job_id} is {job.status.value}; cancel it first"
+        ) from None
+    return json_response({"deleted": job_id})
