@@ -125,33 +125,26 @@ def file_version(path: Path) -> tuple[int, int]:
     return newest, total
 
 
+def _modules(value: Any) -> list[Any]:
+    """The torch modules in a loaded model (one module, or a dict/list/tuple of components)."""
+    if isinstance(value, dict):
+        items = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [value]
+    return [item for item in items if callable(getattr(item, "parameters", None))]
+
+
 def _module_bytes(value: Any) -> int:
-    total = 0
-    items = (
-        value.values()
-        if isinstance(value, dict)
-        else value
-        if isinstance(value, (list, tuple))
-        else [value]
+    return sum(
+        p.numel() * p.element_size() for module in _modules(value) for p in module.parameters()
     )
-    for item in items:
-        parameters = getattr(item, "parameters", None)
-        if callable(parameters):
-            total += sum(p.numel() * p.element_size() for p in parameters())
-    return total
 
 
 def _move(value: Any, device: str) -> None:
-    items = (
-        value.values()
-        if isinstance(value, dict)
-        else value
-        if isinstance(value, (list, tuple))
-        else [value]
-    )
-    for item in items:
-        if hasattr(item, "to") and hasattr(item, "parameters"):
-            item.to(device)
+    for module in _modules(value):
+        module.to(device)
 
 
 class ModelManager:

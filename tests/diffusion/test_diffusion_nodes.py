@@ -99,6 +99,20 @@ def encode(registry, parts, text):
     )
 
 
+def sample(registry, parts, positive, negative, scheduler="ddim", **options):
+    """Run the sampler node on a 32×32 empty latent of the tiny model."""
+    latent = registry["diffusion.empty_latent"].function(width=32, height=32, vae=parts["vae"])
+    sched = registry["diffusion.scheduler"].function(scheduler=parts["scheduler"], name=scheduler)
+    return registry["diffusion.sampler"].function(
+        model=parts["model"],
+        positive=positive,
+        negative=negative,
+        latent=latent,
+        scheduler=sched,
+        **options,
+    )
+
+
 def test_clip_skip_uses_an_earlier_layer(registry):
     parts = load_parts(registry)
     tokens = registry["diffusion.tokenize"].function(text="a cat", tokenizer=parts["tokenizer"])
@@ -123,35 +137,18 @@ def test_combined_conditioning_of_one_prompt_twice_equals_the_prompt(registry):
     parts = load_parts(registry)
     cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
     twice = registry["diffusion.combine_conditioning"].function(a=cat, b=cat)
-    latent = registry["diffusion.empty_latent"].function(width=32, height=32, vae=parts["vae"])
-    sched = registry["diffusion.scheduler"].function(scheduler=parts["scheduler"], name="ddim")
-    sample = registry["diffusion.sampler"].function
-    common = dict(
-        model=parts["model"], negative=empty, latent=latent, scheduler=sched, seed=3, steps=3
-    )
-    one = sample(positive=cat, **common).samples
-    two = sample(positive=twice, **common).samples
+    one = sample(registry, parts, cat, empty, seed=3, steps=3).samples
+    two = sample(registry, parts, twice, empty, seed=3, steps=3).samples
     assert torch.allclose(one, two, atol=1e-5)
 
 
 def test_dynamic_thresholding_changes_high_cfg_result_and_stays_finite(registry):
     parts = load_parts(registry)
     cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
-    latent = registry["diffusion.empty_latent"].function(width=32, height=32, vae=parts["vae"])
-    sched = registry["diffusion.scheduler"].function(scheduler=parts["scheduler"], name="ddim")
-    sample = registry["diffusion.sampler"].function
-    common = dict(
-        model=parts["model"],
-        positive=cat,
-        negative=empty,
-        latent=latent,
-        scheduler=sched,
-        seed=3,
-        steps=3,
-        cfg=25.0,
-    )
-    plain = sample(**common).samples
-    clipped = sample(dynamic_threshold_percentile=0.9, **common).samples
+    plain = sample(registry, parts, cat, empty, seed=3, steps=3, cfg=25.0).samples
+    clipped = sample(
+        registry, parts, cat, empty, seed=3, steps=3, cfg=25.0, dynamic_threshold_percentile=0.9
+    ).samples
     assert torch.isfinite(clipped).all()
     assert not torch.allclose(plain, clipped)
 
@@ -218,15 +215,5 @@ def test_vae_encode_then_decode_keeps_the_shape(registry):
 def test_every_scheduler_samples_finite_latents(registry, name):
     parts = load_parts(registry)
     cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
-    latent = registry["diffusion.empty_latent"].function(width=32, height=32, vae=parts["vae"])
-    sched = registry["diffusion.scheduler"].function(scheduler=parts["scheduler"], name=name)
-    out = registry["diffusion.sampler"].function(
-        model=parts["model"],
-        positive=cat,
-        negative=empty,
-        latent=latent,
-        scheduler=sched,
-        seed=1,
-        steps=3,
-    )
+    out = sample(registry, parts, cat, empty, scheduler=name, seed=1, steps=3)
     assert out.samples.shape == (1, 4, 16, 16) and torch.isfinite(out.samples).all()

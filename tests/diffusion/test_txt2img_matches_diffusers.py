@@ -16,6 +16,20 @@ SEED = 1234
 STEPS = 4
 CFG = 7.5
 
+
+def pipeline_args(**extra):
+    """What every pipeline call here shares with the graphs: size, steps, cfg, seed."""
+    return dict(
+        num_inference_steps=STEPS,
+        guidance_scale=CFG,
+        height=32,
+        width=32,
+        output_type="np",
+        generator=torch.Generator("cpu").manual_seed(SEED),
+        **extra,
+    )
+
+
 PIPELINE_SCHEDULERS = {
     "ddim": ("DDIMScheduler", {}),
     "euler": ("EulerDiscreteScheduler", {}),
@@ -107,15 +121,7 @@ def executor(models):
 @pytest.mark.parametrize("scheduler", ["ddim", "euler", "dpmpp_2m", "euler_ancestral"])
 def test_txt2img_equals_stable_diffusion_pipeline(models, executor, scheduler):
     ours = run_image(executor, txt2img(scheduler))
-    theirs = pipeline(models, scheduler=scheduler)(
-        PROMPT,
-        num_inference_steps=STEPS,
-        guidance_scale=CFG,
-        height=32,
-        width=32,
-        generator=torch.Generator("cpu").manual_seed(SEED),
-        output_type="np",
-    ).images
+    theirs = pipeline(models, scheduler=scheduler)(PROMPT, **pipeline_args()).images
     assert ours.shape == theirs.shape == (1, 32, 32, 3)
     assert np.abs(ours - theirs).max() < 1e-3
 
@@ -263,14 +269,5 @@ def test_sdxl_txt2img_equals_sdxl_pipeline(models, executor):
         models / "checkpoints" / "tiny-sdxl", local_files_only=True
     )
     pipe.set_progress_bar_config(disable=True)
-    theirs = pipe(
-        PROMPT,
-        negative_prompt="",
-        num_inference_steps=STEPS,
-        guidance_scale=CFG,
-        height=32,
-        width=32,
-        generator=torch.Generator("cpu").manual_seed(SEED),
-        output_type="np",
-    ).images
+    theirs = pipe(PROMPT, **pipeline_args(negative_prompt="")).images
     assert np.abs(ours - theirs).max() < 1e-3

@@ -48,11 +48,26 @@ def build_clip_tokenizer(folder: Path, max_length: int = 77):
     )
 
 
+def _tiny_vae():
+    """A 2-level AutoencoderKL: 32×32×3 images ↔ 16×16×4 latents."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(16, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=32,
+    )
+
+
 def build_tiny_sd(target: Path, seed: int = 0) -> Path:
     """Save a tiny StableDiffusionPipeline (32×32 images, 16×16×4 latents) into ``target``."""
     import torch
     from diffusers import (
-        AutoencoderKL,
         DDIMScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
@@ -72,16 +87,7 @@ def build_tiny_sd(target: Path, seed: int = 0) -> Path:
         attention_head_dim=8,
         norm_num_groups=16,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=16,
-        sample_size=32,
-    )
+    vae = _tiny_vae()
     tokenizer = build_clip_tokenizer(target.parent / f".{target.name}-tokenizer-src")
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -122,7 +128,6 @@ def build_tiny_sdxl(target: Path, seed: int = 0) -> Path:
     """Save a tiny StableDiffusionXLPipeline: two text encoders, pooled + size conditioning."""
     import torch
     from diffusers import (
-        AutoencoderKL,
         EulerDiscreteScheduler,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
@@ -164,16 +169,7 @@ def build_tiny_sdxl(target: Path, seed: int = 0) -> Path:
         cross_attention_dim=64,  # the two encoders' widths side by side
         norm_num_groups=16,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=16,
-        sample_size=32,
-    )
+    vae = _tiny_vae()
     pipe = StableDiffusionXLPipeline(
         unet=unet,
         vae=vae,
