@@ -1,13 +1,13 @@
-"""graphflow's image node pack: loading, saving and previewing images.
+"""graphflow's image node pack: image files, example photos, noise and film grain, transforms.
 
 Images travel as float tensors (B, H, W, C) in 0..1; masks as (B, H, W); see convert.py.
 """
 
 from graphflow import hookimpl
 
-from . import io
+from . import examples, io, noise, transform
 
-MODULES = (io,)
+MODULES = (io, examples, noise, transform)
 
 
 @hookimpl
