@@ -1,4 +1,6 @@
-"""The ``graphflow`` command: run, validate, list nodes and plugins, print the schema.
+"""The ``graphflow`` command: run, validate, serve, list nodes and plugins, print the schema.
+
+Plugins may add sub-commands (hook ``graphflow_cli_commands``).
 
 Bad input never ends in a Python traceback: every expected problem is one clear line (or
 one line per validation error) on stderr and a non-zero exit code (1: the workflow is
@@ -200,6 +202,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Sub-commands that installed plugins add (e.g. ``models import-ncnn``)."""
+    loaded = load_plugins()
+    for impl in loaded.manager.hook.graphflow_cli_commands.get_hookimpls():
+        try:
+            impl.function(subparsers=sub)
+        except Exception as error:  # one plugin's bug must not take the CLI down
+            print(
+                f"warning: plugin {impl.plugin_name!r} could not add its commands: {error}",
+                file=sys.stderr,
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     parser = argparse.ArgumentParser(prog="graphflow", description=__doc__.splitlines()[0])
@@ -265,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
+    _add_plugin_commands(sub)
     return parser
 
 

@@ -45,6 +45,13 @@ class GraphflowHooks:
     def graphflow_nodes(self) -> Sequence[NodeSpec]:
         """Return the node specs this plugin provides."""
 
+    @hookspec
+    def graphflow_cli_commands(self, subparsers) -> None:
+        """Add sub-commands to ``graphflow`` (``subparsers`` is argparse's sub-parser action).
+
+        Each added parser sets ``handler=function(args) -> exit code`` with ``set_defaults``.
+        """
+
 
 @dataclass
 class PluginInfo:

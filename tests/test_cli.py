@@ -183,3 +183,26 @@ def test_ctrl_c_interrupts_the_run_cleanly(tmp_path):
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_plugins_can_add_subcommands_and_a_broken_one_is_only_a_warning(
+    tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "greeter_cli_pack.py").write_text(
+        "from graphflow import hookimpl\n"
+        "@hookimpl\n"
+        "def graphflow_cli_commands(subparsers):\n"
+        "    hello = subparsers.add_parser('hello', help='say hello')\n"
+        "    hello.add_argument('name')\n"
+        "    hello.set_defaults(handler=lambda args: print(f'hello {args.name}') or 0)\n"
+    )
+    (tmp_path / "broken_cli_pack.py").write_text(
+        "from graphflow import hookimpl\n"
+        "@hookimpl\n"
+        "def graphflow_cli_commands(subparsers):\n"
+        "    raise RuntimeError('no commands today')\n"
+    )
+    monkeypatch.setenv("GRAPHFLOW_PLUGIN_PATH", str(tmp_path))
+    code, out, err = run_cli(capsys, "hello", "world")
+    assert code == 0 and out.strip() == "hello world"
+    assert "plugin 'broken_cli_pack' could not add its commands: no commands today" in err

@@ -1,16 +1,23 @@
-"""graphflow's image node pack: image files, example photos, noise and film grain, transforms.
+"""graphflow's image node pack: image files, example photos, noise and film grain, transforms,
+upscaling (spandrel models, Real-ESRGAN converted from ncnn).
 
 Images travel as float tensors (B, H, W, C) in 0..1; masks as (B, H, W); see convert.py.
 """
 
 from graphflow import hookimpl
 
-from . import examples, io, noise, transform
+from . import commands, examples, io, noise, transform, upscale
 
-MODULES = (io, examples, noise, transform)
+MODULES = (io, examples, noise, transform, upscale)
 
 
 @hookimpl
 def graphflow_nodes():
     """Every node of the image pack."""
     return [spec for module in MODULES for spec in module.NODES]
+
+
+@hookimpl
+def graphflow_cli_commands(subparsers):
+    """``graphflow models import-ncnn``."""
+    commands.add_commands(subparsers)
