@@ -72,10 +72,17 @@ def _print_validation(path: str, error: ValidationFailed) -> None:
         print(f"  - {item}", file=sys.stderr)
 
 
+# Display data shown one entry per line; any other list (e.g. tokens) goes on one line.
+_ONE_PER_LINE = {"images", "text", "warnings"}
+
+
 def _summarise(result: RunResult) -> list[str]:
     lines = []
     for node_id, ui in result.ui.items():
         for key, items in ui.items():
+            if isinstance(items, list) and key not in _ONE_PER_LINE:
+                lines.append(f"  {node_id} {key}: {' '.join(str(i) for i in items)}")
+                continue
             for item in items if isinstance(items, list) else [items]:
                 shown = item.get("path", item) if isinstance(item, dict) else item
                 lines.append(f"  {node_id} {key}: {shown}")

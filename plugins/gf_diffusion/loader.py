@@ -1,4 +1,8 @@
-"""Load checkpoint: a diffusers folder or a single-file Stable Diffusion checkpoint, local only."""
+"""Load checkpoint: a diffusers folder or a single-file Stable Diffusion checkpoint, local only.
+
+Besides the models folder, the embedded graphflow-tiny model (``embedded.py``) is always
+offered, so a fresh installation can make images without any download.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from graphflow.runtime.models import (
 )
 from graphflow.types import Model, Scheduler, TextEncoder, Tokenizer, Vae
 
+from .embedded import embedded_checkpoints, embedded_path, is_embedded, load_embedded_components
 from .values import TextEncoders, Tokenizers
 
 log = logging.getLogger("graphflow.diffusion")
@@ -27,13 +32,29 @@ DTYPES = ["auto", "fp32", "fp16", "bf16"]
 
 
 def list_checkpoints() -> list[str]:
-    """Checkpoints in models/checkpoints: diffusers folders and single files."""
+    """Checkpoints in models/checkpoints (diffusers folders and single files), then embedded."""
+    found = _models_folder_checkpoints()
+    return found + [name for name in embedded_checkpoints() if name not in found]
+
+
+def _models_folder_checkpoints() -> list[str]:
     return list_models("checkpoints", CHECKPOINT_SUFFIXES, diffusers_folders=True)
+
+
+def checkpoint_path(name: str) -> Path:
+    """The path of checkpoint ``name``: in models/checkpoints, else an embedded model.
+
+    A models-folder checkpoint of the same name wins, so a user can replace the embedded one.
+    """
+    embedded = embedded_path(name)
+    if embedded is not None and not (models_dir() / "checkpoints" / name).exists():
+        return embedded
+    return resolve_model_path("checkpoints", name)
 
 
 def list_configs() -> list[str]:
     """Config choices for single-file checkpoints: "auto" or a diffusers folder."""
-    folders = [n for n in list_checkpoints() if not Path(n).suffix]
+    folders = [n for n in _models_folder_checkpoints() if not Path(n).suffix]
     configs = [f"configs/{n}" for n in list_models("configs", (), diffusers_folders=True)]
     return ["auto", *folders, *configs]
 
@@ -72,6 +93,8 @@ def load_pipeline_components(path: Path, config: str, torch_dtype: Any) -> dict[
     """Load a checkpoint's components on the CPU with diffusers (never touching the network)."""
     import diffusers
 
+    if is_embedded(path):
+        return load_embedded_components(path, torch_dtype)
     if path.is_dir():
         pipe = diffusers.DiffusionPipeline.from_pretrained(
             path, local_files_only=True, dtype=torch_dtype
@@ -120,7 +143,7 @@ def load_checkpoint(
     Pickle files (.ckpt/.pt) load only with allow_pickle, and then weights-only. Loading the
     same checkpoint again reuses the model already in memory.
     """
-    path = resolve_model_path("checkpoints", checkpoint)
+    path = checkpoint_path(checkpoint)
     device = ctx.device
     torch_dtype = _torch_dtype(dtype, device, ctx.dtype)
 
@@ -152,7 +175,7 @@ def _loadable(checkpoint: str, config: str, allow_pickle: bool, **_) -> str | No
         return f"checkpoint: {refusal}"
     if Path(checkpoint).suffix.lower() in CHECKPOINT_SUFFIXES:
         try:
-            _config_folder(resolve_model_path("checkpoints", checkpoint), config)
+            _config_folder(checkpoint_path(checkpoint), config)
         except ModelFileError as error:
             return f"config: {error}"
     return None
@@ -160,7 +183,7 @@ def _loadable(checkpoint: str, config: str, allow_pickle: bool, **_) -> str | No
 
 @load_checkpoint.fingerprint
 def _checkpoint_file_version(checkpoint: str, **_) -> tuple[int, int]:
-    return file_version(resolve_model_path("checkpoints", checkpoint))
+    return file_version(checkpoint_path(checkpoint))
 
 
 NODES = [load_checkpoint]
