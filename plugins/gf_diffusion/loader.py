@@ -111,15 +111,19 @@ def load_pipeline_components(path: Path, config: str, torch_dtype: Any) -> dict[
     return dict(pipe.components)
 
 
-def _install_kernels(components: dict[str, Any], device: str) -> None:
-    """Route attention through graphflow's kernels (on by default on CUDA)."""
-    try:
-        from graphflow.kernels.processor import install_attention_processor
-    except ImportError:  # kernels need torch + diffusers, present whenever we get here
-        return
+ATTENTION = {"auto": None, "graphflow": True, "diffusers": False}
+
+
+def _set_attention(components: dict[str, Any], attention: str) -> None:
+    """Route attention through graphflow's kernels or diffusers' own processor.
+
+    "auto" uses graphflow's (Triton on CUDA) when the model is on CUDA.
+    """
+    from graphflow.kernels.processor import install_attention_processor
+
     for name in ("unet", "vae"):
         if components.get(name) is not None:
-            install_attention_processor(components[name])
+            install_attention_processor(components[name], enabled=ATTENTION[attention])
 
 
 @node(
@@ -132,6 +136,7 @@ def load_checkpoint(
     config: Choice(list_configs) = "auto",
     dtype: Choice(DTYPES) = "auto",
     allow_pickle: Boolean = False,
+    attention: Choice(list(ATTENTION)) = "auto",
     ctx: NodeContext = None,
 ) -> Outputs(
     model=Model, text_encoder=TextEncoder, tokenizer=Tokenizer, vae=Vae, scheduler=Scheduler
@@ -141,7 +146,8 @@ def load_checkpoint(
     A diffusers folder (with model_index.json) or a single-file .safetensors checkpoint
     (SD 1.x, 2.x, SDXL; it needs a diffusers config folder since nothing is downloaded).
     Pickle files (.ckpt/.pt) load only with allow_pickle, and then weights-only. Loading the
-    same checkpoint again reuses the model already in memory.
+    same checkpoint again reuses the model already in memory. attention picks graphflow's
+    fused kernels ("auto": on CUDA) or diffusers' own attention, for this run.
     """
     path = checkpoint_path(checkpoint)
     device = ctx.device
@@ -153,10 +159,14 @@ def load_checkpoint(
             if hasattr(component, "to") and hasattr(component, "parameters"):
                 component.to(device)
                 component.eval()
-        _install_kernels(components, device)
+        _set_attention(components, attention)
         return components
 
-    components = ctx.models.load("checkpoint", path, load, config=config, dtype=dtype)
+    # The attention choice is part of the key: a resident model is never switched under the
+    # feet of cached outputs that hold it.
+    components = ctx.models.load(
+        "checkpoint", path, load, config=config, dtype=dtype, attention=attention
+    )
     encoders = [components[k] for k in ("text_encoder", "text_encoder_2") if components.get(k)]
     tokenizers = [components[k] for k in ("tokenizer", "tokenizer_2") if components.get(k)]
     return (

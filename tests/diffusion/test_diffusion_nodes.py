@@ -217,3 +217,19 @@ def test_every_scheduler_samples_finite_latents(registry, name):
     cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
     out = sample(registry, parts, cat, empty, scheduler=name, seed=1, steps=3)
     assert out.samples.shape == (1, 4, 16, 16) and torch.isfinite(out.samples).all()
+
+
+def test_attention_choice_switches_processors_per_run_with_the_same_image(registry):
+    from graphflow.kernels.processor import GraphflowAttnProcessor
+
+    executor = Executor(registry)
+    images, kinds = {}, {}
+    for choice in ("graphflow", "diffusers", "graphflow"):
+        workflow = loader_workflow(attention=choice)
+        parts = executor.run(workflow, outputs=["ckpt"]).outputs["ckpt"]
+        kinds[choice] = {type(p) for p in parts["model"].attn_processors.values()}
+        cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
+        images[choice] = sample(registry, parts, cat, empty, seed=5, steps=2).samples
+    assert kinds["graphflow"] == {GraphflowAttnProcessor}
+    assert GraphflowAttnProcessor not in kinds["diffusers"]
+    assert torch.allclose(images["graphflow"], images["diffusers"], atol=1e-5)
