@@ -166,7 +166,7 @@ def _validate(
         else:
             specs[node_id] = spec
         literals: dict[str, Any] = {}
-        literal_errors = 0
+        check_blocked = 0
         for name, value in entry.inputs.items():
             input_spec = spec.inputs_by_name.get(name) if spec is not None else None
             if spec is not None and input_spec is None:
@@ -223,7 +223,7 @@ def _validate(
                 error = _check_literal(types, node_id, input_spec, value)
                 if error is not None:
                     errors.append(error)
-                    literal_errors += 1
+                    check_blocked += 1
                 else:
                     literals[name] = value
         if spec is None:
@@ -232,6 +232,7 @@ def _validate(
             if input_spec.name in entry.inputs:
                 continue
             if input_spec.required:
+                check_blocked += 1  # the node's own check cannot run without it
                 errors.append(
                     GraphError(
                         ErrorCode.MISSING_INPUT,
@@ -242,7 +243,7 @@ def _validate(
                 )
             else:
                 literals[input_spec.name] = input_spec.default
-        if spec.check_function is not None and not literal_errors:
+        if spec.check_function is not None and not check_blocked:
             errors.extend(_run_node_check(node_id, spec, literals))
 
     order: list[str] = []
