@@ -92,6 +92,11 @@ def _config_folder(checkpoint: Path, config: str) -> Path:
 def load_pipeline_components(path: Path, config: str, torch_dtype: Any) -> dict[str, Any]:
     """Load a checkpoint's components on the CPU with diffusers (never touching the network)."""
     import diffusers
+    import transformers
+
+    # Their per-file loading bars would interleave with graphflow's own node progress.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
     if is_embedded(path):
         return load_embedded_components(path, torch_dtype)
