@@ -1,14 +1,14 @@
 """graphflow's image node pack: image files, example photos, noise and film grain, transforms,
-upscaling (spandrel models, Real-ESRGAN converted from ncnn).
+upscaling (spandrel models, Real-ESRGAN converted from ncnn, our own SR model), style transfer.
 
 Images travel as float tensors (B, H, W, C) in 0..1; masks as (B, H, W); see convert.py.
 """
 
 from graphflow import hookimpl
 
-from . import commands, examples, io, noise, transform, upscale
+from . import commands, examples, io, noise, style, transform, upscale
 
-MODULES = (io, examples, noise, transform, upscale)
+MODULES = (io, examples, noise, transform, upscale, style)
 
 
 @hookimpl

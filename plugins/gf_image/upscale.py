@@ -35,6 +35,10 @@ from .ncnn_convert import CONVERTER_VERSION, bundled_ncnn_models, convert_ncnn
 UPSCALE_FOLDER = "upscale_models"
 UPSCALE_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 BUNDLED_PREFIX = "bundled/"
+# Our own ×4 network (sr_model.py, docs/super_resolution.md); a literal path, because importing
+# sr_model would import torch when the plugin loads.
+EMBEDDED_SR = BUNDLED_PREFIX + "graphflow-sr-x4"
+EMBEDDED_SR_WEIGHTS = Path(__file__).resolve().parent / "embedded_sr/graphflow-sr-x4.safetensors"
 PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 
 # Activation memory of a super-resolution model, per *output* pixel. Measured for ESRGAN on the
@@ -52,6 +56,8 @@ def list_upscale_models() -> list[str]:
     """Models in models/upscale_models, then the bundled Real-ESRGAN models (if installed)."""
     found = list_models(UPSCALE_FOLDER, UPSCALE_SUFFIXES)
     bundled = [BUNDLED_PREFIX + name for name in bundled_ncnn_models()]
+    if EMBEDDED_SR_WEIGHTS.exists():
+        bundled.insert(0, EMBEDDED_SR)
     return found + [name for name in bundled if name not in found]
 
 
@@ -62,7 +68,14 @@ def _bundled_files(name: str) -> tuple[Path, Path] | None:
     return bundled_ncnn_models().get(name.removeprefix(BUNDLED_PREFIX))
 
 
+def _embedded(name: str) -> bool:
+    """Whether ``name`` is graphflow-sr-x4 (unless a models-folder file of that name exists)."""
+    return name == EMBEDDED_SR and not (models_dir() / UPSCALE_FOLDER / name).exists()
+
+
 def _weights_path(name: str) -> Path:
+    if _embedded(name):
+        return EMBEDDED_SR_WEIGHTS
     bundled = _bundled_files(name)
     return bundled[1] if bundled else resolve_model_path(UPSCALE_FOLDER, name)
 
@@ -72,6 +85,10 @@ def read_upscale_model(name: str, allow_pickle: bool = False) -> Any:
     import spandrel
     import torch
 
+    if _embedded(name):  # not an architecture spandrel knows: sr_model wraps it itself
+        from .sr_model import sr_descriptor
+
+        return sr_descriptor(EMBEDDED_SR_WEIGHTS)
     bundled = _bundled_files(name)
     if bundled:
         converted = convert_ncnn(*bundled)
