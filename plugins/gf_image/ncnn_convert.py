@@ -573,6 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="graphflow models import-ncnn",
         description="Convert a Real-ESRGAN ncnn model (.param + .bin) to .safetensors.",
     )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The converter's arguments, on its own parser or on ``graphflow models import-ncnn``."""
     parser.add_argument("param", help="the ncnn .param file (text)")
     parser.add_argument("bin", help="the ncnn .bin weights file")
     parser.add_argument(
@@ -581,14 +587,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write (default: MODELS/upscale_models/<param name>.safetensors)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Convert one model from the command line; one clear line and exit 2 on a problem."""
+    return convert_from_args(build_parser().parse_args(argv))
+
+
+def convert_from_args(args: argparse.Namespace) -> int:
+    """Run the conversion for parsed arguments (``param``, ``bin``, ``out``, ``force``)."""
     from graphflow.runtime.models import models_dir
 
-    args = build_parser().parse_args(argv)
     param = Path(args.param)
     out = (
         Path(args.out)
