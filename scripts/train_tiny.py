@@ -298,6 +298,20 @@ def stage_unet(work: Path, minutes: float, max_steps: int, batch: int, lr: float
     pick = caption_sampler(text["by_key"], rng)
     unet.train()
     budget = minutes * 60
+
+    def checkpoint() -> None:
+        # reads step, losses and seconds as they are when called
+        save_checkpoint(
+            ckpt_path,
+            model=unet.state_dict(),
+            ema=ema.state_dict(),
+            opt=opt.state_dict(),
+            step=step,
+            losses=losses,
+            seconds=seconds,
+            torch_rng=torch.get_rng_state(),
+        )
+
     bar = tqdm(total=max_steps, initial=step, desc="unet")
     started, running = time.time(), []
     while step < max_steps and seconds + (time.time() - started) < budget:
@@ -333,28 +347,10 @@ def stage_unet(work: Path, minutes: float, max_steps: int, batch: int, lr: float
         if step % 100 == 0:
             seconds += time.time() - started
             started = time.time()
-            save_checkpoint(
-                ckpt_path,
-                model=unet.state_dict(),
-                ema=ema.state_dict(),
-                opt=opt.state_dict(),
-                step=step,
-                losses=losses,
-                seconds=seconds,
-                torch_rng=torch.get_rng_state(),
-            )
+            checkpoint()
     bar.close()
     seconds += time.time() - started
-    save_checkpoint(
-        ckpt_path,
-        model=unet.state_dict(),
-        ema=ema.state_dict(),
-        opt=opt.state_dict(),
-        step=step,
-        losses=losses,
-        seconds=seconds,
-        torch_rng=torch.get_rng_state(),
-    )
+    checkpoint()
     print(f"unet: {step} steps, {seconds / 60:.1f} min")
 
 

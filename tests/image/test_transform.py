@@ -9,8 +9,8 @@ from PIL import Image as PILImage
 
 from gf_image import transform
 from gf_image.transform import SCALE_METHODS, blend_images, crop_image, scale_image
-from graphflow import Executor, Image, Int, Registry, load_plugins, node
-from support import link, make_workflow
+from graphflow import Executor, Image, Int, Registry, node
+from support import link, make_workflow, registry_with
 
 SMOOTHING = [m for m in SCALE_METHODS if m != "nearest"]
 
@@ -214,11 +214,7 @@ def noise_image(height: Int(min=1) = 30, width: Int(min=1) = 40) -> Image:
 
 @pytest.fixture
 def registry() -> Registry:
-    registry = load_plugins().registry
-    for spec in [*transform.NODES, noise_image]:
-        if spec.id not in registry:  # the image pack may already list the module
-            registry.register(spec, plugin="test")
-    return registry
+    return registry_with(*transform.NODES, noise_image)
 
 
 def test_crop_outside_the_image_fails_the_run_with_a_clear_message(registry):

@@ -20,14 +20,13 @@ from graphflow import (
     Image,
     Int,
     ValidationFailed,
-    load_plugins,
     load_workflow,
     node,
 )
 from graphflow.events import Progress
 from graphflow.runtime.models import ModelManager
 from graphflow.workflow import dumps_workflow
-from support import link, make_workflow
+from support import link, make_workflow, registry_with
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,12 +62,7 @@ def keep(image: Image) -> None:
 
 @pytest.fixture(scope="module")
 def registry():
-    registry = load_plugins().registry
-    # Until gf_image lists these modules itself, register what the plugin did not.
-    for spec in [*upscale.NODES, *examples.NODES, face_32, photo_crop, keep]:
-        if spec.id not in registry:
-            registry.register(spec)
-    return registry
+    return registry_with(*upscale.NODES, *examples.NODES, face_32, photo_crop, keep)
 
 
 @pytest.fixture(scope="module")
