@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from . import __version__
@@ -25,7 +25,7 @@ from .executor import Executor, RunResult
 from .plugins import LoadedPlugins, load_plugins
 from .progress import ConsoleProgress
 from .runtime.models import MODELS_ENV
-from .server import add_serve_arguments, run_serve
+from .server import add_backend_arguments, add_serve_arguments, run_serve
 from .workflow import Workflow, load_workflow, workflow_json_schema
 
 EXIT_INVALID = 1
@@ -90,8 +90,11 @@ def _summarise(result: RunResult) -> list[str]:
 
 
 @contextmanager
-def _ctrl_c_interrupts(executor: Executor) -> Iterator[None]:
-    """First Ctrl+C stops the run cleanly at the next node or step; a second one aborts."""
+def _ctrl_c_interrupts(executor: Any) -> Iterator[None]:
+    """First Ctrl+C stops the run cleanly at the next node or step; a second one aborts.
+
+    ``executor`` is anything with ``interrupt()`` and ``interrupt_requested``: an Executor,
+    or a run on a Ray actor."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -109,6 +112,26 @@ def _ctrl_c_interrupts(executor: Executor) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _run_on_ray(
+    args: argparse.Namespace, loaded: LoadedPlugins, workflow: Workflow, outputs, progress
+) -> RunResult:
+    """Run on a Ray actor (``--backend ray``); Ctrl+C reaches the remote run."""
+    from .distributed.remote_run import run_on_ray
+
+    with ExitStack() as stack:
+        return run_on_ray(
+            workflow,
+            outputs,
+            registry=loaded.registry,
+            output_dir=args.output,
+            plugin_dirs=args.plugin_dir,
+            address=args.ray_address,
+            gpus=args.gpus_per_worker,
+            observers=[progress],
+            started=lambda run: stack.enter_context(_ctrl_c_interrupts(run)),
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a workflow with a progress bar and print what it produced."""
     workflow = load_workflow(args.workflow)
@@ -118,8 +141,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs = args.outputs.split(",") if args.outputs else None
     progress = ConsoleProgress(disable=args.quiet or args.json)
     try:
-        with _ctrl_c_interrupts(executor):
-            result = executor.run(workflow, outputs, observers=[progress])
+        if getattr(args, "backend", "local") == "ray":
+            result = _run_on_ray(args, loaded, workflow, outputs, progress)
+        else:
+            with _ctrl_c_interrupts(executor):
+                result = executor.run(workflow, outputs, observers=[progress])
     except ValidationFailed as error:
         _print_validation(args.workflow, error)
         return EXIT_INVALID
@@ -265,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_backend_arguments(run)
     run.set_defaults(handler=cmd_run)
 
     validate = sub.add_parser("validate", parents=[common], help="check a workflow file")

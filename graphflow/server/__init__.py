@@ -56,6 +56,34 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow binding a non-loopback address without a token",
     )
+    add_backend_arguments(parser, serve=True)
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser, *, serve: bool = False) -> None:
+    """Declare ``--backend`` and the Ray options (``serve`` also gets ``--workers``)."""
+    parser.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="where jobs run: this process (local) or Ray actors (ray; see docs/distributed.md)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="Ray cluster to join (default: start a local Ray unless RAY_ADDRESS is set)",
+    )
+    if serve:
+        parser.add_argument(
+            "--workers", type=int, default=1, metavar="N", help="Ray worker actors (default 1)"
+        )
+    parser.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs reserved per Ray worker (default: 1 if the cluster has GPUs, else 0)",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -93,6 +121,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "add_backend_arguments",
     "add_serve_arguments",
     "run_serve",
     *_LAZY,

@@ -60,12 +60,10 @@ def default_data_dir() -> Path:
 
 
 def find_web_root() -> Path | None:
-    """The built editor: ``web/dist`` of a source checkout, else ``graphflow/web_dist``."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package.parent / "web" / "dist", package / "web_dist"):
-        if (candidate / "index.html").is_file():
-            return candidate
-    return None
+    """The built editor: ``graphflow/web_dist`` (package data; ``npm --prefix web run build``
+    writes it, in a checkout and for a wheel alike)."""
+    candidate = Path(__file__).resolve().parent.parent / "web_dist"
+    return candidate if (candidate / "index.html").is_file() else None
 
 
 @dataclass
@@ -88,6 +86,11 @@ class ServerConfig:
     max_history: int = 10_000
     preview_size: int = 512
     durable: bool = False
+    backend: str = "local"
+    """``local`` (a thread of this process) or ``ray`` (a pool of Ray actors)."""
+    ray_address: str | None = None
+    workers: int = 1
+    gpus_per_worker: float | None = None
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings (raises :class:`ConfigError`)."""
@@ -100,6 +103,12 @@ class ServerConfig:
             raise ConfigError("--auth-token must be at least 16 characters")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port} is not a TCP port")
+        if self.backend not in ("local", "ray"):
+            raise ConfigError(f"--backend must be local or ray, not {self.backend!r}")
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
+            raise ConfigError("--gpus-per-worker cannot be negative")
         try:
             OriginPolicy(self.host, self.allow_origins)
         except ValueError as error:
@@ -173,6 +182,8 @@ def create_app(
     folders["input"] = input_folder(config)
     for path in folders.values():
         path.mkdir(parents=True, exist_ok=True)
+    if runner is None and config.backend == "ray":
+        runner = ray_runner(config, registry, folders)
     if runner is None:
         if executor is None:
             executor = Executor(registry, output_dir=folders["output"], temp_dir=folders["temp"])
@@ -229,6 +240,28 @@ def create_app(
     return app
 
 
+def ray_runner(config: ServerConfig, registry: Registry, folders: dict[str, Path]) -> JobRunner:
+    """A :class:`~graphflow.distributed.RayRunner` for ``--backend ray``; its actors write to
+    this server's output folder (the same path on every machine: see docs/distributed.md)."""
+    from ..distributed.cluster import RayUnavailable
+    from ..distributed.runner import RayBackendConfig, RayRunner
+
+    try:
+        return RayRunner(
+            registry,
+            RayBackendConfig(
+                address=config.ray_address,
+                workers=config.workers,
+                gpus_per_worker=config.gpus_per_worker,
+                plugin_dirs=list(config.plugin_dirs),
+                output_dir=folders["output"],
+                temp_dir=folders["temp"],
+            ),
+        )
+    except RayUnavailable as error:
+        raise ConfigError(str(error)) from None
+
+
 # -- graphflow serve ----------------------------------------------------------------------
 
 
@@ -242,6 +275,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         auth_token=args.auth_token,
         insecure_no_auth=args.insecure_no_auth,
         plugin_dirs=list(getattr(args, "plugin_dir", None) or []),
+        backend=getattr(args, "backend", "local"),
+        ray_address=getattr(args, "ray_address", None),
+        workers=getattr(args, "workers", 1),
+        gpus_per_worker=getattr(args, "gpus_per_worker", None),
     )
 
 

@@ -49,7 +49,8 @@ class JobOutcome:
     """What a runner reports when a job ends (any runner: local thread or remote pool).
 
     ``ui`` is the JSON-able display data of the output nodes (never tensors); ``nodes`` maps
-    each executed node to its wall seconds; ``error`` is a structured error dict or None.
+    each executed node to its wall seconds; ``error`` is a structured error dict or None;
+    ``worker`` names the worker that ran it (``local``, or a Ray worker's name).
     """
 
     status: JobStatus
@@ -59,6 +60,7 @@ class JobOutcome:
     cached: int = 0
     run_seconds: float = 0.0
     nodes: dict[str, float] = field(default_factory=dict)
+    worker: str | None = None
 
     def result_dict(self) -> dict[str, Any]:
         """The part stored as the job's ``result``."""
@@ -68,6 +70,7 @@ class JobOutcome:
             "cached": self.cached,
             "run_seconds": self.run_seconds,
             "nodes": self.nodes,
+            "worker": self.worker,
         }
 
 
@@ -132,6 +135,7 @@ class Job:
                 "requested_outputs": self.outputs,
                 "executed": result.get("executed"),
                 "cached": result.get("cached"),
+                "worker": result.get("worker"),
                 "timings": self.timings(),
             }
         )

@@ -26,7 +26,8 @@ NOT_BUILT_PAGE = """<!doctype html>
 <body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
 <h1>graphflow</h1>
 <p>The server is running, but the editor is not built, so there is nothing to show here.</p>
-<p>Build it into <code>web/dist</code>, or use the API: <a href="/api/nodes">/api/nodes</a>,
+<p>Build it with <code>npm --prefix web ci &amp;&amp; npm --prefix web run build</code> (it goes to
+<code>graphflow/web_dist</code>), or use the API: <a href="/api/nodes">/api/nodes</a>,
 <a href="/api/queue">/api/queue</a>, <a href="/api/system">/api/system</a>.</p>
 </body></html>
 """

@@ -4,7 +4,9 @@ The dispatcher lives on the event loop. It claims pending jobs from the queue wh
 runner has free slots, hands them to the runner, and records each outcome. A runner executes
 jobs somewhere else — :class:`LocalRunner` in one thread of this process with one
 :class:`~graphflow.executor.Executor` (so the model cache and the output cache persist
-between jobs); a pool of remote workers can implement the same protocol later.
+between jobs); :class:`graphflow.distributed.RayRunner` on a pool of Ray actors, several
+jobs at once (its ``capacity``). Both turn a run into a :class:`JobOutcome` with
+:func:`execute_job`, so the queue records the same shape whichever runs it.
 
 Runners report through a :class:`RunnerListener` from any thread. The dispatcher implements
 it by appending to a queue that is drained on the event loop (one ``call_soon_threadsafe``
@@ -27,6 +29,7 @@ import sys
 import threading
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import ValidationFailed, WorkflowFormatError
@@ -51,10 +54,10 @@ class RunnerListener(Protocol):
 
 
 class JobRunner(Protocol):
-    """Something that executes jobs: a local thread, or later a pool of remote workers."""
+    """Something that executes jobs: a local thread, or a pool of remote workers."""
 
     capacity: int
-    """How many jobs it runs at once."""
+    """How many jobs it runs at once (read before every hand-over; it may change)."""
 
     def start(self, listener: RunnerListener) -> None:
         """Begin accepting jobs; report to ``listener``."""
@@ -75,7 +78,8 @@ class JobRunner(Protocol):
         """Interrupt what runs and stop; blocks up to ``timeout`` seconds."""
 
 
-def _error_outcome(code: str, error: BaseException, **extra: Any) -> JobOutcome:
+def error_outcome(code: str, error: BaseException, **extra: Any) -> JobOutcome:
+    """A failed outcome for an exception: its type, message and traceback under ``code``."""
     try:
         detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     except BaseException:  # formatting can fail too (MemoryError); the record matters more
@@ -91,6 +95,27 @@ def _error_outcome(code: str, error: BaseException, **extra: Any) -> JobOutcome:
             **extra,
         },
     )
+
+
+def free_executor(executor: Executor, *, cache: bool = True, models: bool = True) -> dict:
+    """Clear an executor's output cache and/or unload its models; says what was done."""
+    done: dict[str, Any] = {}
+    if cache:
+        done["cache_entries_dropped"] = len(executor.cache)
+        executor.cache.clear()
+    if models:
+        drop = getattr(executor.models, "free", None)  # ModelManager.free()
+        if callable(drop):
+            done["models_unloaded"] = drop()
+        else:
+            done["models_unloaded"] = False
+            done["models_note"] = "the model loader cannot unload (it has no free())"
+    gc.collect()
+    torch = sys.modules.get("torch")  # never import torch just to free nothing
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+        done["cuda_cache_emptied"] = True
+    return done
 
 
 def outcome_from_result(result: RunResult, nodes: dict[str, float]) -> JobOutcome:
@@ -171,23 +196,7 @@ class LocalRunner:
 
     def free(self, *, cache: bool = True, models: bool = True) -> dict[str, Any]:
         """Clear the output cache and ask the model loader to drop what it holds."""
-        done: dict[str, Any] = {}
-        if cache:
-            done["cache_entries_dropped"] = len(self.executor.cache)
-            self.executor.cache.clear()
-        if models:
-            drop = getattr(self.executor.models, "free", None)  # ModelManager.free()
-            if callable(drop):
-                done["models_unloaded"] = drop()
-            else:
-                done["models_unloaded"] = False
-                done["models_note"] = "the model loader cannot unload (it has no free())"
-        gc.collect()
-        torch = sys.modules.get("torch")  # never import torch just to free nothing
-        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
-            done["cuda_cache_emptied"] = True
-        return done
+        return free_executor(self.executor, cache=cache, models=models)
 
     def info(self) -> dict[str, Any]:
         """The executor's cache and model statistics, and its device."""
@@ -228,7 +237,7 @@ class LocalRunner:
                 try:
                     outcome = self._run_one(job, prepared)
                 except BaseException as error:  # _run_one catches everything; belt and braces
-                    outcome = _error_outcome("worker_error", error)
+                    outcome = error_outcome("worker_error", error)
                 finally:
                     with self._lock:
                         self._current = None
@@ -243,42 +252,65 @@ class LocalRunner:
     def _run_one(self, job: Job, prepared: ValidatedGraph | None) -> JobOutcome:
         listener = self._listener
         assert listener is not None
-        nodes: dict[str, float] = {}
-        executor = self.executor
+        outcome = execute_job(
+            self.executor,
+            job,
+            prepared,
+            lambda event: listener.job_event(job.id, event),
+            lambda: self._interrupt_requested(job.id),
+        )
+        outcome.worker = "local"
+        return outcome
 
-        def observer(event: Event) -> None:
-            if type(event) is NodeFinished:
-                nodes[event.node] = event.seconds
-            elif type(event) is RunStarted and self._interrupt_requested(job.id):
-                executor.interrupt()  # asked before the run cleared its flag: ask again
-            listener.job_event(job.id, event)
 
-        try:
-            validated = prepared
-            if validated is None:  # e.g. a job that was pending across a restart
-                validated = executor.validate(workflow_from_dict(job.workflow))
-            if self._interrupt_requested(job.id):
-                return JobOutcome(
-                    JobStatus.CANCELLED,
-                    error={"code": "interrupted", "message": "interrupted before it started"},
-                )
-            result = executor.run(validated, job.outputs, run_id=job.id, observers=[observer])
-            return outcome_from_result(result, nodes)
-        except ValidationFailed as error:
+def execute_job(
+    executor: Executor,
+    job: Job,
+    prepared: ValidatedGraph | None,
+    report: Callable[[Event], None],
+    interrupt_requested: Callable[[], bool],
+) -> JobOutcome:
+    """Run one job through ``executor`` and map whatever happens to a :class:`JobOutcome`.
+
+    ``report`` gets every event in order; ``interrupt_requested`` says whether the job was
+    asked to stop (checked before the run and again when it starts). Shared by every runner,
+    local or remote, so what the queue records has one shape. Never raises.
+    """
+    nodes: dict[str, float] = {}
+
+    def observer(event: Event) -> None:
+        if type(event) is NodeFinished:
+            nodes[event.node] = event.seconds
+        elif type(event) is RunStarted and interrupt_requested():
+            executor.interrupt()  # asked before the run cleared its flag: ask again
+        report(event)
+
+    try:
+        validated = prepared
+        if validated is None:  # e.g. a job that was pending across a restart
+            validated = executor.validate(workflow_from_dict(job.workflow))
+        if interrupt_requested():
             return JobOutcome(
-                JobStatus.FAILED,
-                error={
-                    "code": "validation_failed",
-                    "message": f"workflow has {len(error.errors)} problem(s)",
-                    "errors": [e.to_dict() for e in error.errors],
-                },
+                JobStatus.CANCELLED,
+                error={"code": "interrupted", "message": "interrupted before it started"},
             )
-        except WorkflowFormatError as error:
-            return JobOutcome(
-                JobStatus.FAILED, error={"code": "invalid_document", "message": str(error)}
-            )
-        except BaseException as error:  # SystemExit, KeyboardInterrupt, a plugin bug...
-            return _error_outcome("worker_error", error)
+        result = executor.run(validated, job.outputs, run_id=job.id, observers=[observer])
+        return outcome_from_result(result, nodes)
+    except ValidationFailed as error:
+        return JobOutcome(
+            JobStatus.FAILED,
+            error={
+                "code": "validation_failed",
+                "message": f"workflow has {len(error.errors)} problem(s)",
+                "errors": [e.to_dict() for e in error.errors],
+            },
+        )
+    except WorkflowFormatError as error:
+        return JobOutcome(
+            JobStatus.FAILED, error={"code": "invalid_document", "message": str(error)}
+        )
+    except BaseException as error:  # SystemExit, KeyboardInterrupt, a plugin bug...
+        return error_outcome("worker_error", error)
 
 
 class Dispatcher:
@@ -424,13 +456,13 @@ class Dispatcher:
                 else:
                     job.workflow = self.queue.workflow(job.id)
             except Exception as error:  # an unreadable record fails that job, not the loop
-                self._post(("done", job.id, _error_outcome("invalid_document", error)))
+                self._post(("done", job.id, error_outcome("invalid_document", error)))
                 continue
             try:
                 self.runner.submit(job, prepared)
             except Exception as error:  # a runner that cannot take it fails the job visibly
                 log.exception("runner refused job %s", job.id)
-                self._post(("done", job.id, _error_outcome("worker_error", error)))
+                self._post(("done", job.id, error_outcome("worker_error", error)))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a pending job (see :meth:`JobQueue.cancel`)."""

@@ -1,0 +1,119 @@
+"""Affinity keys: which loaded models (and warm cache entries) a job would reuse.
+
+A node *loads a model* when one of its outputs is a model port type (``MODEL``, ``VAE``,
+``TEXT_ENCODER``, ``TOKENIZER``, ``UPSCALE_MODEL``) and none of its inputs is: a checkpoint
+loader, an upscaler loader, a plugin's own loader. Nothing here names a node id.
+
+A job's affinity keys hash its model-loading nodes the way the cache does (node type,
+version, literal inputs, upstream hashes) but without fingerprints, so the server can compute
+them without the model files. Each worker maps the keys of the jobs it ran to the loaders'
+real cache signatures, and reports the keys whose outputs are still in its cache: those
+models are resident there and their outputs warm, and the router sends the next job that
+needs them to that worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..cache import FingerprintError, compute_signatures, node_signature
+from ..graph import ValidatedGraph, plan_execution
+from ..node import NodeSpec
+from ..workflow import Link
+
+MODEL_PORT_TYPES = frozenset({"MODEL", "VAE", "TEXT_ENCODER", "TOKENIZER", "UPSCALE_MODEL"})
+"""Port types whose values are loaded models."""
+
+# Signatures of idempotent nodes do not depend on the run: any fixed nonce will do.
+_NONCE = "affinity"
+
+
+def loads_model(spec: NodeSpec) -> bool:
+    """True for a node that produces a model from inputs that are not models (a loader)."""
+    produces = any(output.type in MODEL_PORT_TYPES for output in spec.outputs)
+    consumes = any(item.type in MODEL_PORT_TYPES for item in spec.inputs)
+    return produces and not consumes
+
+
+def _inputs(validated: ValidatedGraph, plan: list[str]):
+    """Effective literals and links of each planned node, exactly as the executor sees them."""
+    literals: dict[str, dict[str, Any]] = {}
+    links: dict[str, list[tuple[str, str, str]]] = {}
+    nodes = validated.workflow.nodes
+    for node_id in plan:
+        spec = validated.specs[node_id]
+        given = nodes[node_id].inputs
+        own: dict[str, Any] = {}
+        linked = []
+        for item in spec.inputs:
+            value = given.get(item.name, item.default)
+            if isinstance(value, Link):
+                linked.append((item.name, value.node, value.output))
+            elif item.type == "FLOAT" and type(value) is int:
+                own[item.name] = float(value)
+            else:
+                own[item.name] = value
+        literals[node_id] = own
+        links[node_id] = linked
+    return literals, links
+
+
+def _label(spec: NodeSpec, literals: dict[str, Any]) -> str:
+    shown = ", ".join(
+        f"{name}={value}" for name, value in literals.items() if isinstance(value, str) and value
+    )
+    return f"{spec.id}({shown})"
+
+
+def _loader_keys(
+    validated: ValidatedGraph, outputs: Iterable[str] | None
+) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, list], dict[str, str]]:
+    """The plan, its literals and links, and ``{loader node: affinity key}``."""
+    plan = plan_execution(validated, outputs)
+    loaders = [node_id for node_id in plan if loads_model(validated.specs[node_id])]
+    if not loaders:
+        return plan, {}, {}, {}
+    literals, links = _inputs(validated, plan)
+    hashes: dict[str, str] = {}
+    for node_id in plan:
+        upstream = [(name, hashes[source], out) for name, source, out in links[node_id]]
+        spec = validated.specs[node_id]
+        hashes[node_id] = node_signature(spec, literals[node_id], upstream, None, _NONCE)
+    return plan, literals, links, {node_id: hashes[node_id] for node_id in loaders}
+
+
+def affinity_keys(
+    validated: ValidatedGraph, outputs: Iterable[str] | None = None
+) -> dict[str, str]:
+    """``{key: label}`` for the model-loading nodes a run of ``outputs`` would execute.
+
+    The key hashes the loader and everything upstream of it (types, versions, literal inputs)
+    but no fingerprint, so the head computes it without the model files, which may exist only
+    on the workers. The label is readable: ``diffusion.load_checkpoint(checkpoint=...)``.
+    """
+    _, literals, _, keys = _loader_keys(validated, outputs)
+    return {key: _label(validated.specs[node], literals[node]) for node, key in keys.items()}
+
+
+def cache_signatures(
+    validated: ValidatedGraph, outputs: Iterable[str] | None = None
+) -> dict[str, str]:
+    """``{affinity key: output-cache signature}`` of the model-loading nodes (worker side).
+
+    The signature is what the executor stores the loader's outputs under, so a worker can
+    tell whether a model is still warm with ``signature in executor.cache``. Loaders whose
+    fingerprint fails, or that are not idempotent (never cached), are left out.
+    """
+    plan, literals, links, keys = _loader_keys(validated, outputs)
+    if not keys:
+        return {}
+    try:
+        signed = compute_signatures(
+            plan, validated.specs, literals.__getitem__, links.__getitem__, _NONCE
+        )
+    except FingerprintError:
+        return {}
+    return {
+        key: signed.signatures[node] for node, key in keys.items() if node not in signed.volatile
+    }

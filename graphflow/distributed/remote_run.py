@@ -1,0 +1,103 @@
+"""``graphflow run --backend ray``: one workflow on one Ray actor, progress streamed back."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import GraphflowError
+from ..events import Observer
+from ..executor import RunResult
+from ..graph import build_graph
+from ..registry import Registry
+from ..workflow import Workflow
+from .cluster import connect, has_gpus, import_ray, worker_environment
+
+
+class RemoteRun:
+    """A workflow running on a Ray actor; ``interrupt()`` reaches it from any thread."""
+
+    def __init__(self, actor: Any, run_id: str):
+        self.actor = actor
+        self.run_id = run_id
+        self.interrupt_requested = False
+
+    def interrupt(self) -> None:
+        """Ask the remote run to stop at its next node boundary or progress call."""
+        self.interrupt_requested = True
+        self.actor.interrupt.remote(self.run_id)
+
+
+def run_on_ray(
+    workflow: Workflow,
+    outputs: Iterable[str] | None,
+    *,
+    registry: Registry,
+    output_dir: str | Path,
+    plugin_dirs: Iterable[str] = (),
+    address: str | None = None,
+    gpus: float | None = None,
+    cpus: float = 1.0,
+    observers: Iterable[Observer] = (),
+    started: Any = None,
+    local_options: dict[str, Any] | None = None,
+) -> RunResult:
+    """Run ``workflow`` on a fresh Ray worker actor and return its :class:`RunResult`.
+
+    The workflow is validated here first (raises ``ValidationFailed`` as a local run does).
+    Events reach ``observers`` in order; output files are written by the actor to
+    ``output_dir`` (the same path on the worker's machine). ``started``, if given, is called
+    with the :class:`RemoteRun` (to wire Ctrl+C to its ``interrupt``). Output values stay on
+    the worker: the result carries ui data, node lists, timings and the error.
+    """
+    ray = import_ray()
+    from .worker_actor import GraphflowWorker
+
+    build_graph(workflow, registry)
+    targets = list(outputs) if outputs is not None else None
+    output = Path(output_dir).resolve()
+    connected = connect(address, **(local_options or {}))
+    actor = None
+    try:
+        if gpus is None:
+            gpus = 1.0 if has_gpus() else 0.0
+        actor = GraphflowWorker.options(
+            num_cpus=cpus,
+            num_gpus=gpus,
+            max_restarts=0,
+            runtime_env={"env_vars": worker_environment()},
+        ).remote(
+            "ray-run",
+            [str(Path(d).resolve()) for d in plugin_dirs],
+            str(output),
+            str(output.parent / "temp"),
+            None,
+        )
+        run = RemoteRun(actor, uuid.uuid4().hex)
+        if started is not None:
+            started(run)
+        stream = actor.run_workflow.remote(run.run_id, workflow.to_dict(), targets)
+        watchers = list(observers)
+        for ref in stream:
+            kind, payload = ray.get(ref)
+            if kind == "events":
+                for event in payload:
+                    for observer in watchers:
+                        observer(event)
+            elif kind == "invalid":
+                messages = "; ".join(e.get("message", "") for e in payload)
+                raise GraphflowError(f"the Ray worker refused the workflow: {messages}")
+            else:
+                return payload
+        raise GraphflowError("the Ray worker ended the run without a result")
+    except ray.exceptions.RayActorError as error:
+        raise GraphflowError(f"the Ray worker died: {str(error).splitlines()[0]}") from None
+    finally:
+        if actor is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        if connected:
+            ray.shutdown()

@@ -1,0 +1,93 @@
+"""The editor end to end: Chromium drives the built editor against a real `graphflow serve`.
+
+Runs web/e2e/editor.e2e.mjs (playwright-core) and keeps its screenshots in
+tests/web/artifacts/. Skipped without /usr/bin/chromium unless GRAPHFLOW_REQUIRE_BROWSER=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from graphflow import build_graph, load_plugins, load_workflow
+
+pytestmark = [pytest.mark.web, pytest.mark.slow]
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WEB = Path(__file__).resolve().parents[2] / "web"
+SERVER_START_TIMEOUT = 90
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"graphflow serve exited early:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url + "api/queue", timeout=2) as answer:
+                json.load(answer)
+                return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"graphflow serve did not answer within {SERVER_START_TIMEOUT}s")
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def server_url(tmp_path, data_dir):
+    """A real `graphflow serve` on a free loopback port with a fresh data folder."""
+    port = free_port()
+    log = tmp_path / "server.log"
+    command = [sys.executable, "-c", "from graphflow.cli import main; main()", "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    with open(log, "w") as log_file:
+        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_serving(url, server, log)
+        yield url
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "server.log").write_text(log.read_text())
+
+
+def test_editor_end_to_end_in_chromium(chromium, web_npm, server_url, data_dir):
+    ARTIFACTS.mkdir(exist_ok=True)
+    command = ["node", "e2e/editor.e2e.mjs", "--url", server_url, "--artifacts", str(ARTIFACTS)]
+    command += ["--chromium", str(chromium)]
+    result = subprocess.run(
+        command, cwd=WEB, capture_output=True, text=True, timeout=420, env=dict(os.environ)
+    )
+    report = f"{result.stdout}\n{result.stderr}\nscreenshots: {ARTIFACTS}"
+    (ARTIFACTS / "e2e.log").write_text(report)
+    assert result.returncode == 0, report
+    # What the editor saved is a workflow the engine itself loads and validates.
+    saved = load_workflow(data_dir / "workflows" / "e2e-photo.json")
+    validated = build_graph(saved, load_plugins().registry)
+    node_types = {spec.id for spec in validated.specs.values()}
+    assert node_types >= {"image.example_photo", "image.preview"}

@@ -1,0 +1,125 @@
+// The React Flow canvas: drag-and-drop of palette nodes and workflow files, typed edges.
+import {
+  Background,
+  Controls,
+  MiniMap,
+  Panel,
+  ReactFlow,
+  useReactFlow,
+  type NodeTypes,
+} from "@xyflow/react";
+import { useCallback, useEffect, useMemo, type DragEvent } from "react";
+import { portName, type GraphNode } from "../graph/model";
+import { readWorkflowFile } from "../lib/workflowFiles";
+import { useEditor } from "../store";
+import { NodeView } from "./NodeView";
+import { TypeLegend } from "./TypeLegend";
+
+export const PALETTE_DRAG_TYPE = "application/x-graphflow-node";
+const nodeTypes: NodeTypes = { graphflow: NodeView };
+
+const STATE_COLORS: Record<string, string> = {
+  idle: "#4a5060",
+  queued: "#6b7080",
+  running: "#f5c542",
+  cached: "#2f6f8f",
+  done: "#2d7d52",
+  failed: "#b03a3a",
+  interrupted: "#7a4fa0",
+};
+
+/** The minimap, with each node in the colour of its run state. */
+function StatusMiniMap() {
+  const runs = useEditor((state) => state.nodeRuns);
+  const color = useCallback(
+    (node: GraphNode): string => STATE_COLORS[runs[node.id]?.status ?? "idle"] ?? "#4a5060",
+    [runs],
+  );
+  return <MiniMap<GraphNode> pannable zoomable nodeColor={color} nodeStrokeWidth={3} />;
+}
+
+export function Canvas() {
+  const nodes = useEditor((state) => state.nodes);
+  const edges = useEditor((state) => state.edges);
+  const catalog = useEditor((state) => state.catalog);
+  const fitRequest = useEditor((state) => state.fitRequest);
+  const actions = useEditor.getState();
+  const flow = useReactFlow<GraphNode>();
+
+  useEffect(() => {
+    if (fitRequest === 0) return;
+    // Wait a moment so new nodes are measured before fitting them into view.
+    const timer = setTimeout(() => {
+      const saved = useEditor.getState().viewport;
+      if (saved) void flow.setViewport(saved);
+      else if (flow.getNodes().length === 0) void flow.setViewport({ x: 0, y: 0, zoom: 1 });
+      else void flow.fitView({ padding: 0.08, maxZoom: 1 });
+    }, 60);
+    return () => clearTimeout(timer);
+  }, [fitRequest, flow]);
+
+  // Each link takes the colour of the type its output carries.
+  const typedEdges = useMemo(() => {
+    const nodeType = new Map(nodes.map((node) => [node.id, node.data.nodeType]));
+    return edges.map((edge) => {
+      const spec = catalog?.nodes[nodeType.get(edge.source) ?? ""];
+      const type = spec?.outputs.find((o) => o.name === portName(edge.sourceHandle))?.type;
+      const color = (type && catalog?.types[type]?.color) || "#999";
+      return { ...edge, style: { stroke: color, strokeWidth: edge.selected ? 3 : 2 } };
+    });
+  }, [edges, nodes, catalog]);
+
+  const onDrop = async (event: DragEvent) => {
+    event.preventDefault();
+    const nodeType = event.dataTransfer.getData(PALETTE_DRAG_TYPE);
+    if (nodeType) {
+      actions.addNode(nodeType, flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }));
+      return;
+    }
+    const file = event.dataTransfer.files[0];
+    if (!file) return;
+    try {
+      actions.loadDocument(await readWorkflowFile(file), file.name.replace(/\.(json|png)$/i, ""));
+      actions.notify("info", `Opened the workflow of ${file.name}.`);
+    } catch (error) {
+      actions.notify("error", error instanceof Error ? error.message : String(error));
+    }
+  };
+
+  return (
+    <div
+      className="gf-canvas"
+      data-testid="canvas"
+      onDragOver={(event) => {
+        event.preventDefault();
+        event.dataTransfer.dropEffect = "copy";
+      }}
+      onDrop={(event) => void onDrop(event)}
+    >
+      <ReactFlow<GraphNode>
+        nodes={nodes}
+        edges={typedEdges}
+        nodeTypes={nodeTypes}
+        onNodesChange={actions.onNodesChange}
+        onEdgesChange={actions.onEdgesChange}
+        onConnect={actions.connect}
+        isValidConnection={actions.isValidConnection}
+        onNodeDragStart={() => actions.checkpoint()}
+        onMoveEnd={(_, viewport) => actions.setViewport(viewport)}
+        deleteKeyCode={null}
+        multiSelectionKeyCode={["Control", "Meta", "Shift"]}
+        minZoom={0.1}
+        maxZoom={2.5}
+        proOptions={{ hideAttribution: true }}
+        colorMode="dark"
+      >
+        <Background gap={24} />
+        <Controls />
+        <StatusMiniMap />
+        <Panel position="top-right">
+          <TypeLegend />
+        </Panel>
+      </ReactFlow>
+    </div>
+  );
+}

@@ -1,0 +1,11 @@
+// The editor's one store: the graph being edited and what the server reports about it.
+import { create } from "zustand";
+import { createGraphSlice, type GraphSlice } from "./graphSlice";
+import { createRunSlice, type RunSlice } from "./runSlice";
+
+export type EditorState = GraphSlice & RunSlice;
+
+export const createEditorStore = () =>
+  create<EditorState>()((...args) => ({ ...createGraphSlice(...args), ...createRunSlice(...args) }));
+
+export const useEditor = createEditorStore();
