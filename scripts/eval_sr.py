@@ -6,6 +6,7 @@ scripts/train_sr.py. Each is cropped to a multiple of 4, reduced by the training
 PSNR and SSIM on the Y channel (BT.601), 4 border pixels cropped, as in the SR literature.
 
     nice -n 10 .venv/bin/python scripts/eval_sr.py [--weights PATH] [--no-realesrgan]
+    nice -n 10 .venv/bin/python scripts/eval_sr.py --node-timing   # 256→1024 through the node
 
 Our network runs as a spandrel descriptor (``sr_descriptor``, what image.upscale_with_model
 would run); the script also checks that it matches our plain module. Real-ESRGAN x4plus is
@@ -70,14 +71,72 @@ def realesrgan() -> object | None:
     return spandrel.ModelLoader().load_from_state_dict(state).eval()
 
 
+def node_timing(tile_sizes: tuple[int, ...] = (0, 128), repeats: int = 2) -> None:
+    """Seconds image.upscale_with_model takes for a 256×256 photo (→ 1024×1024) on the CPU.
+
+    The bundled models as a workflow runs them: ``image.example_photo`` (astronaut, 256 px)
+    → ``image.load_upscale_model`` → ``image.upscale_with_model`` (tile_size 0 = automatic,
+    the whole image on the CPU; 128 = 9 overlapping tiles with overlap 32). The model load is
+    a node of its own and is not counted; the best of ``repeats`` runs is printed.
+    """
+    from graphflow import EventLog, Executor, Workflow, load_plugins
+    from graphflow.events import NodeFinished
+    from graphflow.runtime.models import ModelManager
+
+    registry = load_plugins().registry
+    models = ModelManager()
+    for name in ("bundled/graphflow-sr-x4", "bundled/RealESRGAN_x4plus"):
+        for tile in tile_sizes:
+            times = []
+            for _ in range(repeats):
+                log = EventLog()
+                workflow = {
+                    "format": "graphflow/1",
+                    "nodes": {
+                        "photo": {
+                            "type": "image.example_photo",
+                            "inputs": {"photo": "astronaut", "size": 256},
+                        },
+                        "model": {
+                            "type": "image.load_upscale_model",
+                            "inputs": {"model_name": name},
+                        },
+                        "up": {
+                            "type": "image.upscale_with_model",
+                            "inputs": {
+                                "upscale_model": {"link": ["model", "upscale_model"]},
+                                "image": {"link": ["photo", "image"]},
+                                "tile_size": tile,
+                                "tile_overlap": 32,
+                            },
+                        },
+                        "show": {
+                            "type": "image.preview",
+                            "inputs": {"images": {"link": ["up", "image"]}},
+                        },
+                    },
+                }
+                result = Executor(registry, models=models, device="cpu", observers=[log]).run(
+                    Workflow.model_validate(workflow), outputs=["up"]
+                )
+                assert result.ok, result.error
+                assert result.outputs["up"]["image"].shape == (1, 1024, 1024, 3)
+                times += [e.seconds for e in log.of_type(NodeFinished) if e.node == "up"]
+            print(f"| {name} | tile_size {tile} | {min(times):.2f} s |")
+
+
 def main() -> None:
     """Print a Markdown table of PSNR/SSIM per held-out photo and on average."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=EMBEDDED_WEIGHTS)
     parser.add_argument("--no-realesrgan", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--node-timing", action="store_true", help="time 256→1024 upscales only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.node_timing:
+        node_timing()
+        return
 
     ours = sr_descriptor(args.weights)
     own = load_sr_model(args.weights)

@@ -1,15 +1,20 @@
 """Train graphflow-sr-x4 (plugins/gf_image/sr_model.py) on photos that ship in packages.
 
-Training photos: scikit-image's colour and grey photos (grey repeated to RGB) and
-scikit-learn's sample "china". HELD OUT for scripts/eval_sr.py, never seen here: skimage
-``chelsea`` (and its duplicate ``cat``), ``coffee`` and sklearn's ``flower``.
+Training photos: scikit-image's colour and grey photos that ship in the wheel (grey repeated
+to RGB; both views of ``stereo_motorcycle``) and scikit-learn's sample "china". HELD OUT for
+scripts/eval_sr.py, never seen here: skimage ``chelsea`` (and its duplicate ``cat``),
+``coffee`` and sklearn's ``flower``.
 
 Each photo is reduced by a few scale factors (more distinct content), then its ×4 input is
 made by the same degradation the evaluation uses (antialiased bicubic ÷4, 8-bit rounded).
 Random aligned patches with flips/rotations; L1 loss; Adam with a cosine schedule; seeded.
-CPU only, meant for ~10 minutes on 1–2 threads:
+CPU only; the committed weights came from about 50 minutes on one shared thread:
 
-    nice -n 10 .venv/bin/python scripts/train_sr.py --steps 20000 --minutes 10 --threads 2
+    nice -n 10 .venv/bin/python scripts/train_sr.py --feat 48 --steps 40000 --minutes 50 \
+        --threads 1 --out /tmp/sr/graphflow-sr-x4.safetensors
+
+The weights (with the steps reached in their metadata) are also written every
+``--save-minutes`` during training, so a run stopped early leaves a usable file.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from gf_image.sr_model import (
     GraphflowSR,
     bicubic_down,
     crop_to_scale,
+    load_sr_model,
     save_sr_model,
     to_tensor,
 )
@@ -43,7 +49,10 @@ TRAIN_SKIMAGE = [
     "retina",
     "hubble_deep_field",
     "stereo_motorcycle",
+    "stereo_motorcycle_right",
     "camera",
+    "clock",
+    "cell",
     "brick",
     "grass",
     "gravel",
@@ -67,7 +76,10 @@ def photo(name: str) -> np.ndarray:
         return np.asarray(images.images[index])
     from skimage import data
 
-    array = getattr(data, name)()
+    if name == "stereo_motorcycle_right":  # the other view: the same scene, other pixels
+        array = data.stereo_motorcycle()[1]
+    else:
+        array = getattr(data, name)()
     if isinstance(array, tuple):  # stereo_motorcycle: (left, right, disparity)
         array = array[0]
     array = np.asarray(array)
@@ -126,7 +138,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=32, help="low-resolution patch side")
-    parser.add_argument("--feat", type=int, default=32)
+    parser.add_argument("--feat", type=int, default=48)
     parser.add_argument("--convs", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -137,6 +149,10 @@ def main() -> None:
         default=10.0,
         help="wall-clock budget: the schedule ends at --steps or here, whichever comes first",
     )
+    parser.add_argument("--save-minutes", type=float, default=5.0, help="checkpoint interval")
+    parser.add_argument(
+        "--init", type=Path, help="start from these weights (continue a run with a new schedule)"
+    )
     parser.add_argument("--out", type=Path, default=EMBEDDED_WEIGHTS)
     args = parser.parse_args()
 
@@ -146,6 +162,13 @@ def main() -> None:
     pairs = [pair for pair in build_pairs() if min(pair[0].shape[2:]) >= args.patch]
     weights = [low.shape[2] * low.shape[3] for low, _ in pairs]
     model = GraphflowSR(num_feat=args.feat, num_conv=args.convs)
+    steps_before = 0
+    if args.init:
+        from safetensors import safe_open
+
+        model.load_state_dict(load_sr_model(args.init).state_dict())
+        with safe_open(str(args.init), framework="pt") as handle:
+            steps_before = int((handle.metadata() or {}).get("steps", 0))
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
 
@@ -157,7 +180,8 @@ def main() -> None:
         warm = min(1.0, (step + 1) / 100)
         return args.lr * warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
 
-    start = time.monotonic()
+    args.steps_before = steps_before  # recorded in the metadata: steps of the whole training
+    start = last_save = time.monotonic()
     history: list[tuple[int, float]] = []
     running = None
     bar = tqdm(range(args.steps), desc=f"train_sr ({params} params)")
@@ -179,15 +203,35 @@ def main() -> None:
         if step % 50 == 0:
             bar.set_postfix(l1=f"{running:.4f}")
             history.append((step, round(running, 5)))
+        if time.monotonic() - last_save > args.save_minutes * 60:
+            save(args, model, step, time.monotonic() - start, running, params, history)
+            last_save = time.monotonic()
     seconds = time.monotonic() - start
     model.eval()
+    meta = save(args, model, step, seconds, running, params, history)
+    print(f"{params} params, {meta['steps']} steps in {seconds:.0f} s, final L1 {running:.4f}")
+    print(f"wrote {args.out} and {args.out.with_suffix('.train.json')}")
+
+
+def save(
+    args: argparse.Namespace,
+    model: GraphflowSR,
+    step: int,
+    seconds: float,
+    running: float,
+    params: int,
+    history: list[tuple[int, float]],
+) -> dict[str, str]:
+    """Write the weights (metadata in the header) and the JSON log; return the metadata."""
     meta = {
         "name": "graphflow-sr-x4",
         "architecture": "GraphflowSR (spandrel: Compact layout)",
         "scale": str(SCALE),
         "num_feat": str(args.feat),
         "num_conv": str(args.convs),
-        "steps": str(step + 1),
+        "steps": str(step + 1 + args.steps_before),
+        "continued_from": str(args.init or ""),
+        "batch": str(args.batch),
         "seed": str(args.seed),
         "train_seconds": f"{seconds:.0f}",
         "final_l1": f"{running:.5f}",
@@ -198,8 +242,7 @@ def main() -> None:
     save_sr_model(model, args.out, meta)
     log = args.out.with_suffix(".train.json")
     log.write_text(json.dumps({**meta, "params": params, "history": history}, indent=1) + "\n")
-    print(f"{params} params, {step + 1} steps in {seconds:.0f} s, final L1 {running:.4f}")
-    print(f"wrote {args.out} and {log}")
+    return meta
 
 
 if __name__ == "__main__":

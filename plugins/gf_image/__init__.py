@@ -1,14 +1,21 @@
 """graphflow's image node pack: image files, example photos, noise and film grain, transforms,
-upscaling (spandrel models, Real-ESRGAN converted from ncnn, our own SR model), style transfer.
+upscaling (spandrel models, Real-ESRGAN converted from ncnn, our own SR model), style transfer
+(Gatys optimisation, and fast feed-forward networks).
 
 Images travel as float tensors (B, H, W, C) in 0..1; masks as (B, H, W); see convert.py.
 """
 
 from graphflow import hookimpl
 
-from . import commands, examples, io, noise, style, transform, upscale
+from . import commands, examples, fast_style, io, noise, style, transform, upscale
 
-MODULES = (io, examples, noise, transform, upscale, style)
+MODULES = (io, examples, noise, transform, upscale, style, fast_style)
+
+
+@hookimpl
+def graphflow_port_types():
+    """FAST_STYLE_MODEL: what Load Fast Style Model hands to Fast Style."""
+    return [fast_style.FAST_STYLE_MODEL_TYPE]
 
 
 @hookimpl

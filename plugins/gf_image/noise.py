@@ -1,9 +1,11 @@
 """Noise nodes: additive Gaussian noise, photon shot noise and film grain.
 
-Every node is seeded: the same image, settings and seed give the same result on the same kind
-of device. Random numbers are drawn on the image's own device (a CUDA image never goes through
-the CPU), so a CPU and a GPU may give different noise for one seed. Work is done in float32;
-the result has the input's dtype and device, layout (B, H, W, C), values clamped to 0..1.
+Every node is seeded: the same image, settings and seed give the same noise on any device.
+Random numbers are drawn by a CPU generator, as the diffusion sampler does, and moved to the
+image's device (the random numbers cross, the image stays where it is; shot noise is the
+exception: torch's Poisson sampler draws where its rates are, so the rates visit the CPU).
+Work is done in float32; the result has the input's dtype and device, layout (B, H, W, C),
+values clamped to 0..1.
 
 Film grain follows the Boolean model of silver-halide grain (see ``film_grain`` and
 docs/image_nodes.md for the derivation).
@@ -28,11 +30,11 @@ LUMA = (0.2126, 0.7152, 0.0722)
 MAX_EXPOSURE = 1.0 - 1e-4
 
 
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    """A generator on the image's device, so random numbers never cross to another device."""
+def _generator(seed: int) -> torch.Generator:
+    """A CPU generator: one seed gives the same random numbers whatever the image's device."""
     import torch
 
-    return torch.Generator(device=device).manual_seed(int(seed))
+    return torch.Generator().manual_seed(int(seed))
 
 
 def _as_float(image: torch.Tensor) -> torch.Tensor:
@@ -61,8 +63,7 @@ def gaussian_noise(
     pixels = _as_float(image)
     batch, height, width, channels = pixels.shape
     shape = (batch, height, width, 1 if monochrome else channels)
-    generator = _generator(pixels.device, seed)
-    noise = torch.randn(shape, generator=generator, device=pixels.device) * sigma
+    noise = torch.randn(shape, generator=_generator(seed)).to(pixels.device) * sigma
     return (pixels + noise).clamp(0.0, 1.0).to(image.dtype)
 
 
@@ -85,8 +86,8 @@ def shot_noise(
     import torch
 
     pixels = _as_float(image).clamp(0.0, 1.0)  # a negative rate is not a Poisson mean
-    generator = _generator(pixels.device, seed)
-    counts = torch.poisson(pixels * photons, generator=generator)
+    rates = (pixels * photons).cpu()  # torch.poisson samples on its input's device
+    counts = torch.poisson(rates, generator=_generator(seed)).to(pixels.device)
     return (counts / photons).clamp(0.0, 1.0).to(image.dtype)
 
 
@@ -151,7 +152,7 @@ def _grain_residual(
         rate = rate.reshape(height * cells, width * cells)
     # Grains centred just outside the image still cover its border: sample them too.
     rate = F.pad(rate[None, None], (reach, reach, reach, reach), mode="replicate")[0, 0]
-    occupied = torch.rand(rate.shape, generator=generator, device=rate.device)
+    occupied = torch.rand(rate.shape, generator=generator).to(rate.device)
     occupied = (occupied < -torch.expm1(-rate)).to(torch.float32)
     covered = (_disc_sum(occupied, offsets, reach) > 0.5).to(torch.float32)
     expected = -torch.expm1(-_disc_sum(rate, offsets, reach))
@@ -196,7 +197,7 @@ def film_grain(
     else:
         planes = pixels
     planes = planes.permute(0, 3, 1, 2)
-    generator = _generator(pixels.device, seed)
+    generator = _generator(seed)
     grain = torch.empty_like(planes)
     batch, layers = planes.shape[:2]
     # One plane at a time: the subpixel grid is up to 16× the image, so this bounds memory.

@@ -3,7 +3,7 @@
 The network is ESPCN-class: a stack of 3×3 convolutions with PReLU at the *low* resolution,
 a last convolution to 3·4² channels and PixelShuffle(4), added to the bicubic upscale of the
 input (the network only predicts the residual, so it starts as bicubic and improves on it).
-The weights are committed in ``embedded_sr/`` (safetensors, about 350 KB).
+The weights are committed in ``embedded_sr/`` (safetensors, 48 features, about 740 KB).
 
 spandrel does not know this architecture (its keys are ``layers.N``, deliberately not the
 ``body.N`` of spandrel's similar "Compact", which adds a *nearest* upscale and would load the
@@ -39,7 +39,7 @@ class GraphflowSR(nn.Module):
     overshoot; callers clamp).
     """
 
-    def __init__(self, num_feat: int = 32, num_conv: int = 8, scale: int = SCALE) -> None:
+    def __init__(self, num_feat: int = 48, num_conv: int = 8, scale: int = SCALE) -> None:
         super().__init__()
         self.scale = scale
         layers: list[nn.Module] = [nn.Conv2d(3, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
