@@ -37,6 +37,7 @@ from gf_image.sr_model import (
     sr_descriptor,
     to_tensor,
 )
+from gf_image.upscale import ensemble_runner
 
 
 def ssim_y(output: torch.Tensor, target: torch.Tensor, border: int = 4) -> float:
@@ -140,7 +141,11 @@ def main() -> None:
 
     ours = sr_descriptor(args.weights)
     own = load_sr_model(args.weights)
-    methods: dict[str, object] = {"bicubic": bicubic_up, "graphflow-sr-x4": ours}
+    methods: dict[str, object] = {
+        "bicubic": bicubic_up,
+        "graphflow-sr-x4": ours,
+        "graphflow-sr-x4 ×8 self-ensemble": ensemble_runner(ours),
+    }
     if not args.no_realesrgan:
         esrgan = realesrgan()
         if esrgan is None:
@@ -182,6 +187,8 @@ def main() -> None:
     gain = [p for p, _ in results["graphflow-sr-x4"]]
     base = [p for p, _ in results["bicubic"]]
     print(f"\ngraphflow-sr-x4 over bicubic: {(sum(gain) - sum(base)) / len(gain):+.2f} dB mean")
+    gain = [p for p, _ in results["graphflow-sr-x4 ×8 self-ensemble"]]
+    print(f"with ×8 self-ensemble: {(sum(gain) - sum(base)) / len(gain):+.2f} dB mean")
 
 
 if __name__ == "__main__":

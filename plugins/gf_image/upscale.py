@@ -326,6 +326,27 @@ def _model_runner(descriptor: Any, device: Any, dtype: Any) -> Callable[[Any], A
     return run
 
 
+def ensemble_runner(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``run`` averaged over the 8 flips/transposes of its input, each mapped back.
+
+    The "×8 self-ensemble" of the SR literature: 8× the compute for a cleaner result from
+    the same weights (about +0.1 dB PSNR for graphflow-sr-x4; docs/super_resolution.md).
+    """
+
+    def run_all(tile: Any) -> Any:
+        total = None
+        for transpose in (False, True):
+            for dims in ((), (3,), (2,), (2, 3)):
+                x = tile.transpose(2, 3) if transpose else tile
+                y = run(x.flip(dims) if dims else x)
+                y = y.flip(dims) if dims else y
+                y = y.transpose(2, 3) if transpose else y
+                total = y if total is None else total + y
+        return total / 8
+
+    return run_all
+
+
 @node(
     "image.upscale_with_model",
     category="image/upscale",
@@ -337,6 +358,7 @@ def upscale_with_model(
     tile_size: Int(min=0, max=8192, step=8) = 0,
     tile_overlap: Int(min=0, max=512, step=4) = 32,
     precision: Choice(PRECISIONS) = "auto",
+    self_ensemble: Boolean = False,
     ctx: NodeContext = None,
 ) -> Image:
     """Upscale images with a super-resolution model (×2, ×4... as the model defines).
@@ -344,6 +366,8 @@ def upscale_with_model(
     Large images are cut into overlapping tiles of tile_size pixels (0: automatic, the whole
     image when it fits in memory), and the overlaps are blended with feathered weights so no
     seams show. precision auto uses fp16/bf16 on a GPU when the model supports it.
+    self_ensemble runs the model on the 8 flips/rotations of each tile and averages them:
+    8× slower, slightly more faithful (it suits PSNR-oriented models such as graphflow-sr-x4).
     """
     import torch
 
@@ -352,6 +376,8 @@ def upscale_with_model(
     if descriptor.device != device:  # the model manager may have offloaded it to the CPU
         descriptor.to(device)
     run = _model_runner(descriptor, device, _compute_dtype(descriptor, device, precision))
+    if self_ensemble:
+        run = ensemble_runner(run)
     batch, height, width, _ = image.shape
     tile = tile_size or auto_tile_size(height, width, descriptor.scale, _memory_budget(device))
     results = []
