@@ -173,6 +173,31 @@ class Executor:
                 self._interrupt.clear()
 
 
+def planned_inputs(
+    validated: ValidatedGraph, plan: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[tuple[str, str, str]]]]:
+    """Each planned node's effective literal inputs (defaults filled in; INT given to a FLOAT
+    input becomes a float) and its links as ``(input, source node, source output)``."""
+    literals: dict[str, dict[str, Any]] = {}
+    links: dict[str, list[tuple[str, str, str]]] = {}
+    nodes = validated.workflow.nodes
+    for node_id in plan:
+        given = nodes[node_id].inputs
+        own: dict[str, Any] = {}
+        linked: list[tuple[str, str, str]] = []
+        for input_spec in validated.specs[node_id].inputs:
+            value = given.get(input_spec.name, input_spec.default)
+            if isinstance(value, Link):
+                linked.append((input_spec.name, value.node, value.output))
+            elif input_spec.type == "FLOAT" and type(value) is int:
+                own[input_spec.name] = float(value)  # FLOAT inputs get floats
+            else:
+                own[input_spec.name] = value
+        literals[node_id] = own
+        links[node_id] = linked
+    return literals, links
+
+
 class _Run:
     """The state of one run (kept apart so the executor itself stays reusable)."""
 
@@ -192,24 +217,7 @@ class _Run:
         self.targets = targets
         self.run_id = run_id
         self.observers = observers
-        self.literals: dict[str, dict[str, Any]] = {}
-        self.links: dict[str, list[tuple[str, str, str]]] = {}
-        nodes = validated.workflow.nodes
-        for node_id in plan:
-            spec = self.specs[node_id]
-            inputs = nodes[node_id].inputs
-            literals = {}
-            links = []
-            for input_spec in spec.inputs:
-                value = inputs.get(input_spec.name, input_spec.default)
-                if isinstance(value, Link):
-                    links.append((input_spec.name, value.node, value.output))
-                elif input_spec.type == "FLOAT" and type(value) is int:
-                    literals[input_spec.name] = float(value)  # FLOAT inputs get floats
-                else:
-                    literals[input_spec.name] = value
-            self.literals[node_id] = literals
-            self.links[node_id] = links
+        self.literals, self.links = planned_inputs(validated, plan)
         self.services = RunServices(
             run_id,
             self.emit,

@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..cache import FingerprintError, compute_signatures, node_signature
+from ..executor import planned_inputs
 from ..graph import ValidatedGraph, plan_execution
 from ..node import NodeSpec
-from ..workflow import Link
 
 MODEL_PORT_TYPES = frozenset({"MODEL", "VAE", "TEXT_ENCODER", "TOKENIZER", "UPSCALE_MODEL"})
 """Port types whose values are loaded models."""
@@ -34,29 +34,6 @@ def loads_model(spec: NodeSpec) -> bool:
     produces = any(output.type in MODEL_PORT_TYPES for output in spec.outputs)
     consumes = any(item.type in MODEL_PORT_TYPES for item in spec.inputs)
     return produces and not consumes
-
-
-def _inputs(validated: ValidatedGraph, plan: list[str]):
-    """Effective literals and links of each planned node, exactly as the executor sees them."""
-    literals: dict[str, dict[str, Any]] = {}
-    links: dict[str, list[tuple[str, str, str]]] = {}
-    nodes = validated.workflow.nodes
-    for node_id in plan:
-        spec = validated.specs[node_id]
-        given = nodes[node_id].inputs
-        own: dict[str, Any] = {}
-        linked = []
-        for item in spec.inputs:
-            value = given.get(item.name, item.default)
-            if isinstance(value, Link):
-                linked.append((item.name, value.node, value.output))
-            elif item.type == "FLOAT" and type(value) is int:
-                own[item.name] = float(value)
-            else:
-                own[item.name] = value
-        literals[node_id] = own
-        links[node_id] = linked
-    return literals, links
 
 
 def _label(spec: NodeSpec, literals: dict[str, Any]) -> str:
@@ -74,7 +51,7 @@ def _loader_keys(
     loaders = [node_id for node_id in plan if loads_model(validated.specs[node_id])]
     if not loaders:
         return plan, {}, {}, {}
-    literals, links = _inputs(validated, plan)
+    literals, links = planned_inputs(validated, plan)
     hashes: dict[str, str] = {}
     for node_id in plan:
         upstream = [(name, hashes[source], out) for name, source, out in links[node_id]]
