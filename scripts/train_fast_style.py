@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_sr import HELD_OUT, TRAIN_SKIMAGE, TRAIN_SKLEARN, photo  # the same photo lists
 
 from gf_image.fast_style import EMBEDDED_STYLE_DIR, new_fast_style_net, save_fast_style_net
+from gf_image.sr_model import to_tensor
 from gf_image.style import gram, read_vgg19, total_variation, weights_path
 
 CONTENT_LAYER = "relu2_2"
@@ -109,17 +110,12 @@ def swirl_style_image(size: int = 256, seed: int = 0) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def to_nchw(array: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 → (1, 3, H, W) float in 0..1."""
-    return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255
-
-
 def content_pool() -> list[torch.Tensor]:
     """Every training photo at the SHORT_SIDES scales it is larger than (and its own size)."""
     pool = []
     for name in TRAIN_SKIMAGE + TRAIN_SKLEARN:
         assert name not in HELD_OUT
-        full = to_nchw(photo(name))
+        full = to_tensor(photo(name))
         short = min(full.shape[-2:])
         for side in [s for s in SHORT_SIDES if s < short] + [short]:
             if side == short:
@@ -207,7 +203,7 @@ def main() -> None:
     Image.fromarray(style_array).save(out.with_suffix(".png"), optimize=True)
 
     vgg = read_vgg19(weights_path())
-    loss_fn = PerceptualLoss(vgg, to_nchw(style_array))
+    loss_fn = PerceptualLoss(vgg, to_tensor(style_array))
     pool = content_pool()
     net = new_fast_style_net(tuple(int(c) for c in args.channels.split(",")), args.residual_blocks)
     params = sum(p.numel() for p in net.parameters())
