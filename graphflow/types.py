@@ -24,7 +24,9 @@ class PortType:
 
     ``literal`` lists the Python types a value typed in by the user may have (``None``: the
     port only takes links). ``accepts`` names other types whose outputs may feed this type
-    (``FLOAT`` accepts ``INT``).
+    (``FLOAT`` accepts ``INT``). ``model`` marks values that are loaded models (weights held
+    in memory): a node that makes one from non-model inputs is a loader, and the Ray backend
+    sends jobs that load the same models to the worker that already holds them.
     """
 
     name: str
@@ -32,6 +34,7 @@ class PortType:
     color: str = "#9e9e9e"
     literal: tuple[type, ...] | None = None
     accepts: frozenset[str] = frozenset()
+    model: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form for the editor and ``/api/nodes``."""
@@ -54,12 +57,12 @@ BUILTIN_TYPES: tuple[PortType, ...] = (
     PortType("LATENT", "Latent tensor of a diffusion model", "#ff80ab"),
     PortType("CONDITIONING", "Text conditioning for a diffusion model", "#ffa931"),
     PortType("TOKENS", "Token ids, attention mask and token strings", "#ffd54f"),
-    PortType("MODEL", "Denoising network (UNet or transformer)", "#b39ddb"),
-    PortType("VAE", "Image autoencoder", "#ff6e6e"),
-    PortType("TEXT_ENCODER", "Text encoder", "#ffd500"),
-    PortType("TOKENIZER", "Tokenizer", "#e6c200"),
+    PortType("MODEL", "Denoising network (UNet or transformer)", "#b39ddb", model=True),
+    PortType("VAE", "Image autoencoder", "#ff6e6e", model=True),
+    PortType("TEXT_ENCODER", "Text encoder", "#ffd500", model=True),
+    PortType("TOKENIZER", "Tokenizer", "#e6c200", model=True),
     PortType("SCHEDULER", "Noise scheduler", "#4db6ac"),
-    PortType("UPSCALE_MODEL", "Super-resolution model", "#a1887f"),
+    PortType("UPSCALE_MODEL", "Super-resolution model", "#a1887f", model=True),
     PortType(ANY_TYPE, "Any value", "#cccccc", (object,)),
 )
 
@@ -115,6 +118,10 @@ class TypeRegistry:
         if port_type is None or port_type.literal is None:
             return False
         return _is_literal_of(value, port_type.literal)
+
+    def model_types(self) -> frozenset[str]:
+        """Names of the types whose values are loaded models (``PortType.model``)."""
+        return frozenset(name for name, port_type in self._types.items() if port_type.model)
 
     def takes_literals(self, type_name: str) -> bool:
         """True for types that have a widget (numbers, text, booleans, ANY)."""
@@ -183,9 +190,14 @@ def Choice(values: ChoiceSource, type_name: str = "STRING") -> TypeRef:
     return TypeRef(type_name, choices=values)
 
 
-def port_type(name: str, description: str = "", color: str = "#9e9e9e") -> tuple[PortType, TypeRef]:
-    """Declare a plugin-defined, link-only port type; returns (type to register, reference)."""
-    return PortType(name, description, color), TypeRef(name)
+def port_type(
+    name: str, description: str = "", color: str = "#9e9e9e", *, model: bool = False
+) -> tuple[PortType, TypeRef]:
+    """Declare a plugin-defined, link-only port type; returns (type to register, reference).
+
+    ``model=True`` for values that are loaded models (see ``PortType.model``).
+    """
+    return PortType(name, description, color, model=model), TypeRef(name)
 
 
 Int = TypeRef("INT")

@@ -1,8 +1,10 @@
 """Affinity keys: which loaded models (and warm cache entries) a job would reuse.
 
-A node *loads a model* when one of its outputs is a model port type (``MODEL``, ``VAE``,
-``TEXT_ENCODER``, ``TOKENIZER``, ``UPSCALE_MODEL``) and none of its inputs is: a checkpoint
-loader, an upscaler loader, a plugin's own loader. Nothing here names a node id.
+A node *loads a model* when one of its outputs is a model port type (one declared with
+``model=True``: ``MODEL``, ``VAE``, ``TEXT_ENCODER``, ``TOKENIZER``, ``UPSCALE_MODEL``, and any
+a plugin adds, such as ``FAST_STYLE_MODEL``) and none of its inputs is: a checkpoint loader,
+an upscaler loader, a plugin's own loader. Callers pass ``registry.types.model_types()``.
+Nothing here names a node id.
 
 A job's affinity keys hash its model-loading nodes the way the cache does (node type,
 version, literal inputs, upstream hashes) but without fingerprints, so the server can compute
@@ -14,7 +16,7 @@ needs them to that worker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from ..cache import FingerprintError, compute_signatures, node_signature
@@ -22,17 +24,17 @@ from ..executor import planned_inputs
 from ..graph import ValidatedGraph, plan_execution
 from ..node import NodeSpec
 
-MODEL_PORT_TYPES = frozenset({"MODEL", "VAE", "TEXT_ENCODER", "TOKENIZER", "UPSCALE_MODEL"})
-"""Port types whose values are loaded models."""
-
 # Signatures of idempotent nodes do not depend on the run: any fixed nonce will do.
 _NONCE = "affinity"
 
 
-def loads_model(spec: NodeSpec) -> bool:
-    """True for a node that produces a model from inputs that are not models (a loader)."""
-    produces = any(output.type in MODEL_PORT_TYPES for output in spec.outputs)
-    consumes = any(item.type in MODEL_PORT_TYPES for item in spec.inputs)
+def loads_model(spec: NodeSpec, model_types: Collection[str]) -> bool:
+    """True for a node that produces a model from inputs that are not models (a loader).
+
+    ``model_types``: the names of the model port types (``registry.types.model_types()``).
+    """
+    produces = any(output.type in model_types for output in spec.outputs)
+    consumes = any(item.type in model_types for item in spec.inputs)
     return produces and not consumes
 
 
@@ -44,11 +46,11 @@ def _label(spec: NodeSpec, literals: dict[str, Any]) -> str:
 
 
 def _loader_keys(
-    validated: ValidatedGraph, outputs: Iterable[str] | None
+    validated: ValidatedGraph, outputs: Iterable[str] | None, model_types: Collection[str]
 ) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, list], dict[str, str]]:
     """The plan, its literals and links, and ``{loader node: affinity key}``."""
     plan = plan_execution(validated, outputs)
-    loaders = [node_id for node_id in plan if loads_model(validated.specs[node_id])]
+    loaders = [node_id for node_id in plan if loads_model(validated.specs[node_id], model_types)]
     if not loaders:
         return plan, {}, {}, {}
     literals, links = planned_inputs(validated, plan)
@@ -61,7 +63,10 @@ def _loader_keys(
 
 
 def affinity_keys(
-    validated: ValidatedGraph, outputs: Iterable[str] | None = None
+    validated: ValidatedGraph,
+    outputs: Iterable[str] | None = None,
+    *,
+    model_types: Collection[str],
 ) -> dict[str, str]:
     """``{key: label}`` for the model-loading nodes a run of ``outputs`` would execute.
 
@@ -69,12 +74,15 @@ def affinity_keys(
     but no fingerprint, so the head computes it without the model files, which may exist only
     on the workers. The label is readable: ``diffusion.load_checkpoint(checkpoint=...)``.
     """
-    _, literals, _, keys = _loader_keys(validated, outputs)
+    _, literals, _, keys = _loader_keys(validated, outputs, model_types)
     return {key: _label(validated.specs[node], literals[node]) for node, key in keys.items()}
 
 
 def cache_signatures(
-    validated: ValidatedGraph, outputs: Iterable[str] | None = None
+    validated: ValidatedGraph,
+    outputs: Iterable[str] | None = None,
+    *,
+    model_types: Collection[str],
 ) -> dict[str, str]:
     """``{affinity key: output-cache signature}`` of the model-loading nodes (worker side).
 
@@ -82,7 +90,7 @@ def cache_signatures(
     tell whether a model is still warm with ``signature in executor.cache``. Loaders whose
     fingerprint fails, or that are not idempotent (never cached), are left out.
     """
-    plan, literals, links, keys = _loader_keys(validated, outputs)
+    plan, literals, links, keys = _loader_keys(validated, outputs, model_types)
     if not keys:
         return {}
     try:

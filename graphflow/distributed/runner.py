@@ -312,7 +312,9 @@ class RayRunner:
     def _keys(self, job: Job, prepared: ValidatedGraph | None) -> dict[str, str]:
         try:
             validated = prepared or build_validated(self.registry, job.workflow)
-            return affinity_keys(validated, job.outputs)
+            return affinity_keys(
+                validated, job.outputs, model_types=self.registry.types.model_types()
+            )
         except Exception:  # an invalid job has no affinity; its worker reports the errors
             return {}
 

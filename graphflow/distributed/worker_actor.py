@@ -82,6 +82,7 @@ class GraphflowWorker:
         # affinity key → (the loader's cache signature here, label), for the warm report
         self._known: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._jobs = 0
+        self._model_types = loaded.registry.types.model_types()
 
     # -- control group: answers during a run ----------------------------------------------
 
@@ -222,8 +223,8 @@ class GraphflowWorker:
 
     def _remember(self, validated: ValidatedGraph, outputs: list[str] | None) -> None:
         try:
-            labels = affinity_keys(validated, outputs)
-            signatures = cache_signatures(validated, outputs)
+            labels = affinity_keys(validated, outputs, model_types=self._model_types)
+            signatures = cache_signatures(validated, outputs, model_types=self._model_types)
         except Exception:  # affinity is an optimisation: never fail a job over it
             return
         with self._lock:

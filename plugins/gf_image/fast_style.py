@@ -31,7 +31,10 @@ from graphflow import Choice, Float, Image, NodeContext, node, port_type
 from graphflow.runtime.models import ModelFileError, file_version, list_models, resolve_model_path
 
 FAST_STYLE_MODEL_TYPE, FastStyleModel = port_type(
-    "FAST_STYLE_MODEL", "A feed-forward style transfer network (one style)", color="#b07cc6"
+    "FAST_STYLE_MODEL",
+    "A feed-forward style transfer network (one style)",
+    color="#b07cc6",
+    model=True,  # loaded weights: the Ray router keeps jobs using one style on one worker
 )
 
 STYLE_FOLDER = "style_models"

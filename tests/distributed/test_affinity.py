@@ -32,13 +32,30 @@ def txt2img(checkpoint: str = "graphflow-tiny", seed: int = 0) -> dict:
 
 def keys_of(registry, workflow: dict) -> dict[str, str]:
     """The affinity keys of a workflow document."""
-    return affinity_keys(build_graph(workflow_from_dict(workflow), registry))
+    validated = build_graph(workflow_from_dict(workflow), registry)
+    return affinity_keys(validated, model_types=registry.types.model_types())
 
 
 def test_checkpoint_and_upscaler_loaders_load_models_and_samplers_do_not(registry):
-    assert loads_model(registry["diffusion.load_checkpoint"])
-    assert not loads_model(registry["diffusion.sampler"])
-    assert not loads_model(registry["core.add"])
+    models = registry.types.model_types()
+    assert loads_model(registry["diffusion.load_checkpoint"], models)
+    assert loads_model(registry["image.load_upscale_model"], models)
+    assert not loads_model(registry["diffusion.sampler"], models)
+    assert not loads_model(registry["image.upscale_with_model"], models)
+    assert not loads_model(registry["core.add"], models)
+
+
+def test_a_plugins_own_model_type_counts_when_it_says_so(registry):
+    # The image pack declares FAST_STYLE_MODEL with model=True: its loader gets affinity
+    # although the core knows nothing about style networks.
+    assert "FAST_STYLE_MODEL" in registry.types.model_types()
+    assert "IMAGE" not in registry.types.model_types()
+    assert loads_model(registry["image.load_fast_style_model"], registry.types.model_types())
+    workflow = json.loads((ROOT / "workflows" / "fast_style.json").read_text())
+    labels = list(keys_of(registry, workflow).values())
+    assert len(labels) == 1 and labels[0].startswith("image.load_fast_style_model(")
+    # Without the flag the same loader is invisible to the router.
+    assert not loads_model(registry["image.load_fast_style_model"], {"MODEL", "VAE"})
 
 
 def test_a_txt2img_job_is_keyed_by_its_checkpoint_loader(registry):
@@ -59,6 +76,7 @@ def test_a_workflow_without_model_loaders_has_no_affinity(registry):
 
 def test_the_worker_maps_each_key_to_the_loaders_cache_signature(registry):
     validated = build_graph(workflow_from_dict(txt2img()), registry)
-    signatures = cache_signatures(validated)
-    assert set(signatures) == set(affinity_keys(validated))
+    models = registry.types.model_types()
+    signatures = cache_signatures(validated, model_types=models)
+    assert set(signatures) == set(affinity_keys(validated, model_types=models))
     assert all(len(signature) == 32 for signature in signatures.values())
