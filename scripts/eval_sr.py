@@ -9,7 +9,7 @@ PSNR and SSIM on the Y channel (BT.601), 4 border pixels cropped, as in the SR l
     nice -n 10 .venv/bin/python scripts/eval_sr.py --node-timing   # 256→1024 through the node
 
 Our network runs as a spandrel descriptor (``sr_descriptor``, what image.upscale_with_model
-would run); the script also checks that it matches our plain module. Real-ESRGAN x4plus is
+would run); the script also checks that it matches the bare torch module. Real-ESRGAN x4plus is
 the bundled ncnn model, converted by gf_image.ncnn_convert (it is a GAN: expect *lower*
 PSNR, sharper texture).
 """

@@ -1,14 +1,16 @@
 """graphflow-sr-x4: a small, fast ×4 super-resolution network trained by scripts/train_sr.py.
 
-The network is ESPCN-class: a stack of 3×3 convolutions with PReLU at the *low* resolution,
-a last convolution to 3·4² channels and PixelShuffle(4), added to the bicubic upscale of the
-input (the network only predicts the residual, so it starts as bicubic and improves on it).
-The weights are committed in ``embedded_sr/`` (safetensors, 48 features, about 740 KB).
+Everything runs at the *low* resolution: a 3×3 convolution to ``num_feat`` features,
+``num_blocks`` residual blocks (conv → ReLU → conv, added to their input; no batch norm, as in
+EDSR), a 3×3 convolution whose output is added to the first one's (a long skip), a last
+convolution to 3·4² channels and PixelShuffle(4), added to the bicubic upscale of the input.
+The network only predicts the residual over bicubic, so it starts as bicubic and improves on
+it. The weights are committed in ``embedded_sr/`` (safetensors, fp32).
 
-spandrel does not know this architecture (its keys are ``layers.N``, deliberately not the
-``body.N`` of spandrel's similar "Compact", which adds a *nearest* upscale and would load the
-file silently wrong). ``sr_descriptor`` wraps the network in a spandrel
-``ImageModelDescriptor`` so ``image.upscale_with_model`` can run it like any other model.
+spandrel does not know this architecture (its keys are ``conv_in``, ``blocks.N.conv1`` …,
+deliberately unlike the keys of spandrel's EDSR or Compact, which it would otherwise load
+silently wrong). ``sr_descriptor`` wraps the network in a spandrel ``ImageModelDescriptor`` so
+``image.upscale_with_model`` can run it like any other model.
 
 Also here: the degradation used for training and evaluation (antialiased bicubic ÷4, rounded
 to 8 bits) and a Y-channel PSNR. See docs/super_resolution.md.
@@ -31,46 +33,55 @@ EMBEDDED_NAME = "graphflow-sr-x4"
 EMBEDDED_WEIGHTS = EMBEDDED_DIR / f"{EMBEDDED_NAME}.safetensors"
 
 
-class GraphflowSR(nn.Module):
-    """Convs + PReLU at low resolution, PixelShuffle up, plus the bicubic upscale.
+class ResidualBlock(nn.Module):
+    """conv → ReLU → conv, added to the input; starts close to the identity."""
 
-    ``layers`` is ``[conv_first, prelu, (conv, prelu) × num_conv, conv_last]``. Input and
-    output are (B, 3, H, W) floats in 0..1 (the output is not clamped, so the loss sees
-    overshoot; callers clamp).
+    def __init__(self, num_feat: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        with torch.no_grad():  # a small second conv: a deep stack trains from the start
+            self.conv2.weight.mul_(0.1)
+            self.conv2.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Same shape in and out."""
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class GraphflowSR(nn.Module):
+    """Residual blocks at low resolution, PixelShuffle up, plus the bicubic upscale.
+
+    Input and output are (B, 3, H, W) floats in 0..1 (the output is not clamped, so the loss
+    sees overshoot; callers clamp).
     """
 
-    def __init__(self, num_feat: int = 48, num_conv: int = 8, scale: int = SCALE) -> None:
+    def __init__(self, num_feat: int = 64, num_blocks: int = 6, scale: int = SCALE) -> None:
         super().__init__()
         self.scale = scale
-        layers: list[nn.Module] = [nn.Conv2d(3, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
-        for _ in range(num_conv):
-            layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
-        layers.append(nn.Conv2d(num_feat, 3 * scale * scale, 3, 1, 1))
-        self.layers = nn.ModuleList(layers)
+        self.conv_in = nn.Conv2d(3, num_feat, 3, 1, 1)
+        self.blocks = nn.Sequential(*(ResidualBlock(num_feat) for _ in range(num_blocks)))
+        self.conv_mid = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_out = nn.Conv2d(num_feat, 3 * scale * scale, 3, 1, 1)
         self.upsampler = nn.PixelShuffle(scale)
-        for layer in layers[:-1]:
-            if isinstance(layer, nn.Conv2d):  # He init keeps the signal alive through the stack
-                nn.init.kaiming_normal_(layer.weight, a=0.25, nonlinearity="leaky_relu")
-                nn.init.zeros_(layer.bias)
         # Start as the bicubic upscale: the last layer only learns the residual.
-        nn.init.normal_(layers[-1].weight, std=1e-3)
-        nn.init.zeros_(layers[-1].bias)
+        nn.init.normal_(self.conv_out.weight, std=1e-3)
+        nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, 3, H·scale, W·scale)."""
-        out = x
-        for layer in self.layers:
-            out = layer(out)
+        features = self.conv_in(x)
+        features = features + self.conv_mid(self.blocks(features))
         base = F.interpolate(x, scale_factor=self.scale, mode="bicubic")
-        return self.upsampler(out) + base
+        return self.upsampler(self.conv_out(features)) + base
 
 
 def config_from_state(state: dict[str, torch.Tensor]) -> dict[str, int]:
-    """num_feat, num_conv and scale of a GraphflowSR state dict."""
-    last = max(int(key.split(".")[1]) for key in state if key.startswith("layers."))
-    num_feat = state["layers.0.weight"].shape[0]
-    scale = math.isqrt(state[f"layers.{last}.bias"].shape[0] // 3)
-    return {"num_feat": num_feat, "num_conv": (last - 2) // 2, "scale": scale}
+    """num_feat, num_blocks and scale of a GraphflowSR state dict."""
+    blocks = {key.split(".")[1] for key in state if key.startswith("blocks.")}
+    num_feat = state["conv_in.weight"].shape[0]
+    scale = math.isqrt(state["conv_out.bias"].shape[0] // 3)
+    return {"num_feat": num_feat, "num_blocks": len(blocks), "scale": scale}
 
 
 def load_sr_model(path: Path | str = EMBEDDED_WEIGHTS) -> GraphflowSR:
@@ -103,17 +114,18 @@ def sr_descriptor(path: Path | str = EMBEDDED_WEIGHTS) -> Any:
             super().__init__(
                 id="GraphflowSR",
                 name="graphflow-sr",
-                detect=KeyCondition.has_all("layers.0.weight", "layers.1.weight"),
+                detect=KeyCondition.has_all("conv_in.weight", "conv_mid.weight", "conv_out.weight"),
             )
 
         def load(self, state_dict: dict[str, Any]) -> Any:
-            model = GraphflowSR(**config_from_state(state_dict))
+            config = config_from_state(state_dict)
+            model = GraphflowSR(**config)
             return spandrel.ImageModelDescriptor(
                 model,
                 state_dict,
                 architecture=self,
                 purpose="SR",
-                tags=[f"{model.layers[0].out_channels}nf"],
+                tags=[f"{config['num_feat']}nf", f"{config['num_blocks']}nb"],
                 supports_half=True,
                 supports_bfloat16=True,
                 scale=model.scale,
