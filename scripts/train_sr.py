@@ -8,9 +8,9 @@ scripts/eval_sr.py, never seen here: skimage ``chelsea`` (and its duplicate ``ca
 Each photo is reduced by a few scale factors (more distinct content), then its ×4 input is
 made by the same degradation the evaluation uses (antialiased bicubic ÷4, 8-bit rounded).
 Random aligned patches with flips/rotations; L1 loss; Adam with a cosine schedule; seeded.
-CPU only, bfloat16 autocast where the CPU has it (master weights stay fp32; ``--fp32`` turns
-it off). The committed weights came from 75 minutes on one thread of a 2-core CPU (a second
-run used the other):
+CPU only, under bfloat16 autocast (master weights stay fp32): fast on CPUs with AVX-512 BF16
+or AMX, emulated and slow elsewhere, where ``--fp32`` is the better choice. The committed
+weights came from 75 minutes on one thread of a 2-core CPU (a second run used the other):
 
     .venv/bin/python scripts/train_sr.py --feat 64 --blocks 6 --lr 1e-3 --steps 100000 \
         --minutes 75 --threads 1 --out /tmp/sr/graphflow-sr-x4.safetensors
