@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .node import NodeSpec
-
-DEFAULT_MAX_BYTES = 4 << 30
-DEFAULT_MAX_DEVICE_BYTES = 2 << 30
 
 
 class FingerprintError(Exception):
@@ -184,25 +180,20 @@ class CacheEntry:
         return self.cost / max(self.nbytes, 1)
 
 
-def _budget(env: str, default: int) -> int:
-    raw = os.environ.get(env)
-    return int(raw) if raw else default
-
-
 class OutputCache:
     """Node outputs keyed by signature, within a byte budget."""
 
     def __init__(self, max_bytes: int | None = None, max_device_bytes: int | None = None):
-        self.max_bytes = (
-            max_bytes
-            if max_bytes is not None
-            else _budget("GRAPHFLOW_CACHE_BYTES", DEFAULT_MAX_BYTES)
-        )
-        self.max_device_bytes = (
-            max_device_bytes
-            if max_device_bytes is not None
-            else _budget("GRAPHFLOW_CACHE_DEVICE_BYTES", DEFAULT_MAX_DEVICE_BYTES)
-        )
+        """Budgets default to the ``cache_bytes`` / ``cache_device_bytes`` settings."""
+        if max_bytes is None or max_device_bytes is None:
+            from .settings import current_settings
+
+            settings = current_settings()
+            max_bytes = settings.cache_bytes if max_bytes is None else max_bytes
+            if max_device_bytes is None:
+                max_device_bytes = settings.cache_device_bytes
+        self.max_bytes = max_bytes
+        self.max_device_bytes = max_device_bytes
         self._entries: dict[str, CacheEntry] = {}
         self._lock = threading.RLock()
         self.total_bytes = 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -24,8 +23,8 @@ from .errors import GraphflowError, ValidationFailed
 from .executor import Executor, RunResult
 from .plugins import LoadedPlugins, load_plugins
 from .progress import ConsoleProgress
-from .runtime.models import MODELS_ENV
 from .server import add_backend_arguments, add_serve_arguments, run_serve
+from .settings import LoadedSettings, load_settings, use_settings
 from .workflow import Workflow, load_workflow, workflow_json_schema
 
 EXIT_INVALID = 1
@@ -230,6 +229,33 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print every setting's effective value and where it came from."""
+    loaded: LoadedSettings = args.loaded_settings
+    rows = loaded.sources()
+    if args.json:
+        shown = {
+            row.name: {"value": _shown_value(row.name, row.value), "origin": row.origin}
+            for row in rows
+        }
+        print(json.dumps(shown, indent=2, default=str))
+        return 0
+    where = loaded.config_file or "none (./graphflow.toml, $GRAPHFLOW_CONFIG or --config)"
+    print(f"config file: {where}")
+    width = max(len(row.name) for row in rows)
+    for row in rows:
+        value = _shown_value(row.name, row.value)
+        print(f"{row.name:<{width}}  {value!s:<28} {row.origin}")
+    return 0
+
+
+def _shown_value(name: str, value: Any) -> Any:
+    """Secrets are never printed, only whether they are set."""
+    if name == "auth_token" and value:
+        return "(set, hidden)"
+    return value
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP API, websocket and editor server until Ctrl+C."""
     return run_serve(args)
@@ -267,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps (GRAPHFLOW_DEVICE; auto)"
+    )
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML settings file (GRAPHFLOW_CONFIG; default ./graphflow.toml if present)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -309,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the workflow JSON Schema")
     schema.set_defaults(handler=cmd_schema)
 
+    config = sub.add_parser(
+        "config", parents=[common], help="print the effective settings and their origins"
+    )
+    config.add_argument("--json", action="store_true", help="as JSON")
+    config.set_defaults(handler=cmd_config)
+
     serve = sub.add_parser(
         "serve", parents=[common], help="run the API server (queue, websocket, editor)"
     )
@@ -321,13 +358,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``graphflow`` console script."""
     args = build_parser().parse_args(argv)
-    # Nodes read these at validation time (file choices) and at run time.
-    if getattr(args, "models_dir", None):
-        os.environ[MODELS_ENV] = args.models_dir
-    if getattr(args, "device", None):
-        os.environ["GRAPHFLOW_DEVICE"] = args.device
     try:
-        return args.handler(args)
+        # Flags > environment > config file > defaults; in force for the whole command
+        # (validation reads file choices, nodes read ctx.settings) and never exported.
+        args.loaded_settings = load_settings(
+            {
+                "models": getattr(args, "models_dir", None),
+                "device": getattr(args, "device", None),
+            },
+            config_file=getattr(args, "config", None),
+        )
+        with use_settings(args.loaded_settings.settings):
+            return args.handler(args)
     except GraphflowError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

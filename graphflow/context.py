@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from .errors import Interrupted
 from .events import Preview, Progress
+from .settings import Settings, current_settings
 
 
 class ModelLoader(Protocol):
@@ -41,6 +42,7 @@ class RunServices:
         output_dir: Path,
         models: ModelLoader | None = None,
         workflow: Any = None,
+        settings: Settings | None = None,
     ):
         self.run_id = run_id
         self.emit = emit
@@ -54,6 +56,7 @@ class RunServices:
 
             models = ModelManager()
         self.models = models
+        self.settings = settings if settings is not None else current_settings()
         self.workflow = workflow  # the Workflow model; JSON data made only if a node asks
         self._workflow_json: dict | None = None
 
@@ -118,6 +121,11 @@ class NodeContext:
         if run._workflow_json is None and run.workflow is not None:
             run._workflow_json = run.workflow.to_dict()
         return run._workflow_json
+
+    @property
+    def settings(self) -> Settings:
+        """The settings of this run (folders, budgets, device...: see graphflow.settings)."""
+        return self._run.settings
 
     @property
     def models(self) -> ModelLoader:

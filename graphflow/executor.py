@@ -38,6 +38,7 @@ from .events import (
 from .gcpause import gc_paused
 from .graph import ValidatedGraph, build_graph, plan_execution
 from .registry import Registry
+from .settings import Settings, use_settings
 from .workflow import Link, Workflow
 
 log = logging.getLogger("graphflow.executor")
@@ -111,14 +112,20 @@ class Executor:
         dtype: Any = None,
         output_dir: str | Path = "output",
         temp_dir: str | Path | None = None,
+        settings: Settings | None = None,
     ):
+        """``settings`` are in force during every run (``None``: whatever settings are
+        current when a run starts, see graphflow.settings); budgets of a default cache and
+        model manager come from them."""
         self.registry = registry
-        self.cache = cache if cache is not None else OutputCache()
-        self.observers: list[Observer] = list(observers)
-        if models is None:
-            from .runtime.models import ModelManager
+        self.settings = settings
+        with use_settings(settings):
+            self.cache = cache if cache is not None else OutputCache()
+            if models is None:
+                from .runtime.models import ModelManager
 
-            models = ModelManager()
+                models = ModelManager()
+        self.observers: list[Observer] = list(observers)
         self.models = models
         self.device = device
         self.dtype = dtype
@@ -138,7 +145,8 @@ class Executor:
 
     def validate(self, workflow: Workflow) -> ValidatedGraph:
         """Validate against this executor's registry (raises ValidationFailed)."""
-        return build_graph(workflow, self.registry)
+        with use_settings(self.settings):
+            return build_graph(workflow, self.registry)
 
     def run(
         self,
@@ -153,6 +161,10 @@ class Executor:
         Raises :class:`~graphflow.errors.ValidationFailed` before running anything if the
         workflow is invalid; node failures and interrupts are reported in the result.
         """
+        with use_settings(self.settings):
+            return self._run_with_settings(workflow, outputs, run_id, observers)
+
+    def _run_with_settings(self, workflow, outputs, run_id, observers) -> RunResult:
         validated = workflow if isinstance(workflow, ValidatedGraph) else self.validate(workflow)
         targets = list(validated.output_nodes if outputs is None else outputs)
         plan = plan_execution(validated, targets)
@@ -228,6 +240,7 @@ class _Run:
             output_dir=executor.output_dir,
             models=executor.models,
             workflow=validated.workflow,
+            settings=executor.settings,
         )
         self.result = RunResult(run_id, "running")
 

@@ -27,7 +27,7 @@ from .types import PortType
 
 PROJECT = "graphflow"
 ENTRY_POINT_GROUP = "graphflow.plugins"
-PLUGIN_PATH_ENV = "GRAPHFLOW_PLUGIN_PATH"
+PLUGIN_PATH_ENV = "GRAPHFLOW_PLUGIN_PATH"  # the ``plugin_path`` setting
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -137,11 +137,10 @@ def _folder_candidates(folder: Path) -> list[Path]:
 
 
 def plugin_folders(extra: Iterable[str | os.PathLike] = ()) -> list[Path]:
-    """The plugin folders to scan: ``extra`` first, then ``GRAPHFLOW_PLUGIN_PATH`` entries."""
-    folders = [Path(p) for p in extra]
-    env = os.environ.get(PLUGIN_PATH_ENV, "")
-    folders += [Path(p) for p in env.split(os.pathsep) if p.strip()]
-    return folders
+    """The plugin folders to scan: ``extra`` first, then the ``plugin_path`` setting's."""
+    from .settings import current_settings
+
+    return [Path(p) for p in extra] + current_settings().plugin_folders
 
 
 def load_plugins(

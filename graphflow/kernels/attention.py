@@ -9,11 +9,12 @@ Rules (``auto`` backend):
   no autograd (the kernel is forward-only).
 * Everything else goes to ``torch.nn.functional.scaled_dot_product_attention``.
 
-The backend can be forced with the ``GRAPHFLOW_ATTENTION`` environment variable
-(``auto`` | ``triton`` | ``sdpa``) or :func:`set_attention_backend`, which takes
-precedence.  A forced ``triton`` backend raises if triton cannot run at all
-(not installed, or CPU tensors without ``TRITON_INTERPRET=1``) and falls back
-to SDPA, with a warning, for calls the kernel does not support.
+The backend can be forced with the ``attention`` setting (``GRAPHFLOW_ATTENTION``:
+``auto`` | ``triton`` | ``sdpa``; see graphflow.settings) or
+:func:`set_attention_backend`, which takes precedence.  A forced ``triton``
+backend raises if triton cannot run at all (not installed, or CPU tensors
+without ``TRITON_INTERPRET=1``) and falls back to SDPA, with a warning, for
+calls the kernel does not support.
 
 Triton is imported lazily, only when the triton path actually runs, so importing
 this module stays cheap.
@@ -71,11 +72,13 @@ def set_attention_backend(backend: Backend | None) -> None:
 
 
 def get_attention_backend() -> str:
-    """Return the configured backend: the override, else the env var, else ``"auto"``."""
+    """Return the configured backend: the override, else the ``attention`` setting
+    (``GRAPHFLOW_ATTENTION``, default ``"auto"``)."""
     if _override is not None:
         return _override
-    env = os.environ.get(ENV_VAR, "").strip()
-    return _validate(env, ENV_VAR) if env else "auto"
+    from graphflow.settings import current_settings
+
+    return current_settings().attention
 
 
 def _interpreter_enabled() -> bool:

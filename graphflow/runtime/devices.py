@@ -5,17 +5,21 @@ torch is imported only when a node first asks, so the engine itself starts witho
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Any
 
+from ..settings import current_settings
+
+
+def default_device() -> str:
+    """The ``device`` setting if set, else ``cuda`` when available, ``mps`` on Apple, else
+    ``cpu``."""
+    return current_settings().device or detected_device()
+
 
 @lru_cache(maxsize=1)
-def default_device() -> str:
-    """``GRAPHFLOW_DEVICE`` if set, else ``cuda`` when available, ``mps`` on Apple, else ``cpu``."""
-    forced = os.environ.get("GRAPHFLOW_DEVICE")
-    if forced:
-        return forced
+def detected_device() -> str:
+    """The best device this process can see: ``cuda``, else ``mps``, else ``cpu``."""
     try:
         import torch
     except ImportError:

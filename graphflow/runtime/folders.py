@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-INPUT_ENV = "GRAPHFLOW_INPUT_DIR"
+from ..settings import current_settings
+
+INPUT_ENV = "GRAPHFLOW_INPUT_DIR"  # read by graphflow.settings (the ``input_dir`` setting)
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 
 
 def input_dir() -> Path:
-    """The input folder (``GRAPHFLOW_INPUT_DIR``, else ``./input``)."""
-    return Path(os.environ.get(INPUT_ENV) or "input")
+    """The input folder of the current settings (``input_dir``; default ``./input``)."""
+    return Path(current_settings().input_dir)
 
 
 def list_input_images() -> list[str]:

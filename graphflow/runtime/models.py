@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GraphflowError
+from ..settings import current_settings
 
 log = logging.getLogger("graphflow.models")
 
-MODELS_ENV = "GRAPHFLOW_MODELS"
-ALLOW_PICKLE_ENV = "GRAPHFLOW_ALLOW_PICKLE"
+MODELS_ENV = "GRAPHFLOW_MODELS"  # read by graphflow.settings (the ``models`` setting)
+ALLOW_PICKLE_ENV = "GRAPHFLOW_ALLOW_PICKLE"  # the ``allow_pickle`` setting
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 SAFE_SUFFIXES = frozenset({".safetensors"})
 
@@ -35,13 +36,15 @@ class ModelFileError(GraphflowError):
 
 
 def models_dir() -> Path:
-    """The models folder (``GRAPHFLOW_MODELS``, else ``./models``)."""
-    return Path(os.environ.get(MODELS_ENV) or "models")
+    """The models folder of the current settings (``models``: ``GRAPHFLOW_MODELS``, else
+    ``./models``)."""
+    return Path(current_settings().models)
 
 
 def pickle_allowed() -> bool:
-    """True when the user opted in to pickle-based model files for this process."""
-    return os.environ.get(ALLOW_PICKLE_ENV, "").lower() in {"1", "true", "yes"}
+    """True when the user opted in to pickle-based model files (the ``allow_pickle``
+    setting, ``GRAPHFLOW_ALLOW_PICKLE``)."""
+    return current_settings().allow_pickle
 
 
 def list_models(
@@ -151,8 +154,7 @@ class ModelManager:
     """Loads models once and keeps them resident within a byte budget (LRU offload)."""
 
     def __init__(self, max_bytes: int | None = None):
-        budget = os.environ.get("GRAPHFLOW_MODEL_BYTES")
-        self.max_bytes = max_bytes if max_bytes is not None else int(budget or 16 << 30)
+        self.max_bytes = max_bytes if max_bytes is not None else current_settings().model_bytes
         self._resident: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
         self._lock = threading.RLock()
         self.loads = 0
