@@ -163,8 +163,8 @@ def bench_unet(steps: int) -> dict:
     from diffusers import UNet2DConditionModel
     from diffusers.models.attention_processor import AttnProcessor2_0
 
+    from gf_diffusion.attention_processor import install_attention_processor
     from graphflow.kernels.attention import set_attention_backend
-    from graphflow.kernels.processor import install_attention_processor
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**UNET_CONFIG)

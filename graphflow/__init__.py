@@ -24,34 +24,34 @@ from .types import (
     Any,
     Boolean,
     Choice,
-    Conditioning,
     Float,
     Image,
     Int,
-    Latent,
     Lazy,
     Mask,
-    Model,
     PortType,
-    Scheduler,
     String,
-    TextEncoder,
-    Tokenizer,
-    Tokens,
     TypeRef,
-    UpscaleModel,
-    Vae,
     port_type,
 )
 from .workflow import Workflow, dumps_workflow, load_workflow, loads_workflow, save_workflow
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # Port types that moved to their node packs (gf_diffusion.types, gf_image.types): the old
+    # names still work, with a DeprecationWarning, for one release.
+    from . import types as _types
+
+    if name in _types.MOVED_REFS:
+        return _types.moved_ref(__name__, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "Any",
     "Boolean",
     "Choice",
-    "Conditioning",
     "DuplicateNodeError",
     "ErrorCode",
     "EventLog",
@@ -62,10 +62,8 @@ __all__ = [
     "Image",
     "Int",
     "Interrupted",
-    "Latent",
     "Lazy",
     "Mask",
-    "Model",
     "NodeContext",
     "NodeResult",
     "NodeSpec",
@@ -74,14 +72,8 @@ __all__ = [
     "PortType",
     "Registry",
     "RunResult",
-    "Scheduler",
     "String",
-    "TextEncoder",
-    "Tokenizer",
-    "Tokens",
     "TypeRef",
-    "UpscaleModel",
-    "Vae",
     "ValidatedGraph",
     "ValidationFailed",
     "Workflow",

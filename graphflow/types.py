@@ -9,6 +9,7 @@ the widget constraints of one input.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any as _AnyValue
@@ -54,17 +55,10 @@ BUILTIN_TYPES: tuple[PortType, ...] = (
     PortType("BOOLEAN", "True or false", "#e06666", (bool,)),
     PortType("IMAGE", "Batch of images, float (B, H, W, C) in 0..1", "#64b5f6"),
     PortType("MASK", "Batch of masks, float (B, H, W) in 0..1", "#81c784"),
-    PortType("LATENT", "Latent tensor of a diffusion model", "#ff80ab"),
-    PortType("CONDITIONING", "Text conditioning for a diffusion model", "#ffa931"),
-    PortType("TOKENS", "Token ids, attention mask and token strings", "#ffd54f"),
-    PortType("MODEL", "Denoising network (UNet or transformer)", "#b39ddb", model=True),
-    PortType("VAE", "Image autoencoder", "#ff6e6e", model=True),
-    PortType("TEXT_ENCODER", "Text encoder", "#ffd500", model=True),
-    PortType("TOKENIZER", "Tokenizer", "#e6c200", model=True),
-    PortType("SCHEDULER", "Noise scheduler", "#4db6ac"),
-    PortType("UPSCALE_MODEL", "Super-resolution model", "#a1887f", model=True),
     PortType(ANY_TYPE, "Any value", "#cccccc", (object,)),
 )
+"""The engine's own types: generic values only. Diffusion types (LATENT, MODEL, VAE...)
+belong to the diffusion pack (gf_diffusion.types), UPSCALE_MODEL to the image pack."""
 
 
 def _is_literal_of(value: object, kinds: tuple[type, ...]) -> bool:
@@ -207,12 +201,34 @@ Boolean = TypeRef("BOOLEAN")
 Any = TypeRef(ANY_TYPE)
 Image = TypeRef("IMAGE")
 Mask = TypeRef("MASK")
-Latent = TypeRef("LATENT")
-Conditioning = TypeRef("CONDITIONING")
-Tokens = TypeRef("TOKENS")
-Model = TypeRef("MODEL")
-Vae = TypeRef("VAE")
-TextEncoder = TypeRef("TEXT_ENCODER")
-Tokenizer = TypeRef("TOKENIZER")
-Scheduler = TypeRef("SCHEDULER")
-UpscaleModel = TypeRef("UPSCALE_MODEL")
+
+# Moved to the packs that own them; the old names keep working for one release.
+MOVED_REFS = {
+    "Latent": ("LATENT", "gf_diffusion.types"),
+    "Conditioning": ("CONDITIONING", "gf_diffusion.types"),
+    "Tokens": ("TOKENS", "gf_diffusion.types"),
+    "Model": ("MODEL", "gf_diffusion.types"),
+    "Vae": ("VAE", "gf_diffusion.types"),
+    "TextEncoder": ("TEXT_ENCODER", "gf_diffusion.types"),
+    "Tokenizer": ("TOKENIZER", "gf_diffusion.types"),
+    "Scheduler": ("SCHEDULER", "gf_diffusion.types"),
+    "UpscaleModel": ("UPSCALE_MODEL", "gf_image.types"),
+}
+
+
+def moved_ref(module: str, name: str) -> TypeRef:
+    """The reference for a name that moved to a node pack, with a DeprecationWarning."""
+    type_name, home = MOVED_REFS[name]
+    warnings.warn(
+        f"{module}.{name} is deprecated and will be removed in graphflow 0.3: import {name} "
+        f"from {home} (the {type_name} port type is registered by that pack)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return TypeRef(type_name)
+
+
+def __getattr__(name: str) -> TypeRef:
+    if name in MOVED_REFS:
+        return moved_ref(__name__, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,8 +3,9 @@
 * :mod:`graphflow.kernels.attention` - ``attention(q, k, v, attn_mask, scale)``
   dispatcher: Triton flash attention on CUDA, PyTorch SDPA elsewhere.
 * :mod:`graphflow.kernels.attention_triton` - the Triton kernel itself.
-* :mod:`graphflow.kernels.processor` - diffusers attention processor and
-  :func:`install_attention_processor`.
+* the diffusers attention processor that routes a model's attention through the
+  dispatcher lives in the diffusion pack (``gf_diffusion.attention_processor``);
+  :mod:`graphflow.kernels.processor` re-exports it, deprecated, for one release.
 
 Importing this package imports neither torch nor triton; the names below are
 resolved on first access.  The dispatcher function is not re-exported here

@@ -6,9 +6,15 @@ a node runs, not when the pack is registered.
 
 from graphflow import hookimpl
 
-from . import latents, loader, sampler, schedulers, text, vae
+from . import latents, loader, sampler, schedulers, text, types, vae
 
 MODULES = (loader, text, schedulers, latents, sampler, vae)
+
+
+@hookimpl
+def graphflow_port_types():
+    """LATENT, CONDITIONING, TOKENS, MODEL, VAE, TEXT_ENCODER, TOKENIZER, SCHEDULER."""
+    return list(types.PORT_TYPES)
 
 
 @hookimpl

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from graphflow import Choice, Float, Int, node
-from graphflow.types import Latent as LatentType
-from graphflow.types import Vae
 
+from .types import Latent as LatentType
+from .types import Vae
 from .values import Latent
 
 

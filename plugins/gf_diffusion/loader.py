@@ -20,9 +20,9 @@ from graphflow.runtime.models import (
     models_dir,
     resolve_model_path,
 )
-from graphflow.types import Model, Scheduler, TextEncoder, Tokenizer, Vae
 
 from .embedded import embedded_checkpoints, embedded_path, is_embedded, load_embedded_components
+from .types import Model, Scheduler, TextEncoder, Tokenizer, Vae
 from .values import TextEncoders, Tokenizers
 
 log = logging.getLogger("graphflow.diffusion")
@@ -124,7 +124,7 @@ def _set_attention(components: dict[str, Any], attention: str) -> None:
 
     "auto" uses graphflow's (Triton on CUDA) when the model is on CUDA.
     """
-    from graphflow.kernels.processor import install_attention_processor
+    from .attention_processor import install_attention_processor
 
     for name in ("unet", "vae"):
         if components.get(name) is not None:

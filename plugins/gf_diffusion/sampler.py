@@ -13,10 +13,10 @@ import inspect
 from typing import Any
 
 from graphflow import Float, Int, NodeContext, node
-from graphflow.types import Conditioning as ConditioningType
-from graphflow.types import Latent as LatentType
-from graphflow.types import Model, Scheduler
 
+from .types import Conditioning as ConditioningType
+from .types import Latent as LatentType
+from .types import Model, Scheduler
 from .values import Conditioning
 
 PREVIEW_EVERY = 5

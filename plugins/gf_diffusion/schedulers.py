@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from graphflow import Boolean, Choice, node
-from graphflow.types import Scheduler
+
+from .types import Scheduler
 
 # name → (diffusers class, config overrides)
 SCHEDULERS: dict[str, tuple[str, dict]] = {

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from graphflow import Float, Int, NodeContext, NodeResult, String, node
-from graphflow.types import Conditioning as ConditioningType
-from graphflow.types import TextEncoder, Tokenizer
-from graphflow.types import Tokens as TokensType
 
+from .types import Conditioning as ConditioningType
+from .types import TextEncoder, Tokenizer
+from .types import Tokens as TokensType
 from .values import Conditioning, ConditioningEntry, TokenizedText, Tokens
 
 log = logging.getLogger("graphflow.diffusion")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from graphflow import Choice, Image, Int, node
-from graphflow.types import Latent as LatentType
-from graphflow.types import Vae
 
 from .latents import vae_geometry
+from .types import Latent as LatentType
+from .types import Vae
 from .values import Latent
 
 TILING = ["auto", "on", "off"]

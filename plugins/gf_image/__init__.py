@@ -7,15 +7,16 @@ Images travel as float tensors (B, H, W, C) in 0..1; masks as (B, H, W); see con
 
 from graphflow import hookimpl
 
-from . import commands, examples, fast_style, io, noise, style, transform, upscale
+from . import commands, examples, fast_style, io, noise, style, transform, types, upscale
 
 MODULES = (io, examples, noise, transform, upscale, style, fast_style)
 
 
 @hookimpl
 def graphflow_port_types():
-    """FAST_STYLE_MODEL: what Load Fast Style Model hands to Fast Style."""
-    return [fast_style.FAST_STYLE_MODEL_TYPE]
+    """UPSCALE_MODEL (Load Upscale Model → Upscale) and FAST_STYLE_MODEL (Load Fast Style
+    Model → Fast Style)."""
+    return [types.UPSCALE_MODEL_TYPE, fast_style.FAST_STYLE_MODEL_TYPE]
 
 
 @hookimpl

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from graphflow import Boolean, Choice, Image, Int, NodeContext, UpscaleModel, node
+from graphflow import Boolean, Choice, Image, Int, NodeContext, node
 from graphflow.runtime.models import (
     ModelFileError,
     check_pickle_rule,
@@ -31,6 +31,7 @@ from graphflow.runtime.models import (
 )
 
 from .ncnn_convert import CONVERTER_VERSION, bundled_ncnn_models, convert_ncnn
+from .types import UpscaleModel
 
 UPSCALE_FOLDER = "upscale_models"
 UPSCALE_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")

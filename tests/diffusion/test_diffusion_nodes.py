@@ -220,7 +220,7 @@ def test_every_scheduler_samples_finite_latents(registry, name):
 
 
 def test_attention_choice_switches_processors_per_run_with_the_same_image(registry):
-    from graphflow.kernels.processor import GraphflowAttnProcessor
+    from gf_diffusion.attention_processor import GraphflowAttnProcessor
 
     executor = Executor(registry)
     images, kinds = {}, {}

@@ -15,8 +15,8 @@ from diffusers.models.attention_processor import (
     AttnProcessor2_0,
 )
 
+from gf_diffusion.attention_processor import GraphflowAttnProcessor, install_attention_processor
 from graphflow.kernels.attention import set_attention_backend
-from graphflow.kernels.processor import GraphflowAttnProcessor, install_attention_processor
 
 ATOL = 1e-5
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import time
 
+from gf_diffusion.types import Model
 from graphflow import Float, Int, NodeContext, String, hookimpl, node
-from graphflow.types import Model
 
 
 @node("raytest.sleep", idempotent=False, category="tests")
