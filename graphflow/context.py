@@ -7,11 +7,11 @@ interrupt check, the device and dtype to compute on, folders to write to, and th
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from .cancel import CancelToken
 from .errors import Interrupted
 from .events import Preview, Progress
 from .settings import Settings, current_settings
@@ -34,7 +34,7 @@ class RunServices:
         self,
         run_id: str,
         emit: Callable[[Any], None],
-        interrupt_flag: threading.Event,
+        cancel: CancelToken,
         *,
         device: str | None = None,
         dtype: Any = None,
@@ -46,7 +46,7 @@ class RunServices:
     ):
         self.run_id = run_id
         self.emit = emit
-        self.interrupt_flag = interrupt_flag
+        self.cancel = cancel  # this run's token: cancelled means "stop at the next check"
         self.device = device
         self.dtype = dtype
         self.temp_dir = temp_dir
@@ -72,7 +72,7 @@ class NodeContext:
 
     def check_interrupt(self) -> None:
         """Raise :class:`~graphflow.errors.Interrupted` if the run was asked to stop."""
-        if self._run.interrupt_flag.is_set():
+        if self._run.cancel.cancelled:
             raise Interrupted(f"interrupted in node {self.node_id!r}")
 
     def progress(self, value: int, total: int) -> None:

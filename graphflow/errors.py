@@ -1,8 +1,12 @@
-"""The project's error vocabulary.
+"""The project's vocabulary of outcomes: error codes, run and job statuses.
 
 Problems a user can cause are values with a stable ``code`` (``missing_input``,
 ``type_mismatch``, ...) that the CLI, the server and the editor all render the same way.
 Exceptions carry those values; nothing here ever asks for a traceback to be shown.
+
+Statuses and codes are ``str`` enums: a member equals its string (``RunStatus.FAILED ==
+"failed"``), prints as it (``str()``, f-strings) and is written as it in JSON, so the wire
+format and stored records are the plain strings they always were.
 """
 
 from __future__ import annotations
@@ -42,6 +46,70 @@ class ErrorCode(str, Enum):
     """A requested output node does not exist or is not an output node."""
     INVALID_DOCUMENT = "invalid_document"
     """The file is not a well-formed workflow document."""
+
+
+class _Word(str, Enum):
+    """A ``str`` enum whose ``str()`` and f-string form is its value (as on every Python)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    __format__ = str.__format__
+
+
+class RunStatus(_Word):
+    """How a run of :meth:`graphflow.executor.Executor.run` stands (``RunResult.status``)."""
+
+    RUNNING = "running"
+    """The run is executing (only seen by code that looks at a result mid-run)."""
+    FINISHED = "finished"
+    """Every requested output was computed."""
+    FAILED = "failed"
+    """A node raised; ``RunResult.error`` says which and why."""
+    INTERRUPTED = "interrupted"
+    """The run's cancel token was cancelled (or ``Executor.interrupt()`` was called)."""
+
+
+class JobStatus(_Word):
+    """Where a job is in its life (a job: one run asked of a queue, e.g. ``POST /api/prompt``)."""
+
+    PENDING = "pending"
+    """Accepted and waiting for the worker."""
+    RUNNING = "running"
+    """Claimed by a worker and executing."""
+    DONE = "done"
+    """The run finished; ``result`` holds its ui data."""
+    FAILED = "failed"
+    """The run failed (a node raised, the workflow no longer validates, a restart cut it)."""
+    CANCELLED = "cancelled"
+    """Cancelled while pending, or interrupted while running."""
+
+    @property
+    def finished(self) -> bool:
+        """True for the three terminal states."""
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobErrorCode(_Word):
+    """Stable ``error.code`` values of a job that did not end ``done``."""
+
+    NODE_FAILED = "node_failed"
+    """A node raised while the job ran; the error names the node and the exception."""
+    INTERRUPTED = "interrupted"
+    """Interrupted (``POST /api/interrupt``, a shutdown) before or while it ran."""
+    CANCELLED = "cancelled"
+    """Cancelled while still pending (``DELETE``/``POST /api/queue``)."""
+    VALIDATION_FAILED = "validation_failed"
+    """The workflow no longer validates where it was run; ``errors`` lists the problems."""
+    INVALID_DOCUMENT = "invalid_document"
+    """The stored workflow document could not be read back."""
+    WORKER_ERROR = "worker_error"
+    """Something outside any node went wrong while running the job (a bug, a refused
+    hand-over, SystemExit from plugin code); the job's worker keeps running."""
+    WORKER_LOST = "worker_lost"
+    """The job's remote worker died on every attempt, or none could be started."""
+    INTERRUPTED_BY_RESTART = "interrupted_by_restart"
+    """The job was running when the server stopped without finishing it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,10 @@
 
 Execution is demand-driven with an explicit stack (no recursion): a node is resolved from the
 cache if its signature is there (then nothing upstream of it is touched), otherwise its
-non-lazy inputs are resolved, then the lazy inputs it asks for, then it executes. The run
-checks for interrupts between nodes and at every ``context.progress()``. A node that raises
-fails the run with a structured error and leaves nothing of itself in the cache.
+non-lazy inputs are resolved, then the lazy inputs it asks for, then it executes. Each run
+has its own :class:`~graphflow.cancel.CancelToken`, checked between nodes and at every
+``context.progress()``. A node that raises fails the run with a structured error and leaves
+nothing of itself in the cache.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from .cache import FingerprintError, OutputCache, compute_signatures
+from .cancel import CancelToken
 from .context import ModelLoader, NodeContext, RunServices
-from .errors import Interrupted
+from .errors import Interrupted, RunStatus
 from .events import (
     Event,
     NodeCached,
@@ -67,12 +69,14 @@ class RunError:
 class RunResult:
     """What a run produced.
 
-    ``status`` is ``finished``, ``failed`` or ``interrupted``; ``outputs`` maps each requested
-    output node to its named output values; ``ui`` holds display data of output nodes.
+    ``status`` is a :class:`~graphflow.errors.RunStatus` (``finished``, ``failed`` or
+    ``interrupted``; a ``str``, so comparing with the plain word works too); ``outputs`` maps
+    each requested output node to its named output values; ``ui`` holds display data of
+    output nodes.
     """
 
     run_id: str
-    status: str
+    status: RunStatus
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     ui: dict[str, dict] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
@@ -83,7 +87,7 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """True when the run finished."""
-        return self.status == "finished"
+        return self.status == RunStatus.FINISHED
 
 
 def _peak_memory_start() -> Any:
@@ -97,8 +101,9 @@ def _peak_memory_start() -> Any:
 class Executor:
     """Runs workflows against a registry, keeping an output cache between runs.
 
-    One run at a time per executor (runs are serialised); ``interrupt()`` may be called from
-    any thread.
+    One run at a time per executor (runs are serialised). Each run has its own
+    :class:`~graphflow.cancel.CancelToken` (given to :meth:`run`, or made by it);
+    ``interrupt()`` cancels the token of the run in progress, from any thread.
     """
 
     def __init__(
@@ -131,17 +136,24 @@ class Executor:
         self.dtype = dtype
         self.output_dir = Path(output_dir)
         self.temp_dir = Path(temp_dir) if temp_dir else Path(tempfile.gettempdir()) / "graphflow"
-        self._interrupt = threading.Event()
+        self._current_cancel: CancelToken | None = None
         self._run_lock = threading.Lock()
 
     def interrupt(self) -> None:
-        """Ask the current run to stop at the next node boundary or progress call."""
-        self._interrupt.set()
+        """Ask the run in progress to stop at its next node boundary or progress call.
+
+        Cancels that run's token; does nothing when no run is in progress (a run that has
+        not started yet is stopped by cancelling the token passed to its :meth:`run`).
+        """
+        cancel = self._current_cancel
+        if cancel is not None:
+            cancel.cancel()
 
     @property
     def interrupt_requested(self) -> bool:
         """True between ``interrupt()`` and the end of the run it stops."""
-        return self._interrupt.is_set()
+        cancel = self._current_cancel
+        return cancel is not None and cancel.cancelled
 
     def validate(self, workflow: Workflow) -> ValidatedGraph:
         """Validate against this executor's registry (raises ValidationFailed)."""
@@ -155,34 +167,45 @@ class Executor:
         *,
         run_id: str | None = None,
         observers: Iterable[Observer] = (),
+        cancel: CancelToken | None = None,
     ) -> RunResult:
         """Run a workflow (validated first if needed) for ``outputs`` (default: all outputs).
 
-        Raises :class:`~graphflow.errors.ValidationFailed` before running anything if the
-        workflow is invalid; node failures and interrupts are reported in the result.
+        ``cancel`` stops this run when cancelled, from any thread (default: a token of its
+        own, which :meth:`interrupt` reaches); one cancelled before the run starts ends it
+        ``interrupted`` without executing a node. Raises
+        :class:`~graphflow.errors.ValidationFailed` before running anything if the workflow
+        is invalid; node failures and interrupts are reported in the result.
         """
         with use_settings(self.settings):
-            return self._run_with_settings(workflow, outputs, run_id, observers)
+            return self._run_with_settings(
+                workflow,
+                outputs,
+                run_id,
+                observers,
+                cancel if cancel is not None else CancelToken(),
+            )
 
-    def _run_with_settings(self, workflow, outputs, run_id, observers) -> RunResult:
+    def _run_with_settings(self, workflow, outputs, run_id, observers, cancel) -> RunResult:
         validated = workflow if isinstance(workflow, ValidatedGraph) else self.validate(workflow)
         targets = list(validated.output_nodes if outputs is None else outputs)
         plan = plan_execution(validated, targets)
         with self._run_lock:
-            self._interrupt.clear()
-            with gc_paused():  # engine-only bookkeeping; node code runs with the GC on
-                run = _Run(
-                    self,
-                    validated,
-                    plan,
-                    targets,
-                    run_id or uuid.uuid4().hex,
-                    [*self.observers, *observers],
-                )
+            self._current_cancel = cancel
             try:
+                with gc_paused():  # engine-only bookkeeping; node code runs with the GC on
+                    run = _Run(
+                        self,
+                        validated,
+                        plan,
+                        targets,
+                        run_id or uuid.uuid4().hex,
+                        [*self.observers, *observers],
+                        cancel,
+                    )
                 return run.execute()
             finally:
-                self._interrupt.clear()
+                self._current_cancel = None
 
 
 def planned_inputs(
@@ -221,8 +244,10 @@ class _Run:
         targets: list[str],
         run_id: str,
         observers: list[Observer],
+        cancel: CancelToken,
     ):
         self.executor = executor
+        self.cancel = cancel
         self.cache = executor.cache
         self.specs = validated.specs
         self.plan = plan
@@ -233,7 +258,7 @@ class _Run:
         self.services = RunServices(
             run_id,
             self.emit,
-            executor._interrupt,
+            cancel,
             device=executor.device,
             dtype=executor.dtype,
             temp_dir=executor.temp_dir,
@@ -242,7 +267,7 @@ class _Run:
             workflow=validated.workflow,
             settings=executor.settings,
         )
-        self.result = RunResult(run_id, "running")
+        self.result = RunResult(run_id, RunStatus.RUNNING)
 
     def emit(self, event: Event) -> None:
         for observer in self.observers:
@@ -255,6 +280,9 @@ class _Run:
         started = time.perf_counter()
         result = self.result
         try:
+            if self.cancel.cancelled:  # cancelled before it started: run nothing
+                self.emit(RunStarted(self.run_id, tuple(self.plan)))
+                raise Interrupted("cancelled before the run started")
             with gc_paused():
                 signatures = compute_signatures(
                     self.plan,
@@ -267,13 +295,13 @@ class _Run:
             values = self._pull(signatures.signatures, signatures.volatile)
             for target in self.targets:
                 result.outputs[target] = values[target]
-            result.status = "finished"
+            result.status = RunStatus.FINISHED
             result.seconds = time.perf_counter() - started
             self.emit(
                 RunFinished(self.run_id, len(result.executed), len(result.cached), result.seconds)
             )
         except Interrupted:
-            result.status = "interrupted"
+            result.status = RunStatus.INTERRUPTED
             result.seconds = time.perf_counter() - started
             self.emit(RunInterrupted(self.run_id, self.current))
         except FingerprintError as error:
@@ -284,7 +312,7 @@ class _Run:
 
     def _fail(self, node: str, error: BaseException, started: float) -> None:
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        self.result.status = "failed"
+        self.result.status = RunStatus.FAILED
         self.result.seconds = time.perf_counter() - started
         self.result.error = RunError(node, type(error).__name__, str(error), text)
         self.emit(RunFailed(self.run_id, node, type(error).__name__, str(error), text))
@@ -295,7 +323,7 @@ class _Run:
     def _pull(self, signatures: dict[str, str], volatile: set[str]) -> dict[str, dict[str, Any]]:
         values: dict[str, dict[str, Any]] = {}
         started: set[str] = set()
-        interrupt = self.executor._interrupt
+        cancel = self.cancel
         cache = self.cache
         result = self.result
         stack = list(reversed(self.targets))
@@ -304,7 +332,7 @@ class _Run:
             if node_id in values:
                 stack.pop()
                 continue
-            if interrupt.is_set():
+            if cancel.cancelled:
                 self.current = ""
                 raise Interrupted("interrupted between nodes")
             spec = self.specs[node_id]

@@ -5,7 +5,17 @@ from __future__ import annotations
 import threading
 
 from graphflow import EventLog, Executor, load_plugins
-from graphflow.events import NodeFinished, Progress, RunFailed, RunFinished, RunInterrupted
+from graphflow.cancel import CancelToken
+from graphflow.errors import RunStatus
+from graphflow.events import (
+    NodeFinished,
+    NodeStarted,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunInterrupted,
+    RunStarted,
+)
 from support import link, make_workflow
 
 
@@ -184,6 +194,79 @@ def test_interrupt_between_nodes_stops_before_next_node(pack):
     assert result.status == "interrupted"
     assert result.executed == ["a"]
     assert pack.calls["t.steps"] == 0
+
+
+def test_a_token_cancelled_before_the_run_ends_it_interrupted_without_running_a_node(pack):
+    cancel = CancelToken()
+    cancel.cancel()
+    log = EventLog()
+    result = pack.executor().run(_long_workflow(), observers=[log], cancel=cancel)
+    assert result.status is RunStatus.INTERRUPTED
+    assert result.executed == [] and result.cached == []
+    assert sum(pack.calls.values()) == 0
+    assert not log.of_type(NodeStarted)
+    assert [type(e) for e in log.events] == [RunStarted, RunInterrupted]
+
+
+def test_cancelling_a_token_from_another_thread_stops_its_run_mid_node(pack):
+    cancel = CancelToken()
+    stepping = threading.Event()
+
+    def note_progress(event):
+        if isinstance(event, Progress) and event.value == 2:
+            stepping.set()
+
+    canceller = threading.Thread(target=lambda: stepping.wait(10) and cancel.cancel())
+    canceller.start()
+    result = pack.executor().run(
+        _long_workflow(10_000_000), observers=[note_progress], cancel=cancel
+    )
+    canceller.join(10)
+    assert result.status is RunStatus.INTERRUPTED
+    assert "long" not in result.executed and pack.calls["t.steps"] == 1
+
+
+def test_a_cancelled_token_does_not_reach_the_next_run_on_the_same_executor(pack):
+    executor = pack.executor()
+    first = CancelToken()
+
+    def cancel_first_at_step_2(event):
+        if isinstance(event, Progress) and event.value == 2:
+            first.cancel()  # late and repeated cancels of the first run's token
+
+    assert (
+        executor.run(_long_workflow(), observers=[cancel_first_at_step_2], cancel=first).status
+        == "interrupted"
+    )
+    second = executor.run(_long_workflow(), observers=[cancel_first_at_step_2])
+    assert second.ok and second.ui["out"] == {"value": [1.0]}
+
+
+def test_executor_interrupt_cancels_the_token_of_the_run_in_progress(pack):
+    executor = pack.executor()
+    cancel = CancelToken()
+
+    def interrupt_at_step_3(event):
+        if isinstance(event, Progress) and event.value == 3:
+            assert executor.interrupt_requested is False
+            executor.interrupt()
+            assert executor.interrupt_requested is True
+
+    result = executor.run(_long_workflow(), observers=[interrupt_at_step_3], cancel=cancel)
+    assert result.status == RunStatus.INTERRUPTED and cancel.cancelled
+    assert executor.interrupt_requested is False  # no run in progress any more
+
+
+def test_executor_interrupt_with_no_run_in_progress_leaves_the_next_run_alone(pack):
+    executor = pack.executor()
+    executor.interrupt()
+    assert executor.run(_long_workflow(3)).ok
+
+
+def test_run_status_is_an_enum_that_equals_its_word(pack):
+    result = pack.executor().run(_long_workflow(2))
+    assert result.status is RunStatus.FINISHED and result.status == "finished"
+    assert f"{result.status}" == "finished"
 
 
 def test_events_report_timing_and_finish_counts(pack):
