@@ -357,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``graphflow`` console script."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         # Flags > environment > config file > defaults; in force for the whole command
         # (validation reads file choices, nodes read ctx.settings) and never exported.
         args.loaded_settings = load_settings(
