@@ -9,20 +9,47 @@ without executing a node, so a job stopped while it waits needs no special path.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
+
+log = logging.getLogger("graphflow.cancel")
 
 
 class CancelToken:
     """One-way, thread-safe "please stop" for one run (once cancelled, it stays cancelled)."""
 
-    __slots__ = ("_event",)
+    __slots__ = ("_callbacks", "_event")
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._callbacks: list[Callable[[], object]] = []
 
     def cancel(self) -> None:
-        """Ask the run holding this token to stop (any thread, any number of times)."""
+        """Ask the run holding this token to stop (any thread, a signal handler, any number
+        of times); calls the :meth:`on_cancel` callbacks once."""
         self._event.set()
+        self._drain()
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once when the token is cancelled (at once if it already is),
+        in the cancelling thread; e.g. to forward the request to a remote run."""
+        self._callbacks.append(callback)
+        if self._event.is_set():
+            self._drain()
+
+    def _drain(self) -> None:
+        # No lock on purpose: cancel() may run in a signal handler that interrupted this
+        # very thread inside on_cancel(). list.pop is atomic, so each callback runs once.
+        while True:
+            try:
+                callback = self._callbacks.pop(0)
+            except IndexError:
+                return
+            try:
+                callback()
+            except Exception:  # one failing callback must not stop the cancel
+                log.exception("cancel callback %r failed", callback)
 
     @property
     def cancelled(self) -> bool:

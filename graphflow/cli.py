@@ -15,11 +15,12 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 from . import __version__
-from .errors import GraphflowError, ValidationFailed
+from .cancel import CancelToken
+from .errors import GraphflowError, RunStatus, ValidationFailed
 from .executor import Executor, RunResult
 from .plugins import LoadedPlugins, load_plugins
 from .progress import ConsoleProgress
@@ -89,20 +90,18 @@ def _summarise(result: RunResult) -> list[str]:
 
 
 @contextmanager
-def _ctrl_c_interrupts(executor: Any) -> Iterator[None]:
-    """First Ctrl+C stops the run cleanly at the next node or step; a second one aborts.
-
-    ``executor`` is anything with ``interrupt()`` and ``interrupt_requested``: an Executor,
-    or a run on a Ray actor."""
+def _ctrl_c_interrupts(cancel: CancelToken) -> Iterator[None]:
+    """First Ctrl+C cancels the run's token, so it stops cleanly at the next node or step
+    (locally or on a Ray actor); a second one aborts."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        if executor.interrupt_requested:
+        if cancel.cancelled:
             raise KeyboardInterrupt
         print("\ninterrupting... (Ctrl+C again to abort)", file=sys.stderr)
-        executor.interrupt()
+        cancel.cancel()
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -112,23 +111,27 @@ def _ctrl_c_interrupts(executor: Any) -> Iterator[None]:
 
 
 def _run_on_ray(
-    args: argparse.Namespace, loaded: LoadedPlugins, workflow: Workflow, outputs, progress
+    args: argparse.Namespace,
+    loaded: LoadedPlugins,
+    workflow: Workflow,
+    outputs,
+    progress,
+    cancel: CancelToken,
 ) -> RunResult:
-    """Run on a Ray actor (``--backend ray``); Ctrl+C reaches the remote run."""
+    """Run on a Ray actor (``--backend ray``); cancelling ``cancel`` reaches the remote run."""
     from .distributed.remote_run import run_on_ray
 
-    with ExitStack() as stack:
-        return run_on_ray(
-            workflow,
-            outputs,
-            registry=loaded.registry,
-            output_dir=args.output,
-            plugin_dirs=args.plugin_dir,
-            address=args.ray_address,
-            gpus=args.gpus_per_worker,
-            observers=[progress],
-            started=lambda run: stack.enter_context(_ctrl_c_interrupts(run)),
-        )
+    return run_on_ray(
+        workflow,
+        outputs,
+        registry=loaded.registry,
+        output_dir=args.output,
+        plugin_dirs=args.plugin_dir,
+        address=args.ray_address,
+        gpus=args.gpus_per_worker,
+        observers=[progress],
+        cancel=cancel,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -139,12 +142,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = Executor(loaded.registry, output_dir=args.output)
     outputs = args.outputs.split(",") if args.outputs else None
     progress = ConsoleProgress(disable=args.quiet or args.json)
+    cancel = CancelToken()  # this run's: Ctrl+C cancels it
     try:
-        if getattr(args, "backend", "local") == "ray":
-            result = _run_on_ray(args, loaded, workflow, outputs, progress)
-        else:
-            with _ctrl_c_interrupts(executor):
-                result = executor.run(workflow, outputs, observers=[progress])
+        with _ctrl_c_interrupts(cancel):
+            if getattr(args, "backend", "local") == "ray":
+                result = _run_on_ray(args, loaded, workflow, outputs, progress, cancel)
+            else:
+                result = executor.run(workflow, outputs, observers=[progress], cancel=cancel)
     except ValidationFailed as error:
         _print_validation(args.workflow, error)
         return EXIT_INVALID
@@ -166,13 +170,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         )
         return 0 if result.ok else EXIT_INVALID
-    if result.status == "failed":
+    if result.status == RunStatus.FAILED:
         err = result.error
         print(
             f"error: node {err.node!r} failed: {err.exception_type}: {err.message}", file=sys.stderr
         )
         return EXIT_INVALID
-    if result.status == "interrupted":
+    if result.status == RunStatus.INTERRUPTED:
         print("interrupted", file=sys.stderr)
         return EXIT_INVALID
     print(

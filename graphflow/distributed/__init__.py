@@ -5,6 +5,7 @@
 - :mod:`.routing` — which worker takes a job (model affinity, else least loaded);
 - :mod:`.affinity` — which models a job loads, as keys the router can compare;
 - :mod:`.cluster` — joining or starting a Ray cluster; the environment workers get;
+- :mod:`.numerics` — the torch settings (threads, deterministic algorithms) actors take on;
 - :mod:`.remote_run` — ``graphflow run --backend ray``.
 
 Ray is an optional dependency (``pip install 'graphflow[distributed]'``); nothing here is
@@ -23,6 +24,7 @@ _LAZY = {
     "affinity_keys": "affinity",
     "choose_worker": "routing",
     "WorkerSlot": "routing",
+    "TorchNumerics": "numerics",
     "connect": "cluster",
     "RayUnavailable": "cluster",
     "run_on_ray": "remote_run",

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..cancel import CancelToken
 from ..errors import GraphflowError
 from ..events import Observer
 from ..executor import RunResult
@@ -15,20 +16,27 @@ from ..graph import build_graph
 from ..registry import Registry
 from ..workflow import Workflow
 from .cluster import connect, has_gpus, import_ray, worker_environment
+from .numerics import TorchNumerics
 
 
 class RemoteRun:
-    """A workflow running on a Ray actor; ``interrupt()`` reaches it from any thread."""
+    """A workflow running on a Ray actor. Its :class:`~graphflow.cancel.CancelToken`
+    (``cancel``) reaches the actor when cancelled, from any thread; so does ``interrupt()``."""
 
-    def __init__(self, actor: Any, run_id: str):
+    def __init__(self, actor: Any, run_id: str, cancel: CancelToken | None = None):
         self.actor = actor
         self.run_id = run_id
-        self.interrupt_requested = False
+        self.cancel = cancel if cancel is not None else CancelToken()
+        self.cancel.on_cancel(lambda: actor.interrupt.remote(run_id))
 
     def interrupt(self) -> None:
         """Ask the remote run to stop at its next node boundary or progress call."""
-        self.interrupt_requested = True
-        self.actor.interrupt.remote(self.run_id)
+        self.cancel.cancel()
+
+    @property
+    def interrupt_requested(self) -> bool:
+        """True once the run was asked to stop."""
+        return self.cancel.cancelled
 
 
 def run_on_ray(
@@ -44,14 +52,18 @@ def run_on_ray(
     observers: Iterable[Observer] = (),
     started: Any = None,
     local_options: dict[str, Any] | None = None,
+    cancel: CancelToken | None = None,
+    numerics: TorchNumerics | None = None,
 ) -> RunResult:
     """Run ``workflow`` on a fresh Ray worker actor and return its :class:`RunResult`.
 
     The workflow is validated here first (raises ``ValidationFailed`` as a local run does).
     Events reach ``observers`` in order; output files are written by the actor to
-    ``output_dir`` (the same path on the worker's machine). ``started``, if given, is called
-    with the :class:`RemoteRun` (to wire Ctrl+C to its ``interrupt``). Output values stay on
-    the worker: the result carries ui data, node lists, timings and the error.
+    ``output_dir`` (the same path on the worker's machine). ``cancel`` stops the remote run
+    when cancelled (e.g. by Ctrl+C); ``started``, if given, is called with the
+    :class:`RemoteRun`. The actor computes with ``numerics`` (default: this process's torch
+    settings, so the result matches a local run here). Output values stay on the worker:
+    the result carries ui data, node lists, timings and the error.
     """
     ray = import_ray()
     from .worker_actor import GraphflowWorker
@@ -64,6 +76,8 @@ def run_on_ray(
     try:
         if gpus is None:
             gpus = 1.0 if has_gpus() else 0.0
+        if numerics is None:
+            numerics = TorchNumerics.of_this_process()
         actor = GraphflowWorker.options(
             num_cpus=cpus,
             num_gpus=gpus,
@@ -75,8 +89,9 @@ def run_on_ray(
             str(output),
             str(output.parent / "temp"),
             None,
+            numerics,
         )
-        run = RemoteRun(actor, uuid.uuid4().hex)
+        run = RemoteRun(actor, uuid.uuid4().hex, cancel)
         if started is not None:
             started(run)
         stream = actor.run_workflow.remote(run.run_id, workflow.to_dict(), targets)

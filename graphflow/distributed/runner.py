@@ -1,4 +1,4 @@
-""":class:`RayRunner`: the server's :class:`~graphflow.server.worker.JobRunner` on Ray actors.
+""":class:`RayRunner`: a :class:`~graphflow.jobs.JobRunner` (the server's) on Ray actors.
 
 The server keeps its SQLite queue, dispatcher and websocket; this runner only executes. It
 holds a pool of :class:`~.worker_actor.GraphflowWorker` actors and says it can take one job
@@ -27,18 +27,26 @@ from typing import Any
 
 from ..errors import GraphflowError
 from ..graph import ValidatedGraph
+from ..jobs import (
+    Job,
+    JobErrorCode,
+    JobOutcome,
+    RunnerListener,
+    error_outcome,
+    failed_outcome,
+    interrupted_outcome,
+)
 from ..registry import Registry
-from ..server.queue_base import Job, JobOutcome, JobStatus
-from ..server.worker import RunnerListener, error_outcome
 from ..workflow import workflow_from_dict
 from .affinity import affinity_keys
 from .cluster import connect, has_gpus, import_ray, worker_environment
+from .numerics import TorchNumerics
 from .routing import SlotState, WorkerSlot, choose_worker
 
 log = logging.getLogger("graphflow.distributed")
 
-WORKER_LOST = "worker_lost"
-"""Error code of a job whose worker died on every attempt."""
+WORKER_LOST = JobErrorCode.WORKER_LOST
+"""Error code of a job whose worker died on every attempt (kept for old imports)."""
 
 STARTUP_WARNING_SECONDS = 60.0
 """How long a worker may take to start before the log says what it waits for."""
@@ -64,6 +72,9 @@ class RayBackendConfig:
     """Workers a job may be lost on before it fails (2: requeued once)."""
     local_options: dict[str, Any] = field(default_factory=dict)
     """``ray.init`` options for a local cluster started here (``num_cpus``…)."""
+    numerics: TorchNumerics | None = None
+    """torch settings every actor computes with (intra-op threads, deterministic
+    algorithms...); None: this process's, so a seed gives the pixels of a local run here."""
 
 
 @dataclass
@@ -74,10 +85,6 @@ class _Entry:
     keys: dict[str, str]
     lost_on: list[str] = field(default_factory=list)
     slot: WorkerSlot | None = None
-
-
-def _outcome(status: JobStatus, code: str, message: str, **extra: Any) -> JobOutcome:
-    return JobOutcome(status, error={"code": code, "message": message, **extra})
 
 
 class RayRunner:
@@ -112,6 +119,8 @@ class RayRunner:
         self._connected_here = connect(self.config.address, **self.config.local_options)
         if self.config.gpus_per_worker is None:
             self.config.gpus_per_worker = 1.0 if has_gpus() else 0.0
+        if self.config.numerics is None:
+            self.config.numerics = TorchNumerics.of_this_process()
         with self._lock:
             for _ in range(max(1, self.config.workers)):
                 self._spawn()
@@ -135,10 +144,7 @@ class RayRunner:
             else:
                 return False
         if waiting is not None:
-            self._report_done(
-                job_id,
-                _outcome(JobStatus.CANCELLED, "interrupted", "interrupted before it started"),
-            )
+            self._report_done(job_id, interrupted_outcome("interrupted before it started"))
             return True
         if slot is not None:
             slot.handle.interrupt.remote(job_id)  # answered by the actor's control group
@@ -250,6 +256,7 @@ class RayRunner:
             str(output_dir),
             str(temp_dir),
             config.device,
+            config.numerics,
         )
         slot = WorkerSlot(name, handle)
         self._slots.append(slot)
@@ -304,7 +311,7 @@ class RayRunner:
         for entry in stranded:
             self._report_done(
                 entry.job.id,
-                _outcome(JobStatus.FAILED, WORKER_LOST, "no Ray worker could be started"),
+                failed_outcome(WORKER_LOST, "no Ray worker could be started"),
             )
 
     # -- routing and driving jobs ---------------------------------------------------------
@@ -375,7 +382,7 @@ class RayRunner:
             self._lost(entry, slot, error)
             return
         except Exception as error:
-            outcome = error_outcome("worker_error", error)
+            outcome = error_outcome(JobErrorCode.WORKER_ERROR, error)
             outcome.worker = slot.name
         with self._lock:
             slot.job = None
@@ -416,12 +423,9 @@ class RayRunner:
         if retry:
             log.warning("job %s requeued after losing %s", job_id, slot.name)
         elif interrupted or self._stopping:
-            self._report_done(
-                job_id, _outcome(JobStatus.CANCELLED, "interrupted", "interrupted while running")
-            )
+            self._report_done(job_id, interrupted_outcome("interrupted while running"))
         else:
-            failed = _outcome(
-                JobStatus.FAILED,
+            failed = failed_outcome(
                 WORKER_LOST,
                 f"the job's worker died {len(entry.lost_on)} time(s) "
                 f"({', '.join(entry.lost_on)}); last: {reason}",

@@ -2,8 +2,12 @@
 
 Each actor loads the plugins itself (entry points plus the server's plugin folders), and
 keeps its own model manager and output cache, so models stay resident on its GPU between
-jobs. Two concurrency groups keep it responsive: ``run`` executes one job at a time, while
-``control`` answers ``interrupt``, ``info`` and ``free`` during a run.
+jobs. Before anything else it takes on the driver's torch numerics settings (thread count,
+deterministic algorithms: :mod:`.numerics`), so it computes what a local run would. Two
+concurrency groups keep it responsive: ``run`` executes one job at a time, while
+``control`` answers ``interrupt``, ``info`` and ``free`` during a run. Every run has its own
+:class:`~graphflow.cancel.CancelToken`; ``interrupt`` cancels it, even when it arrives
+before the run has started.
 
 A run is a Ray *streaming generator*: the executor works in a thread of the actor and its
 events go through a local queue; the generator yields them in batches (whatever piled up
@@ -26,15 +30,16 @@ from typing import Any
 
 import ray
 
-from ..errors import ValidationFailed
+from ..cancel import CancelToken
+from ..errors import RunStatus, ValidationFailed
 from ..events import Event, Preview
 from ..executor import Executor, RunError, RunResult
 from ..graph import ValidatedGraph
+from ..jobs import Job, JobErrorCode, error_outcome, execute_job, free_executor, to_json
 from ..plugins import load_plugins
-from ..server.queue_base import Job, to_json
-from ..server.worker import error_outcome, execute_job, free_executor
 from ..workflow import workflow_from_dict
 from .affinity import affinity_keys, cache_signatures
+from .numerics import TorchNumerics
 
 MAX_BATCH = 512
 """Most events in one yielded batch."""
@@ -69,7 +74,10 @@ class GraphflowWorker:
         output_dir: str,
         temp_dir: str,
         device: str | None = None,
+        numerics: TorchNumerics | None = None,
     ):
+        if numerics is not None:  # first, so nothing computes with Ray's thread settings
+            numerics.apply()
         loaded = load_plugins(plugin_dirs)
         self.name = name
         self.problems = [str(problem) for problem in loaded.problems]
@@ -78,7 +86,8 @@ class GraphflowWorker:
         )
         self._lock = threading.Lock()
         self._current: str | None = None
-        self._interrupts: OrderedDict[str, None] = OrderedDict()
+        # run id → its token; an interrupt may come first (it creates a cancelled token)
+        self._cancels: OrderedDict[str, CancelToken] = OrderedDict()
         # affinity key → (the loader's cache signature here, label), for the warm report
         self._known: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._jobs = 0
@@ -94,18 +103,14 @@ class GraphflowWorker:
             "node": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
             "device": self._device(),
+            "numerics": self._numerics(),
             "plugin_problems": self.problems,
         }
 
     @ray.method(concurrency_group="control")
     def interrupt(self, job_id: str) -> bool:
         """Stop ``job_id`` at its next node boundary or progress call (or before it starts)."""
-        with self._lock:
-            self._interrupts[job_id] = None
-            while len(self._interrupts) > _MAX_REMEMBERED:
-                self._interrupts.popitem(last=False)
-            if self._current == job_id:
-                self.executor.interrupt()
+        self._cancel_for(job_id).cancel()
         return True
 
     @ray.method(concurrency_group="control")
@@ -117,6 +122,7 @@ class GraphflowWorker:
             "node": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
             "device": self._device(),
+            "numerics": self._numerics(),
             "cache": self.executor.cache.stats(),
             "models": stats() if callable(stats) else None,
             "running": self._current,
@@ -151,9 +157,7 @@ class GraphflowWorker:
         def work(report: Callable[[Event], None]) -> tuple:
             job = Job(id=job_id, workflow=workflow, outputs=outputs)
             validated = self._validate(workflow)
-            outcome = execute_job(
-                self.executor, job, validated, report, lambda: self._interrupted(job_id)
-            )
+            outcome = execute_job(self.executor, job, validated, report, self._cancel_for(job_id))
             outcome.worker = self.name
             # What the queue stores is JSON: make it JSON here, so nothing odd has to travel.
             outcome.ui = json.loads(to_json(outcome.ui))
@@ -162,7 +166,7 @@ class GraphflowWorker:
             return ("outcome", outcome, self.holds())
 
         def failed(error: BaseException) -> tuple:
-            outcome = error_outcome("worker_error", error)
+            outcome = error_outcome(JobErrorCode.WORKER_ERROR, error)
             outcome.worker = self.name
             return ("outcome", outcome, self.holds())
 
@@ -185,13 +189,15 @@ class GraphflowWorker:
                 validated,
                 outputs,
                 run_id=run_id,
-                observers=[report, self._interrupt_observer(run_id)],
+                observers=[report],
+                cancel=self._cancel_for(run_id),
             )
             return ("result", dataclasses.replace(result, outputs={}))
 
         def failed(error: BaseException) -> tuple:
             text = f"{type(error).__name__}: {error}"
-            return ("result", RunResult(run_id, "failed", error=RunError("", "WorkerError", text)))
+            failure = RunError("", "WorkerError", text)
+            return ("result", RunResult(run_id, RunStatus.FAILED, error=failure))
 
         yield from self._stream(run_id, work, failed)
 
@@ -210,16 +216,20 @@ class GraphflowWorker:
         except Exception:  # execute_job validates again and records the errors
             return None
 
-    def _interrupted(self, job_id: str) -> bool:
+    @staticmethod
+    def _numerics() -> dict[str, Any] | None:
+        numerics = TorchNumerics.of_this_process()
+        return numerics.to_dict() if numerics is not None else None
+
+    def _cancel_for(self, run_id: str) -> CancelToken:
+        """The token of ``run_id`` (made on first use, by its run or by an interrupt)."""
         with self._lock:
-            return job_id in self._interrupts
-
-    def _interrupt_observer(self, run_id: str) -> Callable[[Event], None]:
-        def observer(event: Event) -> None:
-            if event.type == "run_started" and self._interrupted(run_id):
-                self.executor.interrupt()
-
-        return observer
+            cancel = self._cancels.get(run_id)
+            if cancel is None:
+                cancel = self._cancels[run_id] = CancelToken()
+                while len(self._cancels) > _MAX_REMEMBERED:  # interrupts of runs never seen
+                    self._cancels.popitem(last=False)
+            return cancel
 
     def _remember(self, validated: ValidatedGraph, outputs: list[str] | None) -> None:
         try:
@@ -252,7 +262,7 @@ class GraphflowWorker:
             finally:
                 with self._lock:
                     self._current = None
-                    self._interrupts.pop(run_id, None)
+                    self._cancels.pop(run_id, None)
                     self._jobs += 1
             inbox.put(_Final(final))
 

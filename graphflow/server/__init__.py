@@ -1,9 +1,14 @@
 """graphflow's HTTP and websocket server (``graphflow serve``).
 
 - :mod:`.app` — the application factory (:func:`create_app`) and the ``serve`` command;
+- :mod:`.config` — :class:`ServerConfig` (what ``serve`` can be told) and the data folder;
+- :mod:`.state` — :class:`ServerState`, what the routes use (``app[STATE]``);
 - ``routes_*`` — the API, one module per concept (jobs, files, system);
-- :mod:`.queue_base` / :mod:`.queue_sqlite` — job records and the persistent queue;
-- :mod:`.worker` — the :class:`JobRunner` protocol, the local runner and the dispatcher;
+- :mod:`.queue_base` / :mod:`.queue_sqlite` — the queue interface and the persistent queue
+  (job records, statuses and :func:`~graphflow.jobs.execute_job` are the engine's:
+  :mod:`graphflow.jobs`);
+- :mod:`.dispatcher` — moves jobs from the queue to a runner and records their outcomes;
+- :mod:`.runner_local` — the local runner (a worker thread of this process);
 - :mod:`.events_ws` — websocket fan-out of run events and previews;
 - :mod:`.security` / :mod:`.files` — origin, host and token checks; safe paths.
 
@@ -94,20 +99,21 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 _LAZY = {
-    "ConfigError": "app",
-    "ServerConfig": "app",
-    "create_app": "app",
-    "default_data_dir": "app",
-    "serve": "app",
-    "Job": "queue_base",
-    "JobOutcome": "queue_base",
-    "JobQueue": "queue_base",
-    "JobStatus": "queue_base",
-    "SQLiteJobQueue": "queue_sqlite",
-    "Dispatcher": "worker",
-    "JobRunner": "worker",
-    "LocalRunner": "worker",
-    "RunnerListener": "worker",
+    "ConfigError": ".config",
+    "ServerConfig": ".config",
+    "default_data_dir": ".config",
+    "ServerState": ".state",
+    "create_app": ".app",
+    "serve": ".app",
+    "Job": "graphflow.jobs",
+    "JobOutcome": "graphflow.jobs",
+    "JobStatus": "graphflow.jobs",
+    "JobRunner": "graphflow.jobs",
+    "RunnerListener": "graphflow.jobs",
+    "JobQueue": ".queue_base",
+    "SQLiteJobQueue": ".queue_sqlite",
+    "Dispatcher": ".dispatcher",
+    "LocalRunner": ".runner_local",
 }
 
 
@@ -115,7 +121,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    return getattr(importlib.import_module(module, __name__), name)
 
 
 __all__ = [

@@ -1,15 +1,12 @@
 """The aiohttp application factory and ``graphflow serve``.
 
-Everything the server holds lives in one :class:`ServerState` stored on the application
-(``app[STATE]``); there are no module globals, so tests and benchmarks can run several
-servers in one process.
+Everything the server holds lives in one :class:`~.state.ServerState` stored on the
+application (``app[STATE]``); there are no module globals, so tests and benchmarks can run
+several servers in one process. What it can be told is :class:`~.config.ServerConfig`
+(``config.py``, with the data folder's layout).
 
-Layout of the data folder (``--data-dir``, default ``$GRAPHFLOW_DATA_DIR``, else
-``$XDG_DATA_HOME/graphflow``, else ``~/.local/share/graphflow``)::
-
-    graphflow.db      jobs and history (SQLite, WAL)
-    input/  output/  temp/   what /api/view serves and /api/upload/image writes
-    workflows/        saved workflows of the editor
+Imports go one way: this module imports the routes, the routes import ``state.py``, never
+this module.
 """
 
 from __future__ import annotations
@@ -18,45 +15,44 @@ import argparse
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 from ..errors import GraphflowError
 from ..executor import Executor
+from ..jobs import JobRunner
 from ..plugins import PluginProblem, load_plugins
 from ..registry import Registry
 from ..runtime.folders import INPUT_ENV
-from . import DATA_DIR_ENV, DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, add_serve_arguments
+from . import add_serve_arguments, routes_files, routes_prompt, routes_system
+from .config import ConfigError, ServerConfig, default_data_dir, input_folder
+from .dispatcher import Dispatcher
 from .events_ws import EventHub
-from .queue_base import JobQueue
 from .queue_sqlite import SQLiteJobQueue
 from .routes_common import error_middleware
-from .security import (
-    OriginPolicy,
-    auth_middleware,
-    is_loopback,
-    origin_middleware,
-    security_headers,
-)
-from .worker import Dispatcher, JobRunner, LocalRunner
+from .runner_local import LocalRunner
+from .security import OriginPolicy, auth_middleware, origin_middleware, security_headers
+from .state import STATE, ServerState
+
+__all__ = [
+    "STATE",
+    "ConfigError",
+    "ServerConfig",
+    "ServerState",
+    "cmd_serve",
+    "config_from_args",
+    "create_app",
+    "default_data_dir",
+    "find_web_root",
+    "input_folder",
+    "main",
+    "ray_runner",
+    "serve",
+]
 
 log = logging.getLogger("graphflow.server")
-
-
-class ConfigError(GraphflowError):
-    """The server cannot start with these settings (shown as one line)."""
-
-
-def default_data_dir() -> Path:
-    """``$GRAPHFLOW_DATA_DIR``, else ``$XDG_DATA_HOME/graphflow``, else ``~/.local/share/...``."""
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV])
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "graphflow"
 
 
 def find_web_root() -> Path | None:
@@ -64,94 +60,6 @@ def find_web_root() -> Path | None:
     writes it, in a checkout and for a wheel alike)."""
     candidate = Path(__file__).resolve().parent.parent / "web_dist"
     return candidate if (candidate / "index.html").is_file() else None
-
-
-@dataclass
-class ServerConfig:
-    """Everything ``graphflow serve`` can be told. Limits are in bytes."""
-
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    data_dir: Path | None = None
-    allow_origins: list[str] = field(default_factory=list)
-    auth_token: str | None = None
-    insecure_no_auth: bool = False
-    plugin_dirs: list[str] = field(default_factory=list)
-    web_root: Path | None = None
-    input_dir: Path | None = None
-    max_body_bytes: int = 32 << 20
-    max_upload_bytes: int = 25 << 20
-    max_upload_pixels: int = 64_000_000
-    max_nodes: int = 50_000
-    max_history: int = 10_000
-    preview_size: int = 512
-    durable: bool = False
-    backend: str = "local"
-    """``local`` (a thread of this process) or ``ray`` (a pool of Ray actors)."""
-    ray_address: str | None = None
-    workers: int = 1
-    gpus_per_worker: float | None = None
-
-    def check(self) -> None:
-        """Refuse unsafe or impossible settings (raises :class:`ConfigError`)."""
-        if not is_loopback(self.host) and not self.auth_token and not self.insecure_no_auth:
-            raise ConfigError(
-                f"binding {self.host!r} exposes the server to the network: give --auth-token "
-                f"(or ${TOKEN_ENV}), or --insecure-no-auth if you really mean it"
-            )
-        if self.auth_token is not None and len(self.auth_token) < 16:
-            raise ConfigError("--auth-token must be at least 16 characters")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port {self.port} is not a TCP port")
-        if self.backend not in ("local", "ray"):
-            raise ConfigError(f"--backend must be local or ray, not {self.backend!r}")
-        if self.workers < 1:
-            raise ConfigError("--workers must be at least 1")
-        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
-            raise ConfigError("--gpus-per-worker cannot be negative")
-        try:
-            OriginPolicy(self.host, self.allow_origins)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-
-    @property
-    def folder(self) -> Path:
-        """The data folder."""
-        return Path(self.data_dir) if self.data_dir is not None else default_data_dir()
-
-
-def input_folder(config: ServerConfig) -> Path:
-    """Where uploads go and image nodes read: ``config.input_dir``, else
-    ``$GRAPHFLOW_INPUT_DIR`` (what the image nodes use), else ``DATA/input``."""
-    if config.input_dir is not None:
-        return Path(config.input_dir)
-    if os.environ.get(INPUT_ENV):
-        return Path(os.environ[INPUT_ENV])
-    return config.folder / "input"
-
-
-@dataclass
-class ServerState:
-    """What the routes use: one per application."""
-
-    config: ServerConfig
-    registry: Registry
-    executor: Executor | None
-    queue: JobQueue
-    runner: JobRunner
-    dispatcher: Dispatcher
-    hub: EventHub
-    folders: dict[str, Path]
-    web_root: Path | None
-    plugin_problems: list[PluginProblem] = field(default_factory=list)
-    started_at: float = field(default_factory=time.time)
-
-    def queue_status(self) -> dict[str, int]:
-        """Pending and running counts (sent to every websocket client)."""
-        return self.queue.active_counts()
-
-
-STATE = web.AppKey("graphflow_state", ServerState)
 
 
 def create_app(
@@ -167,8 +75,6 @@ def create_app(
     ``runner`` defaults to a :class:`LocalRunner` over ``executor`` (or a new Executor whose
     outputs go to the data folder).
     """
-    from . import routes_files, routes_prompt, routes_system
-
     config = config or ServerConfig()
     config.check()
     problems: list[PluginProblem] = []
@@ -319,8 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: the routes read the STATE key
-    # of graphflow.server.app, and a second copy of this module would define another one.
+    # Run the imported module's main, not this __main__ copy (one copy of the app factory).
     from graphflow.server import app as _app_module
 
     sys.exit(_app_module.main())

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import JobErrorCode
 from ..gcpause import gc_paused
 from .queue_base import (
     FINISHED_STATUSES,
@@ -65,6 +66,10 @@ _SUMMARY_COLUMNS = (
 _ALL_COLUMNS = "seq, id, status, priority, client_id, workflow, outputs, node_count, " + (
     "created_at, started_at, finished_at, result, error"
 )
+_PENDING = JobStatus.PENDING.value
+_RUNNING = JobStatus.RUNNING.value
+_CANCELLED = JobStatus.CANCELLED.value
+_FAILED = JobStatus.FAILED.value
 _FINISHED = tuple(s.value for s in FINISHED_STATUSES)
 _FINISHED_SQL = "(" + ",".join(f"'{s}'" for s in _FINISHED) + ")"
 
@@ -171,8 +176,8 @@ class SQLiteJobQueue(JobQueue):
     def claim_next(self) -> Job | None:
         """Mark the next pending job running and return it (without its workflow)."""
         row = self._db.execute(
-            "UPDATE jobs SET status = 'running', started_at = ? WHERE seq = ("
-            "  SELECT seq FROM jobs WHERE status = 'pending'"
+            f"UPDATE jobs SET status = '{_RUNNING}', started_at = ? WHERE seq = ("
+            f"  SELECT seq FROM jobs WHERE status = '{_PENDING}'"
             "  ORDER BY priority DESC, seq LIMIT 1"
             f") RETURNING {_SUMMARY_COLUMNS}",
             (time.time(),),
@@ -234,8 +239,8 @@ class SQLiteJobQueue(JobQueue):
         (cursor,) = self._transaction(
             [
                 (
-                    "UPDATE jobs SET status = 'pending', started_at = NULL"
-                    " WHERE id = ? AND status = 'running'",
+                    f"UPDATE jobs SET status = '{_PENDING}', started_at = NULL"
+                    f" WHERE id = ? AND status = '{_RUNNING}'",
                     (job_id,),
                 )
             ]
@@ -247,11 +252,13 @@ class SQLiteJobQueue(JobQueue):
         (cursor,) = self._transaction(
             [
                 (
-                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
-                    " WHERE id = ? AND status = 'pending'",
+                    f"UPDATE jobs SET status = '{_CANCELLED}', finished_at = ?, error = ?"
+                    f" WHERE id = ? AND status = '{_PENDING}'",
                     (
                         time.time(),
-                        to_json({"code": "cancelled", "message": "cancelled before it ran"}),
+                        to_json(
+                            {"code": JobErrorCode.CANCELLED, "message": "cancelled before it ran"}
+                        ),
                         job_id,
                     ),
                 )
@@ -268,11 +275,11 @@ class SQLiteJobQueue(JobQueue):
         self._transaction(
             [
                 (
-                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
-                    " WHERE status = 'pending'",
+                    f"UPDATE jobs SET status = '{_CANCELLED}', finished_at = ?, error = ?"
+                    f" WHERE status = '{_PENDING}'",
                     (
                         time.time(),
-                        to_json({"code": "cancelled", "message": "queue cleared"}),
+                        to_json({"code": JobErrorCode.CANCELLED, "message": "queue cleared"}),
                     ),
                 )
             ]
@@ -301,8 +308,8 @@ class SQLiteJobQueue(JobQueue):
             self._transaction(
                 [
                     (
-                        "UPDATE jobs SET status = 'failed', finished_at = ?, error = ?"
-                        " WHERE status = 'running'",
+                        f"UPDATE jobs SET status = '{_FAILED}', finished_at = ?, error = ?"
+                        f" WHERE status = '{_RUNNING}'",
                         (time.time(), error),
                     )
                 ]
@@ -323,7 +330,7 @@ class SQLiteJobQueue(JobQueue):
     def pending(self) -> list[Job]:
         """Pending jobs in run order (without their workflows)."""
         rows = self._db.execute(
-            f"SELECT {_SUMMARY_COLUMNS} FROM jobs WHERE status = 'pending'"
+            f"SELECT {_SUMMARY_COLUMNS} FROM jobs WHERE status = '{_PENDING}'"
             " ORDER BY priority DESC, seq"
         )
         return [_row_to_job(row) for row in rows]
@@ -331,20 +338,20 @@ class SQLiteJobQueue(JobQueue):
     def running(self) -> list[Job]:
         """Running jobs, oldest first (without their workflows)."""
         rows = self._db.execute(
-            f"SELECT {_SUMMARY_COLUMNS} FROM jobs WHERE status = 'running' ORDER BY seq"
+            f"SELECT {_SUMMARY_COLUMNS} FROM jobs WHERE status = '{_RUNNING}' ORDER BY seq"
         )
         return [_row_to_job(row) for row in rows]
 
     def position(self, job_id: str) -> int | None:
         """How many pending jobs run before this one."""
         row = self._db.execute(
-            "SELECT priority, seq FROM jobs WHERE id = ? AND status = 'pending'", (job_id,)
+            f"SELECT priority, seq FROM jobs WHERE id = ? AND status = '{_PENDING}'", (job_id,)
         ).fetchone()
         if row is None:
             return None
         priority, seq = row
         return self._db.execute(
-            "SELECT COUNT(*) FROM jobs WHERE status = 'pending'"
+            f"SELECT COUNT(*) FROM jobs WHERE status = '{_PENDING}'"
             " AND (priority > ? OR (priority = ? AND seq < ?))",
             (priority, priority, seq),
         ).fetchone()[0]
@@ -373,8 +380,8 @@ class SQLiteJobQueue(JobQueue):
         """Pending and running counts (index lookups; the history size does not matter)."""
         count = "SELECT COUNT(*) FROM jobs WHERE status = ?"
         return {
-            "pending": self._db.execute(count, ("pending",)).fetchone()[0],
-            "running": self._db.execute(count, ("running",)).fetchone()[0],
+            _PENDING: self._db.execute(count, (_PENDING,)).fetchone()[0],
+            _RUNNING: self._db.execute(count, (_RUNNING,)).fetchone()[0],
         }
 
     def close(self) -> None:

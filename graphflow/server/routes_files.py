@@ -16,7 +16,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import WorkflowFormatError
 from ..workflow import save_workflow, workflow_from_dict
-from .app import STATE, ServerState
 from .files import (
     FOLDER_TYPES,
     UnsafePath,
@@ -27,6 +26,7 @@ from .files import (
     workflow_file,
 )
 from .routes_common import JSON_TYPE, ApiError, json_response, read_json
+from .state import STATE, ServerState
 
 routes = web.RouteTableDef()
 

@@ -12,9 +12,8 @@ from ..errors import ErrorCode, GraphError, WorkflowFormatError
 from ..graph import ValidatedGraph, validate
 from ..registry import Registry
 from ..workflow import workflow_from_dict
-from .app import STATE, ServerState
 from .events_ws import CLIENT_ID
-from .queue_base import Job, JobNotFound
+from .queue_base import Job, JobNotFound, JobStatus
 from .routes_common import (
     ApiError,
     int_query,
@@ -24,6 +23,7 @@ from .routes_common import (
     read_json_bytes,
     require_object,
 )
+from .state import STATE, ServerState
 
 routes = web.RouteTableDef()
 
@@ -174,8 +174,8 @@ async def cancel_job(request: web.Request) -> web.Response:
     state: ServerState = request.app[STATE]
     job_id = request.match_info["job_id"]
     job = _job_or_404(state, job_id)
-    if job.status.value != "pending":
-        hint = " (use POST /api/interrupt)" if job.status.value == "running" else ""
+    if job.status is not JobStatus.PENDING:
+        hint = " (use POST /api/interrupt)" if job.status is JobStatus.RUNNING else ""
         raise ApiError(409, "job_not_pending", f"job {job_id} is {job.status.value}{hint}")
     try:
         job = state.dispatcher.cancel(job_id)
@@ -202,7 +202,7 @@ async def interrupt(request: web.Request) -> web.Response:
         if not isinstance(job_id, str):
             raise ApiError(400, "invalid_request", "job_id must be a string")
         job = _job_or_404(state, job_id)
-        if job.status.value != "running":
+        if job.status is not JobStatus.RUNNING:
             raise ApiError(409, "job_not_running", f"job {job_id} is {job.status.value}")
     return json_response({"interrupted": state.dispatcher.interrupt(job_id)})
 

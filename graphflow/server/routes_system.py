@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from .app import STATE, ServerState
 from .files import UnsafePath, check_relative, contained
 from .routes_common import ApiError, json_response, read_json, require_object
+from .state import STATE, ServerState
 
 routes = web.RouteTableDef()
 

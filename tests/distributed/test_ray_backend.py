@@ -18,6 +18,7 @@ from PIL import Image
 from serverkit import link
 
 from graphflow import Executor
+from graphflow.distributed.numerics import TorchNumerics
 from graphflow.workflow import workflow_from_dict
 
 pytestmark = pytest.mark.ray
@@ -112,9 +113,15 @@ async def test_jobs_run_on_ray_workers_and_match_the_local_backend_bit_for_bit(
     assert "progress" in kinds and kinds.index("progress") < kinds.index("run_finished")
     assert set(record["timings"]["nodes"]) >= {"ckpt", "sampler", "decode", "save"}
 
-    # The same workflow on the local backend: identical display data and identical pixels.
+    # The promise (docs/distributed.md): same machine, same device, same torch numerics
+    # settings -> the same bits. The actor took on this process's settings (thread count
+    # included) when it was made; the local run uses the device the actor computed on.
+    info = api.state.runner.info()
+    worker = next(w for w in info["workers"] if w["name"] == record["worker"])
+    assert worker["numerics"] == TorchNumerics.of_this_process().to_dict()
     local_dir = tmp_path / "local"
-    local = Executor(ray_registry, output_dir=local_dir).run(workflow_from_dict(workflow))
+    local_executor = Executor(ray_registry, output_dir=local_dir, device=worker["device"])
+    local = local_executor.run(workflow_from_dict(workflow))
     assert local.ok
     assert record["outputs"]["prompt"] == local.ui["prompt"]
     remote_image = record["outputs"]["save"]["images"][0]
@@ -125,7 +132,7 @@ async def test_jobs_run_on_ray_workers_and_match_the_local_backend_bit_for_bit(
     remote_pixels = np.asarray(Image.open(Path(remote_image["path"])))
     local_pixels = np.asarray(Image.open(Path(local_image["path"])))
     assert remote_pixels.shape == local_pixels.shape
-    assert np.array_equal(remote_pixels, local_pixels)
+    assert np.array_equal(remote_pixels, local_pixels)  # bit for bit: no tolerance
 
     # The worker that ran it reports the checkpoint it now holds.
     info = api.state.runner.info()
@@ -250,3 +257,40 @@ def test_graphflow_run_backend_ray_runs_on_an_actor_and_writes_the_same_files(
     assert files[0].parent == tmp_path / "ray" and files[1].parent == tmp_path / "local"
     assert np.array_equal(np.asarray(Image.open(files[0])), np.asarray(Image.open(files[1])))
     assert ray_cluster.is_initialized()  # joined the running cluster; left it running
+
+
+@pytest.fixture
+def lone_actor(ray_cluster, tmp_path):
+    """One worker actor made by hand, told to compute with 3 intra-op threads."""
+    from graphflow.distributed.worker_actor import GraphflowWorker
+
+    actor = GraphflowWorker.options(num_cpus=0).remote(
+        "lone",
+        [str(ROOT / "tests/distributed/plugins")],
+        str(tmp_path / "output"),
+        str(tmp_path / "temp"),
+        "cpu",
+        TorchNumerics(intra_op_threads=3),
+    )
+    yield actor
+    ray_cluster.kill(actor)
+
+
+def test_a_worker_actor_computes_with_the_torch_numerics_it_is_given(ray_cluster, lone_actor):
+    identity = ray_cluster.get(lone_actor.ready.remote(), timeout=60)
+    assert identity["numerics"]["intra_op_threads"] == 3
+
+
+def test_an_interrupt_reaching_the_actor_before_its_run_ends_the_run_before_any_node(
+    ray_cluster, lone_actor
+):
+    assert ray_cluster.get(lone_actor.interrupt.remote("early"), timeout=60)
+    stream = lone_actor.run_workflow.remote("early", sleeper(steps=200), None)
+    items = [ray_cluster.get(ref) for ref in stream]
+    kind, result = items[-1]
+    assert kind == "result"
+    assert result.status == "interrupted" and result.executed == []
+    # The token was that run's only: the next run on the same actor is not stopped.
+    stream = lone_actor.run_workflow.remote("next", sleeper(steps=2, step_seconds=0.01), None)
+    kind, result = [ray_cluster.get(ref) for ref in stream][-1]
+    assert result.status == "finished", result.error

@@ -151,7 +151,7 @@ class Api:
     @property
     def state(self):
         """The app's ServerState."""
-        from graphflow.server.app import STATE
+        from graphflow.server.state import STATE
 
         return self.app[STATE]
 

@@ -7,8 +7,8 @@ import threading
 from serverkit import chain, single
 
 from graphflow import Executor
-from graphflow.server.queue_base import Job, JobStatus
-from graphflow.server.worker import LocalRunner
+from graphflow.jobs import Job, JobStatus
+from graphflow.server.runner_local import LocalRunner
 
 
 class Listener:

@@ -9,7 +9,7 @@ import sys
 import pytest
 from serverkit import chain, single
 
-from graphflow.server import worker
+from graphflow.server import dispatcher
 
 pytestmark = pytest.mark.asyncio
 
@@ -86,7 +86,7 @@ async def test_a_preview_that_cannot_be_encoded_does_not_fail_the_job(api):
 
 async def test_previews_are_not_encoded_when_nobody_watches(api, monkeypatch):
     calls = []
-    monkeypatch.setattr(worker, "encode_preview", lambda *a: calls.append(a))
+    monkeypatch.setattr(dispatcher, "encode_preview", lambda *a: calls.append(a))
     job_id = await api.submit(single("srv.preview"), client_id="absent")
     assert (await api.wait_finished(job_id))["status"] == "done"
     assert calls == []
