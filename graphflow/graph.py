@@ -39,8 +39,20 @@ class ValidatedGraph:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than Python writes out (about 4,300)
+        text = f"<a {value.bit_length()}-bit integer>"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fits_a_float(value: int) -> bool:
+    # FLOAT inputs get INT literals converted to float (executor.planned_inputs)
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _check_literal(
@@ -63,17 +75,24 @@ def _check_literal(
             spec.name,
         )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if spec.type == "FLOAT" and type(value) is int and not _fits_a_float(value):
+            return GraphError(
+                ErrorCode.OUT_OF_RANGE,
+                f"{_short(value)} is too large for a FLOAT (at most about ±1.8e308)",
+                node_id,
+                spec.name,
+            )
         if spec.min is not None and value < spec.min:
             return GraphError(
                 ErrorCode.OUT_OF_RANGE,
-                f"{value} is below the minimum {spec.min}",
+                f"{_short(value)} is below the minimum {spec.min}",
                 node_id,
                 spec.name,
             )
         if spec.max is not None and value > spec.max:
             return GraphError(
                 ErrorCode.OUT_OF_RANGE,
-                f"{value} is above the maximum {spec.max}",
+                f"{_short(value)} is above the maximum {spec.max}",
                 node_id,
                 spec.name,
             )

@@ -27,7 +27,11 @@ def is_png(data: bytes) -> bool:
 
 
 def png_text_chunks(data: bytes) -> dict[str, str]:
-    """All tEXt / zTXt / iTXt entries of a PNG (later duplicates win)."""
+    """All tEXt / zTXt / iTXt entries of a PNG (later duplicates win).
+
+    A text chunk whose CRC does not match, that is cut short, or whose compressed text ends
+    early raises :class:`PngMetadataError` (a damaged workflow is never read as another one).
+    """
     if not is_png(data):
         raise PngMetadataError("not a PNG file")
     texts: dict[str, str] = {}
@@ -37,6 +41,7 @@ def png_text_chunks(data: bytes) -> dict[str, str]:
         body = data[offset + 8 : offset + 8 + length]
         if len(body) != length:
             raise PngMetadataError("truncated PNG chunk")
+        crc = data[offset + 8 + length : offset + 12 + length]
         offset += 12 + length  # length + type + body + CRC
         if kind == b"IEND":
             break
@@ -44,19 +49,27 @@ def png_text_chunks(data: bytes) -> dict[str, str]:
             continue
         key, _, rest = body.partition(b"\0")
         name = key.decode("latin-1")
+        if len(crc) != 4 or struct.unpack(">I", crc)[0] != zlib.crc32(kind + body):
+            raise PngMetadataError(f"damaged text chunk {name!r}: its checksum does not match")
         try:
-            if kind == b"tEXt":
-                texts[name] = rest.decode("latin-1")
-            elif kind == b"zTXt":
-                texts[name] = _inflate(rest[1:]).decode("latin-1")
-            else:
-                compressed, _method = rest[0], rest[1]
-                _lang, _, rest = rest[2:].partition(b"\0")
-                _translated, _, text = rest.partition(b"\0")
-                texts[name] = (_inflate(text) if compressed else text).decode("utf-8")
-        except (zlib.error, UnicodeDecodeError, IndexError) as error:
+            texts[name] = _chunk_text(kind, rest)
+        except (zlib.error, UnicodeDecodeError, PngMetadataError) as error:
             raise PngMetadataError(f"damaged text chunk {name!r}: {error}") from None
     return texts
+
+
+def _chunk_text(kind: bytes, rest: bytes) -> str:
+    """The text of a chunk body after its keyword and NUL."""
+    if kind == b"tEXt":
+        return rest.decode("latin-1")
+    if kind == b"zTXt":
+        return _inflate(rest[1:]).decode("latin-1")
+    if len(rest) < 2:
+        raise PngMetadataError("its header is cut short")
+    compressed, _method = rest[0], rest[1]
+    _lang, _, rest = rest[2:].partition(b"\0")
+    _translated, _, text = rest.partition(b"\0")
+    return (_inflate(text) if compressed else text).decode("utf-8")
 
 
 def _inflate(data: bytes) -> bytes:
@@ -64,6 +77,8 @@ def _inflate(data: bytes) -> bytes:
     out = inflater.decompress(data, MAX_TEXT_BYTES)
     if inflater.unconsumed_tail:
         raise PngMetadataError("text chunk too large")
+    if not inflater.eof:
+        raise PngMetadataError("its compressed text ends early")
     return out
 
 

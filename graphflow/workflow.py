@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
 from pydantic import ValidationError as PydanticValidationError
 
 from .errors import WorkflowFormatError
@@ -103,12 +104,23 @@ class Workflow(BaseModel):
         if node_id not in self.nodes:
             known = ", ".join(sorted(self.nodes)) or "none"
             raise WorkflowFormatError(f"no node {node_id!r} in this workflow (nodes: {known})")
+        if _path_of_unencodable(value) is not None or not _is_utf8(name):
+            raise WorkflowFormatError(f"the value for {node_id}.{name} is not valid Unicode text")
         self.nodes[node_id].inputs[name] = value
 
 
 # -- migrations -------------------------------------------------------------------------------
 
 MIGRATIONS: dict[str, Callable[[dict], dict]] = {}
+"""Format → function upgrading a document to the next format. A migration gets a copy of a
+document of any shape (it has only been checked to be an object with that "format") and
+raises WorkflowFormatError for one it cannot read."""
+
+
+def _short(value: Any) -> str:
+    """A repr for messages, cut to 60 characters (document values can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def migration(from_format: str) -> Callable[[Callable[[dict], dict]], Callable[[dict], dict]]:
@@ -123,6 +135,25 @@ def migration(from_format: str) -> Callable[[Callable[[dict], dict]], Callable[[
     return register
 
 
+class _PrototypeNode(BaseModel):
+    """One node of a graphflow/0 document (keys the prototype did not use are ignored)."""
+
+    id: StrictStr | StrictInt
+    type: str
+    values: dict[str, JsonValue] = Field(default_factory=dict)
+    pos: list[JsonValue] | None = None
+    title: str | None = None
+
+
+class _PrototypeDocument(BaseModel):
+    """A graphflow/0 document: nodes as a list, links as ``[source, output, target, input]``."""
+
+    nodes: list[_PrototypeNode] = Field(default_factory=list)
+    links: list[tuple[StrictStr | StrictInt, str, StrictStr | StrictInt, str]] = Field(
+        default_factory=list
+    )
+
+
 @migration("graphflow/0")
 def _from_prototype_layout(doc: dict) -> dict:
     """graphflow/0 (the prototype): nodes as a list with ``values`` and ``pos``, links apart.
@@ -130,19 +161,25 @@ def _from_prototype_layout(doc: dict) -> dict:
     ``{"nodes": [{"id", "type", "values", "pos", "title"?}], "links": [[src, out, dst, in]]}``
     becomes node ids → entries with links inline, positions moved to the editor section.
     """
+    try:
+        old = _PrototypeDocument.model_validate(doc)
+    except PydanticValidationError as error:
+        raise WorkflowFormatError(
+            "not a valid graphflow/0 document:\n" + _format_pydantic(error)
+        ) from None
     nodes: dict[str, dict] = {}
     positions: dict[str, list] = {}
-    for item in doc.get("nodes", []):
-        node_id = str(item["id"])
-        entry: dict[str, Any] = {"type": item["type"], "inputs": dict(item.get("values", {}))}
-        if item.get("title") is not None:
-            entry["title"] = item["title"]
+    for item in old.nodes:
+        node_id = str(item.id)
+        entry: dict[str, Any] = {"type": item.type, "inputs": dict(item.values)}
+        if item.title is not None:
+            entry["title"] = item.title
         nodes[node_id] = entry
-        if "pos" in item:
-            positions[node_id] = list(item["pos"])
-    for source, output, target, name in doc.get("links", []):
+        if item.pos is not None:
+            positions[node_id] = list(item.pos)
+    for source, output, target, name in old.links:
         if str(target) not in nodes:
-            raise WorkflowFormatError(f"graphflow/0 link into unknown node {target!r}")
+            raise WorkflowFormatError(f"graphflow/0 link into unknown node {_short(target)}")
         nodes[str(target)]["inputs"][name] = {"link": [str(source), output]}
     migrated: dict[str, Any] = {"format": "graphflow/1", "nodes": nodes}
     if positions:
@@ -156,12 +193,17 @@ def migrate(doc: dict) -> dict:
     if fmt == CURRENT_FORMAT:
         return doc
     doc = copy.deepcopy(doc)
-    seen = set()
+    seen: set[str] = set()
     while fmt != CURRENT_FORMAT:
+        if not isinstance(fmt, str):
+            raise WorkflowFormatError(
+                f'"format" must be a string such as "{CURRENT_FORMAT}", '
+                f"got {type(fmt).__name__} {_short(fmt)}"
+            )
         if fmt in seen or fmt not in MIGRATIONS:
             known = ", ".join(sorted([*MIGRATIONS, CURRENT_FORMAT]))
             raise WorkflowFormatError(
-                f"unknown workflow format {fmt!r} (this graphflow reads: {known})"
+                f"unknown workflow format {_short(fmt)} (this graphflow reads: {known})"
             )
         seen.add(fmt)
         doc = MIGRATIONS[fmt](doc)
@@ -175,7 +217,7 @@ def migrate(doc: dict) -> dict:
 def _format_pydantic(error: PydanticValidationError) -> str:
     lines = []
     for item in error.errors()[:20]:
-        where = ".".join(str(p) for p in item["loc"]) or "document"
+        where = ".".join(_cut(str(p), 40) for p in item["loc"]) or "document"
         lines.append(f"  - {where}: {item['msg']}")
     more = len(error.errors()) - 20
     if more > 0:
@@ -183,32 +225,98 @@ def _format_pydantic(error: PydanticValidationError) -> str:
     return "\n".join(lines)
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unencodable_text(doc: object) -> str | None:
+    """Where the first string (key or value) UTF-8 cannot encode is, or None when none is.
+
+    ``doc`` has passed validation, so it is plain JSON data: pydantic's JSON encoder (native
+    code, a few milliseconds for 10,000 nodes) fails on it only for such a string.
+    """
+    try:
+        pydantic_core.to_json(doc)
+    except pydantic_core.PydanticSerializationError:
+        return _path_of_unencodable(doc)
+    return None
+
+
+def _path_of_unencodable(doc: object) -> str | None:
+    """The slow pass, for a document known to hold such a string: say where it is."""
+    stack: list[tuple[tuple[str, ...], object]] = [((), doc)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str) and not _is_utf8(item):
+            return ".".join(path) or "the document"
+        if isinstance(item, dict):
+            pairs: Any = item.items()
+        elif isinstance(item, list):
+            pairs = enumerate(item)
+        else:
+            continue
+        for key, value in pairs:
+            if isinstance(key, str) and not _is_utf8(key):
+                return "a key of " + (".".join(path) or "the document")
+            stack.append(((*path, _cut(str(key), 40)), value))
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def workflow_from_dict(doc: object) -> Workflow:
-    """Build a :class:`Workflow` from parsed JSON, migrating older formats first."""
+    """Build a :class:`Workflow` from parsed JSON, migrating older formats first.
+
+    Every problem is a :class:`WorkflowFormatError`: not an object, no or a bad "format", a
+    shape the model refuses, nesting too deep, text that is not Unicode (lone surrogates).
+    """
     if not isinstance(doc, dict):
         raise WorkflowFormatError(f"a workflow must be a JSON object, got {type(doc).__name__}")
     if "format" not in doc:
         raise WorkflowFormatError(
             f'the document has no "format" field (expected "{CURRENT_FORMAT}")'
         )
-    doc = migrate(doc)
     try:
+        doc = migrate(doc)
         with gc_paused():
-            return Workflow.model_validate(doc)
+            workflow = Workflow.model_validate(doc)
     except PydanticValidationError as error:
         raise WorkflowFormatError(
             "not a valid workflow document:\n" + _format_pydantic(error)
         ) from None
+    except RecursionError:
+        raise WorkflowFormatError("the document is nested too deeply") from None
+    where = _unencodable_text(doc)
+    if where is not None:
+        raise WorkflowFormatError(
+            f"text at {where} is not valid Unicode (a lone surrogate); a workflow is UTF-8 text"
+        )
+    return workflow
 
 
 def loads_workflow(text: str | bytes) -> Workflow:
-    """Parse a workflow from JSON text."""
+    """Parse a workflow from JSON text (UTF-8; bytes in UTF-16 or UTF-32 are read too)."""
     try:
-        doc = json.loads(text)
+        with gc_paused():
+            doc = json.loads(text)
     except json.JSONDecodeError as error:
         raise WorkflowFormatError(
             f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
         ) from None
+    except UnicodeDecodeError as error:
+        raise WorkflowFormatError(
+            f"the document is not {error.encoding.upper()} text (bad byte at {error.start})"
+        ) from None
+    except RecursionError:
+        raise WorkflowFormatError("the JSON is nested too deeply") from None
+    except ValueError as error:  # a number with more digits than int() reads (about 4,300)
+        raise WorkflowFormatError(f"invalid JSON: {_cut(str(error), 120)}") from None
     return workflow_from_dict(doc)
 
 

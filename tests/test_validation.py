@@ -194,3 +194,28 @@ def test_errors_serialise_with_code_strings(pack):
         "node": "a",
         "input": "a",
     }
+
+
+def test_int_too_large_for_a_float_input_is_out_of_range(pack):
+    # FLOAT inputs get INT literals as floats; 2**1100 has no float, and used to crash the run
+    workflow = make_workflow(
+        {"a": ("t.value", {"value": 2**1100}), "o": ("t.out", {"value": link("a", "float")})}
+    )
+    _, errors = validate(workflow, pack.registry)
+    assert [(e.code, e.node, e.input) for e in errors] == [(ErrorCode.OUT_OF_RANGE, "a", "value")]
+    assert "too large for a FLOAT" in errors[0].message
+
+
+def test_int_that_still_fits_a_float_is_accepted_for_a_float_input(pack):
+    workflow = make_workflow(
+        {"a": ("t.value", {"value": 10**308}), "o": ("t.out", {"value": link("a", "float")})}
+    )
+    assert validate(workflow, pack.registry)[1] == []
+
+
+def test_range_error_names_an_int_too_long_to_print(pack):
+    # str() of an int over ~4,300 digits raises ValueError; the message must still be built
+    workflow = make_workflow({"b": ("t.blob", {"size": -(10**5000)}), "o": ("t.out", {"value": 1})})
+    _, errors = validate(workflow, pack.registry)
+    assert [e.code for e in errors] == [ErrorCode.OUT_OF_RANGE]
+    assert "-bit integer" in errors[0].message and len(errors[0].message) < 120

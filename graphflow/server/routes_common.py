@@ -142,6 +142,8 @@ def parse_json(raw: bytes) -> Any:
         raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
     except RecursionError:
         raise ApiError(400, "invalid_json", "the JSON is nested too deeply") from None
+    except ValueError:  # a number with more digits than int() reads (about 4,300)
+        raise ApiError(400, "invalid_json", "the JSON has a number with too many digits") from None
 
 
 def int_query(
