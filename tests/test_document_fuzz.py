@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import docfuzz
+import pngfuzz
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
@@ -196,7 +197,7 @@ def test_fuzzed_png_files_give_only_structured_errors(registry, tmp_path):
     outcomes: Counter[str] = Counter()
     failures = []
     for seed in range(PNG_FILES):
-        case = docfuzz.make_png_case(seed, corpus, catalog)
+        case = pngfuzz.make_png_case(seed, corpus, catalog)
         try:
             outcomes[harness.exercise_file(tmp_path / "case.png", case.payload)] += 1
         except Exception as error:

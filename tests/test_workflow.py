@@ -6,12 +6,12 @@ import json
 import struct
 from pathlib import Path
 
-import docfuzz
 import jsonschema
+import pngfuzz
 import pytest
 
 from graphflow import WorkflowFormatError, dumps_workflow, load_workflow, loads_workflow
-from graphflow.pngmeta import WORKFLOW_KEY
+from graphflow.pngmeta import PNG_SIGNATURE, WORKFLOW_KEY
 from graphflow.workflow import (
     Link,
     migrate,
@@ -236,7 +236,7 @@ PNG_WORKFLOW = '{"format": "graphflow/1", "nodes": {"a": {"type": "core.int"}}}'
 
 
 def _text_chunk_body(png: bytes) -> tuple[int, int]:
-    start = len(docfuzz.PNG_SIGNATURE) + 25  # after the signature and IHDR
+    start = len(PNG_SIGNATURE) + 25  # after the signature and IHDR
     (length,) = struct.unpack(">I", png[start : start + 4])
     return start, start + 12 + length
 
@@ -244,12 +244,12 @@ def _text_chunk_body(png: bytes) -> tuple[int, int]:
 @pytest.mark.parametrize("kind", [b"tEXt", b"zTXt", b"iTXt"])
 def test_png_workflow_is_read_from_each_text_chunk_kind(tmp_path, kind):
     path = tmp_path / "w.png"
-    path.write_bytes(docfuzz.png_with_text(kind, WORKFLOW_KEY, PNG_WORKFLOW))
+    path.write_bytes(pngfuzz.png_with_text(kind, WORKFLOW_KEY, PNG_WORKFLOW))
     assert list(load_workflow(path).nodes) == ["a"]
 
 
 def test_png_text_chunk_with_a_bad_checksum_is_a_format_error(tmp_path):
-    png = bytearray(docfuzz.png_with_text(b"tEXt", WORKFLOW_KEY, PNG_WORKFLOW))
+    png = bytearray(pngfuzz.png_with_text(b"tEXt", WORKFLOW_KEY, PNG_WORKFLOW))
     png[png.find(b"graphflow/1") + 10] = ord("2")  # one changed byte: the CRC catches it
     (tmp_path / "w.png").write_bytes(png)
     with pytest.raises(WorkflowFormatError, match="checksum does not match"):
@@ -258,19 +258,19 @@ def test_png_text_chunk_with_a_bad_checksum_is_a_format_error(tmp_path):
 
 @pytest.mark.parametrize("kind", [b"zTXt", b"iTXt"])
 def test_png_compressed_text_cut_short_is_a_format_error(tmp_path, kind):
-    png = docfuzz.png_with_text(kind, WORKFLOW_KEY, PNG_WORKFLOW)
+    png = pngfuzz.png_with_text(kind, WORKFLOW_KEY, PNG_WORKFLOW)
     start, end = _text_chunk_body(png)
     body = png[start + 8 : end - 4]
-    cut = png[:start] + docfuzz.png_chunk(kind, body[:-6]) + png[end:]  # CRC made to match
+    cut = png[:start] + pngfuzz.png_chunk(kind, body[:-6]) + png[end:]  # CRC made to match
     (tmp_path / "w.png").write_bytes(cut)
     with pytest.raises(WorkflowFormatError, match="compressed text ends early"):
         load_workflow(tmp_path / "w.png")
 
 
 def test_png_itxt_header_cut_short_is_a_format_error(tmp_path):
-    png = docfuzz.png_with_text(b"iTXt", WORKFLOW_KEY, PNG_WORKFLOW)
+    png = pngfuzz.png_with_text(b"iTXt", WORKFLOW_KEY, PNG_WORKFLOW)
     start, end = _text_chunk_body(png)
-    short = docfuzz.png_chunk(b"iTXt", WORKFLOW_KEY.encode() + b"\0\1")
+    short = pngfuzz.png_chunk(b"iTXt", WORKFLOW_KEY.encode() + b"\0\1")
     (tmp_path / "w.png").write_bytes(png[:start] + short + png[end:])
     with pytest.raises(WorkflowFormatError, match="header is cut short"):
         load_workflow(tmp_path / "w.png")
