@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .cancel import CancelToken
 from .errors import Interrupted
 from .events import Preview, Progress
 from .settings import Settings, current_settings
+
+if TYPE_CHECKING:
+    from .runtime.handles import ModelHandle
 
 
 class ModelLoader(Protocol):
@@ -22,8 +25,11 @@ class ModelLoader(Protocol):
 
     def load(
         self, kind: str, path: Any, loader: Callable[[], Any] | None = None, **options: Any
-    ) -> Any:
-        """The resident model for (kind, path, options), loaded with ``loader`` if needed."""
+    ) -> ModelHandle:
+        """The handle of the resident model for (kind, path, options), loaded if needed.
+
+        Take its module with ``handle.on_device(ctx.device)`` (see runtime/handles.py).
+        """
         ...
 
 

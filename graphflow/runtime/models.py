@@ -6,8 +6,11 @@ is ever downloaded. Pickle-based files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) 
 unless the user opts in, and are then read with ``torch.load(weights_only=True)``.
 
 A loaded model stays resident, keyed by (kind, file, file version, options), so loading the
-same checkpoint twice returns the same objects. When the resident models would exceed the
-memory budget, the least recently used ones are moved to the CPU, then dropped.
+same checkpoint twice returns the same :class:`~graphflow.runtime.handles.ModelHandle`. Each
+module of it (a checkpoint's UNet, VAE, text encoders) is a resident part; when the parts
+would exceed the memory budget, the least recently used ones that no node is computing with
+are moved to the CPU and forgotten. A handle that still holds a forgotten part brings it back
+(counted again, moved to the device asked for) when a node takes it with ``on_device``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Any
 
 from ..errors import GraphflowError
 from ..settings import current_settings
+from .handles import ModelHandle, ResidentPart, build_handle
 
 log = logging.getLogger("graphflow.models")
 
@@ -48,12 +53,26 @@ def pickle_allowed() -> bool:
 
 
 def list_models(
-    folder: str, suffixes: Iterable[str], *, diffusers_folders: bool = False
+    folder: str,
+    suffixes: Iterable[str],
+    *,
+    is_model_folder: Callable[[Path], bool] | None = None,
+    diffusers_folders: bool = False,
 ) -> list[str]:
     """Names (relative to ``models/<folder>``) of files with the given suffixes, sorted.
 
-    With ``diffusers_folders``, sub-folders holding a ``model_index.json`` are listed too.
+    ``is_model_folder(path)`` (supplied by the pack that knows the format) says whether a
+    sub-folder is one model: it is then listed as a name and not searched for files.
+    ``diffusers_folders`` is deprecated: the diffusion pack's ``is_diffusers_folder`` replaces it.
     """
+    if diffusers_folders:
+        warnings.warn(
+            "list_models(diffusers_folders=True) is deprecated; pass "
+            "is_model_folder=gf_diffusion.loader.is_diffusers_folder",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        is_model_folder = is_model_folder or (lambda path: (path / "model_index.json").is_file())
     root = models_dir() / folder
     if not root.is_dir():
         return []
@@ -61,9 +80,9 @@ def list_models(
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
-        if diffusers_folders and "model_index.json" in filenames and here != root:
+        if is_model_folder is not None and here != root and is_model_folder(here):
             found.append(here.relative_to(root).as_posix())
-            dirnames[:] = []  # a diffusers folder's own files are not separate models
+            dirnames[:] = []  # a model folder's own files are not separate models
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
@@ -72,18 +91,27 @@ def list_models(
     return sorted(found)
 
 
-def resolve_model_path(folder: str, name: str) -> Path:
-    """The absolute path of ``models/<folder>/<name>``; refuses names escaping the folder."""
+def resolve_model_path(
+    folder: str,
+    name: str,
+    *,
+    suffixes: Iterable[str] = SAFE_SUFFIXES | PICKLE_SUFFIXES,
+    is_model_folder: Callable[[Path], bool] | None = None,
+) -> Path:
+    """The absolute path of ``models/<folder>/<name>``; refuses names escaping the folder.
+
+    ``suffixes`` and ``is_model_folder`` describe what the "available" list of a missing
+    name's error shows (as for :func:`list_models`).
+    """
     root = (models_dir() / folder).resolve()
     path = (root / name).resolve()
     if not path.is_relative_to(root):
         raise ModelFileError(f"{name!r} is outside the {folder} models folder")
     if not path.exists():
-        available = (
-            ", ".join(list_models(folder, SAFE_SUFFIXES | PICKLE_SUFFIXES, diffusers_folders=True))
-            or "none"
+        listed = list_models(folder, suffixes, is_model_folder=is_model_folder)
+        raise ModelFileError(
+            f"no model {name!r} in {root} (available: {', '.join(listed) or 'none'})"
         )
-        raise ModelFileError(f"no model {name!r} in {root} (available: {available})")
     return path
 
 
@@ -128,82 +156,117 @@ def file_version(path: Path) -> tuple[int, int]:
     return newest, total
 
 
-def _modules(value: Any) -> list[Any]:
-    """The torch modules in a loaded model (one module, or a dict/list/tuple of components)."""
-    if isinstance(value, dict):
-        items = list(value.values())
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        items = [value]
-    return [item for item in items if callable(getattr(item, "parameters", None))]
+class _Resident:
+    """One loaded model: its key, its handle and its parts (the manager's record)."""
 
+    __slots__ = ("handle", "key", "parts")
 
-def _module_bytes(value: Any) -> int:
-    return sum(
-        p.numel() * p.element_size() for module in _modules(value) for p in module.parameters()
-    )
-
-
-def _move(value: Any, device: str) -> None:
-    for module in _modules(value):
-        module.to(device)
+    def __init__(self, key: tuple, handle: ModelHandle, parts: list[ResidentPart]):
+        self.key = key
+        self.handle = handle
+        self.parts = parts
 
 
 class ModelManager:
-    """Loads models once and keeps them resident within a byte budget (LRU offload)."""
+    """Loads models once and keeps their modules resident within a byte budget (LRU offload).
+
+    ``load`` returns a :class:`~graphflow.runtime.handles.ModelHandle`; nodes take modules with
+    ``handle.on_device(device)``, which comes back here (:meth:`admit`) so a part dropped by
+    the budget is counted again and others make room. Parts being computed with are never
+    offloaded.
+    """
 
     def __init__(self, max_bytes: int | None = None):
         self.max_bytes = max_bytes if max_bytes is not None else current_settings().model_bytes
-        self._resident: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+        self._resident: OrderedDict[tuple, _Resident] = OrderedDict()
+        self._parts: OrderedDict[Any, ResidentPart] = OrderedDict()  # counted, LRU first
         self._lock = threading.RLock()
+        self.lock = self._lock  # what handles synchronise their takes on
         self.loads = 0
 
     def load(
         self, kind: str, path: str | Path, loader: Callable[[], Any] | None = None, **options: Any
-    ) -> Any:
-        """The resident model for (kind, path, options), loading it with ``loader`` if needed.
+    ) -> ModelHandle:
+        """The resident model's handle for (kind, path, options), loading it if needed.
 
-        ``loader`` is called with no arguments and returns the model (or a dict/tuple of
-        components). The key includes the file's version, so an edited file is reloaded.
+        ``loader`` is called with no arguments and returns the model: a torch module, a
+        :class:`~graphflow.runtime.handles.ModelPart`, or a dict of components (modules become
+        component handles, other entries the handle's ``extras``). The key includes the
+        file's version, so an edited file is reloaded.
         """
         if loader is None:
             raise GraphflowError(f"no loader given for {kind} {path}")
         path = Path(path)
         key = (kind, str(path.resolve()), file_version(path), tuple(sorted(options.items())))
         with self._lock:
-            if key in self._resident:
+            record = self._resident.get(key)
+            if record is not None:
                 self._resident.move_to_end(key)
-                return self._resident[key][0]
+                for part in record.parts:
+                    if part.key in self._parts:
+                        self._parts.move_to_end(part.key)
+                return record.handle
             value = loader()
             self.loads += 1
-            size = _module_bytes(value)
-            self._resident[key] = (value, size)
-            self._make_room(protect=key)
-            return value
+            handle, parts = build_handle(key, value, f"{kind} {path.name}", self)
+            record = _Resident(key, handle, parts)
+            self._resident[key] = record
+            for part in parts:
+                part.owner = record
+                self._parts[part.key] = part
+            self._make_room(protect={part.key for part in parts})
+            return handle
+
+    def admit(self, part: ResidentPart, device: Any) -> None:
+        """Count ``part`` as resident (again), make room for it, and move it to ``device``.
+
+        Called by handles taking a module, with :attr:`lock` held.
+        """
+        with self._lock:
+            if part.key not in self._parts:
+                self._parts[part.key] = part
+                record = part.owner
+                if record is not None and record.key not in self._resident:
+                    self._resident[record.key] = record
+            self._parts.move_to_end(part.key)
+            self._make_room(protect={part.key})
+            part.move(device)
 
     def resident_bytes(self) -> int:
-        """Bytes of parameters held by resident models."""
+        """Bytes of parameters held by resident model parts."""
         with self._lock:
-            return sum(size for _, size in self._resident.values())
+            return sum(part.nbytes for part in self._parts.values())
 
-    def _make_room(self, protect: tuple) -> None:
+    def resident_labels(self) -> list[str]:
+        """Labels of the parts counted as resident (``checkpoint tiny-sd/unet``), LRU first."""
+        with self._lock:
+            return [part.label for part in self._parts.values()]
+
+    def _make_room(self, protect: set) -> None:
         total = self.resident_bytes()
-        for key in list(self._resident):
+        for key, part in list(self._parts.items()):
             if total <= self.max_bytes:
                 break
-            if key == protect:
+            if key in protect or part.takers:
                 continue
-            value, size = self._resident.pop(key)
-            log.info("unloading %s %s to stay within the model memory budget", key[0], key[1])
-            _move(value, "cpu")
-            total -= size
+            del self._parts[key]
+            log.info("unloading %s to stay within the model memory budget", part.label)
+            part.move("cpu")
+            total -= part.nbytes
+            record = part.owner
+            if (
+                record is not None
+                and self._resident.get(record.key) is record
+                and not any(p.key in self._parts for p in record.parts)
+            ):
+                del self._resident[record.key]
 
     def free(self) -> int:
         """Forget every resident model; returns how many were dropped."""
         with self._lock:
             count = len(self._resident)
             self._resident.clear()
+            self._parts.clear()
         try:
             import torch
 

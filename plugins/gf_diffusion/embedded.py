@@ -26,19 +26,16 @@ TINY_CFG = 4.0
 TINY_SCHEDULER = "euler"
 
 
-def embedded_checkpoints() -> list[str]:
-    """Names of the embedded checkpoints present in this installation."""
-    return [
-        name
+def embedded_checkpoints() -> dict[str, Path]:
+    """The embedded checkpoints present in this installation: name → folder.
+
+    The loader offers them through its model catalog, after the models folder's own.
+    """
+    return {
+        name: folder
         for name, folder in EMBEDDED_CHECKPOINTS.items()
         if (folder / "model_index.json").is_file()
-    ]
-
-
-def embedded_path(name: str) -> Path | None:
-    """The folder of embedded checkpoint ``name``, or None if it is not one."""
-    folder = EMBEDDED_CHECKPOINTS.get(name)
-    return folder if folder is not None and (folder / "model_index.json").is_file() else None
+    }
 
 
 def is_embedded(path: Path) -> bool:

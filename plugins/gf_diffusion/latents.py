@@ -10,10 +10,13 @@ from .values import Latent
 
 
 def vae_geometry(vae) -> tuple[int, int, float, float]:
-    """(downscale factor, latent channels, scaling factor, shift factor) of a VAE, or SD's."""
+    """(downscale factor, latent channels, scaling factor, shift factor) of a VAE, or SD's.
+
+    ``vae`` is a VAE handle (its configuration is read, nothing is computed) or None.
+    """
     if vae is None:
         return 8, 4, 0.18215, 0.0
-    config = vae.config
+    config = vae.unpatched.config
     factor = 2 ** (len(config.block_out_channels) - 1)
     shift = getattr(config, "shift_factor", None) or 0.0
     return factor, config.latent_channels, config.scaling_factor, shift

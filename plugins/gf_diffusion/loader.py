@@ -1,7 +1,12 @@
 """Load checkpoint: a diffusers folder or a single-file Stable Diffusion checkpoint, local only.
 
 Besides the models folder, the embedded graphflow-tiny model (``embedded.py``) is always
-offered, so a fresh installation can make images without any download.
+offered (through the engine's :class:`~graphflow.runtime.catalog.ModelCatalog`), so a fresh
+installation can make images without any download. What a diffusers folder looks like
+(``model_index.json``) is known here, not in the engine: :func:`is_diffusers_folder`.
+
+The node returns handles (``graphflow.runtime.handles``): MODEL is the UNet's, VAE the VAE's,
+TEXT_ENCODER holds one per encoder, so a patch on one component never touches another.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from graphflow import Boolean, Choice, NodeContext, Outputs, node
+from graphflow.runtime.catalog import ModelCatalog
 from graphflow.runtime.models import (
     ModelFileError,
     check_pickle_rule,
@@ -21,7 +27,7 @@ from graphflow.runtime.models import (
     resolve_model_path,
 )
 
-from .embedded import embedded_checkpoints, embedded_path, is_embedded, load_embedded_components
+from .embedded import embedded_checkpoints, is_embedded, load_embedded_components
 from .types import Model, Scheduler, TextEncoder, Tokenizer, Vae
 from .values import TextEncoders, Tokenizers
 
@@ -31,14 +37,22 @@ CHECKPOINT_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth"}
 DTYPES = ["auto", "fp32", "fp16", "bf16"]
 
 
+def is_diffusers_folder(path: Path) -> bool:
+    """True for a diffusers model folder (one holding a ``model_index.json``)."""
+    return (path / "model_index.json").is_file()
+
+
+CHECKPOINTS = ModelCatalog("checkpoints", CHECKPOINT_SUFFIXES, is_model_folder=is_diffusers_folder)
+CHECKPOINTS.bundle(embedded_checkpoints)
+
+
 def list_checkpoints() -> list[str]:
     """Checkpoints in models/checkpoints (diffusers folders and single files), then embedded."""
-    found = _models_folder_checkpoints()
-    return found + [name for name in embedded_checkpoints() if name not in found]
+    return CHECKPOINTS.names()
 
 
 def _models_folder_checkpoints() -> list[str]:
-    return list_models("checkpoints", CHECKPOINT_SUFFIXES, diffusers_folders=True)
+    return list_models("checkpoints", CHECKPOINT_SUFFIXES, is_model_folder=is_diffusers_folder)
 
 
 def checkpoint_path(name: str) -> Path:
@@ -46,17 +60,14 @@ def checkpoint_path(name: str) -> Path:
 
     A models-folder checkpoint of the same name wins, so a user can replace the embedded one.
     """
-    embedded = embedded_path(name)
-    if embedded is not None and not (models_dir() / "checkpoints" / name).exists():
-        return embedded
-    return resolve_model_path("checkpoints", name)
+    return CHECKPOINTS.path(name)
 
 
 def list_configs() -> list[str]:
     """Config choices for single-file checkpoints: "auto" or a diffusers folder."""
     folders = [n for n in _models_folder_checkpoints() if not Path(n).suffix]
-    configs = [f"configs/{n}" for n in list_models("configs", (), diffusers_folders=True)]
-    return ["auto", *folders, *configs]
+    listed = list_models("configs", (), is_model_folder=is_diffusers_folder)
+    return ["auto", *folders, *(f"configs/{n}" for n in listed)]
 
 
 def _torch_dtype(name: str, device: str, default: Any) -> Any:
@@ -79,7 +90,7 @@ def _config_folder(checkpoint: Path, config: str) -> Path:
         checkpoint.with_suffix(""),
         checkpoint.with_name(checkpoint.stem + ".config"),
     ):
-        if (candidate / "model_index.json").is_file():
+        if is_diffusers_folder(candidate):
             return candidate
     raise ModelFileError(
         f"{checkpoint.name} is a single-file checkpoint; graphflow never downloads, so it needs "
@@ -169,17 +180,19 @@ def load_checkpoint(
 
     # The attention choice is part of the key: a resident model is never switched under the
     # feet of cached outputs that hold it.
-    components = ctx.models.load(
+    loaded = ctx.models.load(
         "checkpoint", path, load, config=config, dtype=dtype, attention=attention
     )
-    encoders = [components[k] for k in ("text_encoder", "text_encoder_2") if components.get(k)]
-    tokenizers = [components[k] for k in ("tokenizer", "tokenizer_2") if components.get(k)]
+    present = loaded.components
+    encoders = [loaded.component(k) for k in ("text_encoder", "text_encoder_2") if k in present]
+    extras = loaded.extras
+    tokenizers = [extras[k] for k in ("tokenizer", "tokenizer_2") if extras.get(k) is not None]
     return (
-        components["unet"],
+        loaded.component("unet"),
         TextEncoders(encoders),
         Tokenizers(tokenizers),
-        components["vae"],
-        components["scheduler"],
+        loaded.component("vae"),
+        extras["scheduler"],
     )
 
 

@@ -10,6 +10,7 @@ interrupt checks and cheap latent previews.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 from graphflow import Float, Int, NodeContext, node
@@ -17,7 +18,7 @@ from graphflow import Float, Int, NodeContext, node
 from .types import Conditioning as ConditioningType
 from .types import Latent as LatentType
 from .types import Model, Scheduler
-from .values import Conditioning
+from .values import Conditioning, compute_device
 
 PREVIEW_EVERY = 5
 
@@ -113,6 +114,98 @@ def _sdxl_added_kwargs(model, pooled_batches, latents, downscale: int) -> dict |
     return {"text_embeds": text_embeds, "time_ids": time_ids.repeat(text_embeds.shape[0], 1)}
 
 
+@dataclass
+class _Guidance:
+    """The prompts as the denoising loop feeds them to the model, and how to combine them."""
+
+    encoder_states: Any  # every prompt's embeddings, batched (negatives first when guided)
+    groups: int  # how many prompts the batch holds
+    n_neg: int
+    guided: bool
+    pos_weights: Any
+    neg_weights: Any
+    added: dict | None  # SDXL's added conditioning
+
+
+def _guidance(unet, positive, negative, latents, downscale: int, cfg: float, dtype) -> _Guidance:
+    """Stack the prompts for one batched model call per step (uncond first when guided)."""
+    import torch
+
+    batch, device = latents.shape[0], latents.device
+    guided = cfg > 1.0 and getattr(unet.config, "time_cond_proj_dim", None) is None
+    pos_embeds, pos_pooled, pos_weights = _stacked(positive, batch, device, dtype)
+    neg_embeds, neg_pooled, neg_weights = _stacked(negative, batch, device, dtype)
+    groups = [*neg_embeds, *pos_embeds] if guided else pos_embeds
+    pooled = None
+    if pos_pooled is not None:
+        pooled = [*neg_pooled, *pos_pooled] if guided and neg_pooled is not None else pos_pooled
+    added = _sdxl_added_kwargs(unet, pooled, latents, downscale)
+    return _Guidance(
+        torch.cat(groups), len(groups), len(neg_embeds), guided, pos_weights, neg_weights, added
+    )
+
+
+def _start(sched, latent, samples, steps: int, denoise: float, generator, device, dtype):
+    """(initial latents, timesteps to run); latents are None when nothing is left to do."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    sched.set_timesteps(steps, device=device)
+    if denoise >= 1.0:
+        latents = randn_tensor(samples.shape, generator=generator, device=device, dtype=dtype)
+        return latents * sched.init_noise_sigma, sched.timesteps
+    start = steps - min(int(steps * denoise), steps)
+    timesteps = sched.timesteps[start * sched.order :]
+    if hasattr(sched, "set_begin_index"):
+        sched.set_begin_index(start * sched.order)
+    if len(timesteps) == 0:
+        return None, timesteps
+    if latent.posterior is not None:
+        drawn = latent.posterior.sample(generator)
+        init = ((drawn - latent.shift_factor) * latent.scaling_factor).to(device, dtype)
+    else:
+        init = samples
+    noise = randn_tensor(init.shape, generator=generator, device=device, dtype=dtype)
+    return sched.add_noise(init, noise, timesteps[:1].repeat(samples.shape[0])), timesteps
+
+
+def _denoise(unet, sched, latents, timesteps, guide: _Guidance, cfg, percentile, step_kwargs, ctx):
+    """The denoising loop: one batched model call and one scheduler step per timestep."""
+    import torch
+
+    batch = latents.shape[0]
+    prediction_type = sched.config.get("prediction_type", "epsilon")
+    with torch.no_grad():
+        for i, t in enumerate(timesteps):
+            model_input = torch.cat([latents] * guide.groups) if guide.groups > 1 else latents
+            model_input = sched.scale_model_input(model_input, t)
+            out = unet(
+                model_input,
+                t,
+                encoder_hidden_states=guide.encoder_states,
+                added_cond_kwargs=guide.added,
+                return_dict=False,
+            )[0]
+            chunks = list(out.chunk(guide.groups))
+            if guide.guided:
+                uncond = _weighted(chunks[: guide.n_neg], guide.neg_weights)
+                cond = _weighted(chunks[guide.n_neg :], guide.pos_weights)
+                prediction = uncond + cfg * (cond - uncond)
+            else:
+                prediction = _weighted(chunks, guide.pos_weights)
+            if percentile > 0:
+                alpha_bar = _alpha_bar(sched, t)
+                if alpha_bar is not None:
+                    prediction = dynamic_threshold(
+                        prediction, model_input[:batch], alpha_bar, percentile, prediction_type
+                    )
+            latents = sched.step(prediction, t, latents, **step_kwargs, return_dict=False)[0]
+            if ctx is not None:
+                if (i + 1) % PREVIEW_EVERY == 0 or i == len(timesteps) - 1:
+                    ctx.preview(_preview(latents))
+                ctx.progress(i + 1, len(timesteps))
+    return latents
+
+
 @node("diffusion.sampler", category="diffusion/sampling", display_name="Sampler")
 def sampler(
     model: Model,
@@ -134,90 +227,41 @@ def sampler(
     guidance off). denoise < 1 starts from the input latent at the matching step (img2img).
     dynamic_threshold_percentile > 0 clips the predicted image at that percentile (Imagen),
     which keeps high cfg from burning colours. eta adds noise for DDIM. The same seed gives
-    the same image on the same device.
+    the same image on the same device. The model runs on the run's device (moved back there
+    if it was offloaded), with its patches applied.
     """
     import torch
-    from diffusers.utils.torch_utils import randn_tensor
 
-    device = model.device
-    dtype = positive.entries[0].embeds.dtype
-    generator = torch.Generator("cpu").manual_seed(seed)
-    sched = scheduler.__class__.from_config(scheduler.config)
-    samples = latent.samples.to(device=device, dtype=dtype)
-    batch = samples.shape[0]
-    expected = model.config.in_channels
-    if samples.shape[1] != expected:
-        raise ValueError(
-            f"latent has {samples.shape[1]} channels but the model expects {expected}: make the "
-            "empty latent with this checkpoint's VAE"
+    with model.on_device(compute_device(model, ctx)) as unet:
+        device = unet.device
+        dtype = positive.entries[0].embeds.dtype
+        generator = torch.Generator("cpu").manual_seed(seed)
+        sched = scheduler.__class__.from_config(scheduler.config)
+        samples = latent.samples.to(device=device, dtype=dtype)
+        expected = unet.config.in_channels
+        if samples.shape[1] != expected:
+            raise ValueError(
+                f"latent has {samples.shape[1]} channels but the model expects {expected}: "
+                "make the empty latent with this checkpoint's VAE"
+            )
+        latents, timesteps = _start(
+            sched, latent, samples, steps, denoise, generator, device, dtype
         )
-
-    sched.set_timesteps(steps, device=device)
-    timesteps = sched.timesteps
-    if denoise >= 1.0:
-        latents = randn_tensor(samples.shape, generator=generator, device=device, dtype=dtype)
-        latents = latents * sched.init_noise_sigma
-    else:
-        start = steps - min(int(steps * denoise), steps)
-        timesteps = sched.timesteps[start * sched.order :]
-        if hasattr(sched, "set_begin_index"):
-            sched.set_begin_index(start * sched.order)
-        if len(timesteps) == 0:
+        if latents is None:
             return latent.replaced(samples)
-        if latent.posterior is not None:
-            drawn = latent.posterior.sample(generator)
-            init = ((drawn - latent.shift_factor) * latent.scaling_factor).to(device, dtype)
-        else:
-            init = samples
-        noise = randn_tensor(init.shape, generator=generator, device=device, dtype=dtype)
-        latents = sched.add_noise(init, noise, timesteps[:1].repeat(batch))
-
-    guided = cfg > 1.0 and getattr(model.config, "time_cond_proj_dim", None) is None
-    pos_embeds, pos_pooled, pos_weights = _stacked(positive, batch, device, dtype)
-    neg_embeds, neg_pooled, neg_weights = _stacked(negative, batch, device, dtype)
-    groups = [*neg_embeds, *pos_embeds] if guided else pos_embeds
-    pooled = None
-    if pos_pooled is not None:
-        pooled = [*neg_pooled, *pos_pooled] if guided and neg_pooled is not None else pos_pooled
-    added = _sdxl_added_kwargs(model, pooled, latents, latent.downscale)
-    step_kwargs = _step_kwargs(sched, generator, eta)
-    prediction_type = sched.config.get("prediction_type", "epsilon")
-    n_neg = len(neg_embeds)
-
-    with torch.no_grad():
-        encoder_states = torch.cat(groups)
-        for i, t in enumerate(timesteps):
-            model_input = torch.cat([latents] * len(groups)) if len(groups) > 1 else latents
-            model_input = sched.scale_model_input(model_input, t)
-            out = model(
-                model_input,
-                t,
-                encoder_hidden_states=encoder_states,
-                added_cond_kwargs=added,
-                return_dict=False,
-            )[0]
-            chunks = list(out.chunk(len(groups)))
-            if guided:
-                uncond = _weighted(chunks[:n_neg], neg_weights)
-                cond = _weighted(chunks[n_neg:], pos_weights)
-                prediction = uncond + cfg * (cond - uncond)
-            else:
-                prediction = _weighted(chunks, pos_weights)
-            if dynamic_threshold_percentile > 0:
-                alpha_bar = _alpha_bar(sched, t)
-                if alpha_bar is not None:
-                    prediction = dynamic_threshold(
-                        prediction,
-                        model_input[:batch],
-                        alpha_bar,
-                        dynamic_threshold_percentile,
-                        prediction_type,
-                    )
-            latents = sched.step(prediction, t, latents, **step_kwargs, return_dict=False)[0]
-            if ctx is not None:
-                if (i + 1) % PREVIEW_EVERY == 0 or i == len(timesteps) - 1:
-                    ctx.preview(_preview(latents))
-                ctx.progress(i + 1, len(timesteps))
+        guide = _guidance(unet, positive, negative, latents, latent.downscale, cfg, dtype)
+        step_kwargs = _step_kwargs(sched, generator, eta)
+        latents = _denoise(
+            unet,
+            sched,
+            latents,
+            timesteps,
+            guide,
+            cfg,
+            dynamic_threshold_percentile,
+            step_kwargs,
+            ctx,
+        )
     return latent.replaced(latents)
 
 

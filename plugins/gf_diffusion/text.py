@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 
 from graphflow import Float, Int, NodeContext, NodeResult, String, node
 
 from .types import Conditioning as ConditioningType
 from .types import TextEncoder, Tokenizer
 from .types import Tokens as TokensType
-from .values import Conditioning, ConditioningEntry, TokenizedText, Tokens
+from .values import Conditioning, ConditioningEntry, TokenizedText, Tokens, compute_device
 
 log = logging.getLogger("graphflow.diffusion")
 
@@ -86,18 +87,20 @@ def encode_text(
     """Turn tokens into the conditioning a sampler follows.
 
     clip_skip skips that many of the encoder's last layers (0: use the last one). SDXL's
-    two encoders and its pooled embedding are handled.
+    two encoders and its pooled embedding are handled. The encoders run on the run's device.
     """
     import torch
 
-    encoders = text_encoder.encoders
-    if len(encoders) != len(tokens.per_tokenizer):
+    handles = text_encoder.encoders
+    if len(handles) != len(tokens.per_tokenizer):
         raise ValueError(
             f"tokens come from {len(tokens.per_tokenizer)} tokenizer(s) but the checkpoint has "
-            f"{len(encoders)} text encoder(s): tokenize with this checkpoint's tokenizer"
+            f"{len(handles)} text encoder(s): tokenize with this checkpoint's tokenizer"
         )
-    device = encoders[0].device
-    with torch.no_grad():
+    device = compute_device(handles[0], ctx)
+    with ExitStack() as taken, torch.no_grad():
+        encoders = [taken.enter_context(handle.on_device(device)) for handle in handles]
+        device = encoders[0].device
         if len(encoders) == 1:
             embeds, pooled = _encode_one(encoders[0], tokens.per_tokenizer[0], device, clip_skip)
         else:

@@ -1,23 +1,25 @@
-"""VAE nodes: latents to images (tiled for large images) and images to latents."""
+"""VAE nodes: latents to images (tiled for large images) and images to latents.
+
+The VAE input is a handle: each node takes the module on the run's device for its call.
+"""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 
-from graphflow import Choice, Image, Int, node
+from graphflow import Choice, Image, Int, NodeContext, node
 
 from .latents import vae_geometry
 from .types import Latent as LatentType
 from .types import Vae
-from .values import Latent
+from .values import Latent, compute_device
 
 TILING = ["auto", "on", "off"]
 
 
 @contextmanager
-def _tiling(vae, mode: str, tile_size: int, image_side: int):
+def _tiling(vae, factor: int, mode: str, tile_size: int, image_side: int):
     """Use diffusers' tiled VAE (overlapping tiles, blended seams) for this call only."""
-    factor = vae_geometry(vae)[0]
     use = mode == "on" or (mode == "auto" and image_side > tile_size)
     saved = (vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size)
     if use:
@@ -38,6 +40,7 @@ def vae_decode(
     latent: LatentType,
     tiling: Choice(TILING) = "auto",
     tile_size: Int(min=32, max=4096, step=8) = 512,
+    ctx: NodeContext = None,
 ) -> Image:
     """Turn latents into images (B, H, W, C in 0..1).
 
@@ -47,10 +50,11 @@ def vae_decode(
     import torch
 
     factor, _, scaling, shift = vae_geometry(vae)
-    z = latent.samples.to(device=vae.device, dtype=vae.dtype) / scaling + shift
-    side = max(z.shape[-2:]) * factor
-    with torch.no_grad(), _tiling(vae, tiling, tile_size, side):
-        decoded = vae.decode(z, return_dict=False)[0]
+    with vae.on_device(compute_device(vae, ctx)) as module:
+        z = latent.samples.to(device=module.device, dtype=module.dtype) / scaling + shift
+        side = max(z.shape[-2:]) * factor
+        with torch.no_grad(), _tiling(module, factor, tiling, tile_size, side):
+            decoded = module.decode(z, return_dict=False)[0]
     return (decoded / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float()
 
 
@@ -61,6 +65,7 @@ def vae_encode(
     mode: Choice(["sample", "mean"]) = "sample",
     tiling: Choice(TILING) = "auto",
     tile_size: Int(min=32, max=4096, step=8) = 512,
+    ctx: NodeContext = None,
 ) -> LatentType:
     """Turn images into latents (for img2img).
 
@@ -70,9 +75,10 @@ def vae_encode(
     import torch
 
     factor, _, scaling, shift = vae_geometry(vae)
-    x = image.permute(0, 3, 1, 2).to(device=vae.device, dtype=vae.dtype) * 2 - 1
-    with torch.no_grad(), _tiling(vae, tiling, tile_size, max(x.shape[-2:])):
-        posterior = vae.encode(x).latent_dist
+    with vae.on_device(compute_device(vae, ctx)) as module:
+        x = image.permute(0, 3, 1, 2).to(device=module.device, dtype=module.dtype) * 2 - 1
+        with torch.no_grad(), _tiling(module, factor, tiling, tile_size, max(x.shape[-2:])):
+            posterior = module.encode(x).latent_dist
     samples = (posterior.mode() - shift) * scaling
     return Latent(samples, posterior if mode == "sample" else None, scaling, shift, factor)
 

@@ -1,9 +1,11 @@
 """The values that travel between diffusion nodes (one documented shape per port type).
 
-- MODEL: a diffusers denoiser (``UNet2DConditionModel``), on the run's device.
-- VAE: a diffusers ``AutoencoderKL``.
-- TEXT_ENCODER / TOKENIZER: :class:`TextEncoders` / :class:`Tokenizers` (one entry for
-  SD 1.x/2.x, two for SDXL, in the pipeline's order).
+- MODEL: a :class:`~graphflow.runtime.handles.ModelHandle` of a diffusers denoiser
+  (``UNet2DConditionModel``); take it with ``model.on_device(ctx.device)``, which applies its
+  patches (LoRA...) for the duration of the block.
+- VAE: a ModelHandle of a diffusers ``AutoencoderKL``.
+- TEXT_ENCODER / TOKENIZER: :class:`TextEncoders` (one ModelHandle per encoder) /
+  :class:`Tokenizers` (one entry for SD 1.x/2.x, two for SDXL, in the pipeline's order).
 - SCHEDULER: a diffusers scheduler used as a template (samplers copy it before use).
 - TOKENS: :class:`Tokens`; CONDITIONING: :class:`Conditioning`; LATENT: :class:`Latent`.
 - IMAGE: float tensor (B, H, W, C) in 0..1 on the CPU or the run's device.
@@ -17,7 +19,7 @@ from typing import Any
 
 @dataclass
 class TextEncoders:
-    """The text encoder(s) of a checkpoint, in the pipeline's order."""
+    """The text encoder(s) of a checkpoint, in the pipeline's order (ModelHandles)."""
 
     encoders: list[Any]
 
@@ -80,3 +82,9 @@ class Latent:
     def replaced(self, samples: Any) -> Latent:
         """The same latent geometry around new samples (no posterior: they are final)."""
         return Latent(samples, None, self.scaling_factor, self.shift_factor, self.downscale)
+
+
+def compute_device(handle: Any, ctx: Any) -> Any:
+    """Where a node takes a model: the run's device, or (called without a context, as tests
+    and scripts do) wherever the model is now."""
+    return ctx.device if ctx is not None else handle.device

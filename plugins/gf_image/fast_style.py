@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from graphflow import Choice, Float, Image, NodeContext, node, port_type
-from graphflow.runtime.models import ModelFileError, file_version, list_models, resolve_model_path
+from graphflow.runtime.catalog import ModelCatalog
+from graphflow.runtime.models import ModelFileError, file_version
 
 FAST_STYLE_MODEL_TYPE, FastStyleModel = port_type(
     "FAST_STYLE_MODEL",
@@ -238,26 +239,24 @@ def stylise(net: Any, pixels: Any) -> Any:
 # --------------------------------------------------------------------------- nodes
 
 
+def _bundled_styles() -> dict[str, Path]:
+    """bundled/<style> → the networks shipped in embedded_style/, by name."""
+    files = sorted(EMBEDDED_STYLE_DIR.glob("*.safetensors"), key=lambda p: p.stem)
+    return {BUNDLED_PREFIX + path.stem: path for path in files}
+
+
+STYLE_MODELS = ModelCatalog(STYLE_FOLDER, (".safetensors",))
+STYLE_MODELS.bundle(_bundled_styles)
+
+
 def list_fast_style_models() -> list[str]:
     """Networks in models/style_models (.safetensors), then the bundled ones."""
-    found = list_models(STYLE_FOLDER, (".safetensors",))
-    bundled = sorted(BUNDLED_PREFIX + p.stem for p in EMBEDDED_STYLE_DIR.glob("*.safetensors"))
-    return found + [name for name in bundled if name not in found]
+    return STYLE_MODELS.names()
 
 
 def fast_style_model_path(name: str) -> Path:
     """The file of network ``name``: a models-folder file of that name wins over a bundled one."""
-    if name.startswith(BUNDLED_PREFIX):
-        bundled = EMBEDDED_STYLE_DIR / (name.removeprefix(BUNDLED_PREFIX) + ".safetensors")
-        if bundled.is_file() and not (_models_folder_file(name)).exists():
-            return bundled
-    return resolve_model_path(STYLE_FOLDER, name)
-
-
-def _models_folder_file(name: str) -> Path:
-    from graphflow.runtime.models import models_dir
-
-    return models_dir() / STYLE_FOLDER / name
+    return STYLE_MODELS.path(name)
 
 
 @node(
@@ -303,9 +302,16 @@ def fast_style(
     blends the result with the original: 0 returns the input, 1 the fully stylised image.
     Grey images are styled as RGB; an alpha channel is kept as it is.
     """
+
+    device = ctx.device if ctx is not None else style_model.device
+    with style_model.on_device(device) as net:
+        return _stylise_batch(net, image, strength, ctx)
+
+
+def _stylise_batch(net: Any, image: Any, strength: float, ctx: NodeContext | None) -> Any:
+    """Each image of the batch through ``net``, blended by ``strength`` (see fast_style)."""
     import torch
 
-    net = style_model
     device = next(net.parameters()).device
     batch = image.shape[0]
     results = []

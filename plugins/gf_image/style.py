@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graphflow import Choice, Float, Image, Int, NodeContext, node
 
 if TYPE_CHECKING:
     import torch
+
+    from graphflow.runtime.handles import ModelHandle
 
 SEED = Int(min=0, max=2**63 - 1)
 
@@ -138,8 +140,11 @@ def read_vgg19(path: str | Path, device: str = "cpu") -> torch.nn.Module:
 _fallback_models = None
 
 
-def load_vgg19(ctx: NodeContext | None = None, device: str | None = None) -> torch.nn.Module:
-    """The resident VGG19 (through ``ctx.models``, or a process-wide manager without a context)."""
+def load_vgg19(ctx: NodeContext | None = None, device: str | None = None) -> ModelHandle:
+    """The resident VGG19's handle (through ``ctx.models``, or a process-wide manager).
+
+    Take the network with ``with load_vgg19(ctx).on_device(device) as vgg:``.
+    """
     global _fallback_models
     if ctx is not None:
         models, device = ctx.models, device or ctx.device
@@ -237,11 +242,16 @@ def style_transfer_losses(
     """
     import torch
 
-    vgg = load_vgg19(ctx)
-    device = next(vgg.parameters()).device
-    with torch.no_grad():
+    handle = load_vgg19(ctx)
+    with handle.on_device(_device(handle, ctx)) as vgg, torch.no_grad():
+        device = next(vgg.parameters()).device
         loss = StyleLoss(vgg, _to_nchw(content).to(device), _to_nchw(style).to(device), layers)
         return {k: float(v) for k, v in loss.terms(_to_nchw(image).to(device)).items()}
+
+
+def _device(handle: ModelHandle, ctx: NodeContext | None) -> Any:
+    """The run's device, or where the network is when called without a context."""
+    return ctx.device if ctx is not None else handle.device
 
 
 @node("image.style_transfer", category="image/style", display_name="Style Transfer")
@@ -279,9 +289,40 @@ def style_transfer(
     Batches: each content image is styled in turn, with the style image of the same index (or
     the first one).
     """
+    handle = load_vgg19(ctx)
+    with handle.on_device(_device(handle, ctx)) as vgg:
+        return _optimise(
+            vgg,
+            content,
+            style,
+            (content_weight, style_weight, tv_weight),
+            steps,
+            size,
+            seed,
+            init,
+            optimizer,
+            layers,
+            ctx,
+        )
+
+
+def _optimise(
+    vgg: Any,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    weights: tuple[float, float, float],
+    steps: int,
+    size: int,
+    seed: int,
+    init: str,
+    optimizer: str,
+    layers: str,
+    ctx: NodeContext | None,
+) -> torch.Tensor:
+    """style_transfer's optimisation with ``vgg`` taken on its device (see the node)."""
     import torch
 
-    vgg = load_vgg19(ctx)
+    content_weight, style_weight, tv_weight = weights
     device = next(vgg.parameters()).device
     contents = _resize_long_side(_to_nchw(content), size).to(device)
     styles = _resize_long_side(_to_nchw(style), size or max(contents.shape[-2:])).to(device)

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from graphflow import Boolean, Choice, Image, Int, NodeContext, node
+from graphflow.runtime.catalog import ModelCatalog
+from graphflow.runtime.handles import ModelPart
 from graphflow.runtime.models import (
     ModelFileError,
     check_pickle_rule,
     file_version,
-    list_models,
     load_state_dict,
-    models_dir,
-    resolve_model_path,
 )
 
 from .ncnn_convert import CONVERTER_VERSION, bundled_ncnn_models, convert_ncnn
@@ -53,32 +52,35 @@ MIN_TILE = 32
 # --------------------------------------------------------------------------- model files
 
 
+def _bundled_realesrgan() -> dict[str, Path]:
+    """bundled/<name> → .bin weights of the Real-ESRGAN ncnn models (their .param beside)."""
+    return {BUNDLED_PREFIX + name: files[1] for name, files in bundled_ncnn_models().items()}
+
+
+UPSCALE_MODELS = ModelCatalog(UPSCALE_FOLDER, UPSCALE_SUFFIXES)
+UPSCALE_MODELS.bundle({EMBEDDED_SR: EMBEDDED_SR_WEIGHTS})
+UPSCALE_MODELS.bundle(_bundled_realesrgan)
+
+
 def list_upscale_models() -> list[str]:
     """Models in models/upscale_models, then the bundled Real-ESRGAN models (if installed)."""
-    found = list_models(UPSCALE_FOLDER, UPSCALE_SUFFIXES)
-    bundled = [BUNDLED_PREFIX + name for name in bundled_ncnn_models()]
-    if EMBEDDED_SR_WEIGHTS.exists():
-        bundled.insert(0, EMBEDDED_SR)
-    return found + [name for name in bundled if name not in found]
+    return UPSCALE_MODELS.names()
 
 
 def _bundled_files(name: str) -> tuple[Path, Path] | None:
-    """(param, bin) of a bundled model, unless a models-folder file of that name exists."""
-    if not name.startswith(BUNDLED_PREFIX) or (models_dir() / UPSCALE_FOLDER / name).exists():
+    """(param, bin) of a bundled ncnn model, unless a models-folder file of that name exists."""
+    if UPSCALE_MODELS.bundled_path(name) is None:
         return None
     return bundled_ncnn_models().get(name.removeprefix(BUNDLED_PREFIX))
 
 
 def _embedded(name: str) -> bool:
     """Whether ``name`` is graphflow-sr-x4 (unless a models-folder file of that name exists)."""
-    return name == EMBEDDED_SR and not (models_dir() / UPSCALE_FOLDER / name).exists()
+    return name == EMBEDDED_SR and UPSCALE_MODELS.bundled_path(name) is not None
 
 
 def _weights_path(name: str) -> Path:
-    if _embedded(name):
-        return EMBEDDED_SR_WEIGHTS
-    bundled = _bundled_files(name)
-    return bundled[1] if bundled else resolve_model_path(UPSCALE_FOLDER, name)
+    return UPSCALE_MODELS.path(name)
 
 
 def read_upscale_model(name: str, allow_pickle: bool = False) -> Any:
@@ -95,7 +97,7 @@ def read_upscale_model(name: str, allow_pickle: bool = False) -> Any:
         converted = convert_ncnn(*bundled)
         state = {key: torch.from_numpy(array) for key, array in converted.state_dict.items()}
     else:
-        path = resolve_model_path(UPSCALE_FOLDER, name)
+        path = UPSCALE_MODELS.path(name)
         try:
             state = load_state_dict(path, allow_pickle)
         except ModelFileError:
@@ -153,14 +155,13 @@ def load_upscale_model(
     """
     device = ctx.device
 
-    def load() -> dict[str, Any]:
+    def load() -> ModelPart:
         descriptor = read_upscale_model(model_name, allow_pickle).to(device)
-        # The manager sizes and offloads the torch module; the descriptor travels with it.
-        return {"model": descriptor.model, "descriptor": descriptor}
+        # The manager sizes, offloads and patches the network; nodes call the descriptor.
+        return ModelPart(descriptor.model, view=descriptor)
 
     options = {"converter": CONVERTER_VERSION} if _bundled_files(model_name) else {}
-    loaded = ctx.models.load("upscale_model", _weights_path(model_name), load, **options)
-    return loaded["descriptor"]
+    return ctx.models.load("upscale_model", _weights_path(model_name), load, **options)
 
 
 @load_upscale_model.check
@@ -373,38 +374,62 @@ def upscale_with_model(
     import torch
 
     device = torch.device(ctx.device)
-    descriptor = upscale_model
-    if descriptor.device != device:  # the model manager may have offloaded it to the CPU
-        descriptor.to(device)
-    run = _model_runner(descriptor, device, _compute_dtype(descriptor, device, precision))
-    if self_ensemble:
-        run = ensemble_runner(run)
-    batch, height, width, _ = image.shape
-    tile = tile_size or auto_tile_size(height, width, descriptor.scale, _memory_budget(device))
-    results = []
-    for index in range(batch):
-        item = image[index : index + 1].permute(0, 3, 1, 2)
-        while True:
-            # A tile size the user chose keeps their overlap (validated to be smaller); an
-            # automatic or reduced one keeps at most a quarter of itself for overlap.
-            overlap = tile_overlap if tile == tile_size else min(tile_overlap, tile // 4)
-
-            def progress(done: int, total: int, index: int = index) -> None:
-                ctx.progress(index * total + done, batch * total)
-
-            try:
-                result = upscale_tiled(run, item, descriptor.scale, tile, overlap, progress)
-                break
-            except torch.OutOfMemoryError:
-                # The estimate was too generous (other models resident, a heavier arch):
-                # halve the tile and redo this image rather than failing the run.
-                smaller = (tile or max(height, width)) // 2 // 8 * 8
-                if smaller < MIN_TILE:
-                    raise
-                tile = smaller
-                torch.cuda.empty_cache()
-        results.append(result.clamp_(0, 1).permute(0, 2, 3, 1))
+    with upscale_model.on_device(device) as descriptor:  # moved back if it was offloaded
+        run = _model_runner(descriptor, device, _compute_dtype(descriptor, device, precision))
+        if self_ensemble:
+            run = ensemble_runner(run)
+        batch, height, width, _ = image.shape
+        scale = descriptor.scale
+        tile = tile_size or auto_tile_size(height, width, scale, _memory_budget(device))
+        results = []
+        for index in range(batch):
+            item = image[index : index + 1].permute(0, 3, 1, 2)
+            progress = _item_progress(ctx, index, batch)
+            result, tile = _upscale_one(run, item, scale, tile, tile_size, tile_overlap, progress)
+            results.append(result.clamp_(0, 1).permute(0, 2, 3, 1))
     return torch.cat(results)
+
+
+def _item_progress(ctx: NodeContext, index: int, batch: int) -> Callable[[int, int], None]:
+    """Progress of batch item ``index`` as a share of the whole batch."""
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(index * total + done, batch * total)
+
+    return progress
+
+
+def _upscale_one(
+    run: Callable[[Any], Any],
+    item: Any,
+    scale: int,
+    tile: int,
+    tile_size: int,
+    tile_overlap: int,
+    progress: Callable[[int, int], None],
+) -> tuple[Any, int]:
+    """One (1, C, H, W) image upscaled in ``tile``-pixel tiles, and the tile size that worked.
+
+    On a CUDA out-of-memory error the tile is halved and the image redone (later images of
+    the batch start from the smaller tile).
+    """
+    import torch
+
+    height, width = item.shape[-2:]
+    while True:
+        # A tile size the user chose keeps their overlap (validated to be smaller); an
+        # automatic or reduced one keeps at most a quarter of itself for overlap.
+        overlap = tile_overlap if tile == tile_size else min(tile_overlap, tile // 4)
+        try:
+            return upscale_tiled(run, item, scale, tile, overlap, progress), tile
+        except torch.OutOfMemoryError:
+            # The estimate was too generous (other models resident, a heavier arch):
+            # halve the tile and redo this image rather than failing the run.
+            smaller = (tile or max(height, width)) // 2 // 8 * 8
+            if smaller < MIN_TILE:
+                raise
+            tile = smaller
+            torch.cuda.empty_cache()
 
 
 @upscale_with_model.check

@@ -184,7 +184,7 @@ def test_vae_decode_tiles_large_images_and_restores_the_vae(registry):
     latent = registry["diffusion.empty_latent"].function(width=64, height=64, vae=vae)
     latent.samples = torch.randn_like(latent.samples)
     calls = []
-    hook = vae.decoder.register_forward_hook(lambda *args: calls.append(1))
+    hook = vae.unpatched.decoder.register_forward_hook(lambda *args: calls.append(1))
     try:
         whole = decode(vae=vae, latent=latent, tiling="off")
         assert len(calls) == 1
@@ -194,7 +194,7 @@ def test_vae_decode_tiles_large_images_and_restores_the_vae(registry):
     finally:
         hook.remove()
     assert tiled.shape == whole.shape == (1, 64, 64, 3)
-    assert vae.use_tiling is False and vae.tile_sample_min_size == 32
+    assert vae.unpatched.use_tiling is False and vae.unpatched.tile_sample_min_size == 32
     assert (tiled - whole).abs().mean() < 0.1
 
 
@@ -227,7 +227,7 @@ def test_attention_choice_switches_processors_per_run_with_the_same_image(regist
     for choice in ("graphflow", "diffusers", "graphflow"):
         workflow = loader_workflow(attention=choice)
         parts = executor.run(workflow, outputs=["ckpt"]).outputs["ckpt"]
-        kinds[choice] = {type(p) for p in parts["model"].attn_processors.values()}
+        kinds[choice] = {type(p) for p in parts["model"].unpatched.attn_processors.values()}
         cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
         images[choice] = sample(registry, parts, cat, empty, seed=5, steps=2).samples
     assert kinds["graphflow"] == {GraphflowAttnProcessor}

@@ -53,8 +53,9 @@ def test_embedded_model_loads_minilm_from_its_package(fresh_machine, executor):
     outputs = result.outputs["ckpt"]
     (encoder,) = outputs["text_encoder"].encoders
     (tokenizer,) = outputs["tokenizer"].tokenizers
-    assert type(encoder).__name__ == "BertModel"
-    assert encoder.config.hidden_size == 384 == outputs["model"].config.cross_attention_dim
+    assert type(encoder.unpatched).__name__ == "BertModel"
+    unet_config = outputs["model"].unpatched.config
+    assert encoder.unpatched.config.hidden_size == 384 == unet_config.cross_attention_dim
     assert tokenizer.model_max_length == 16  # prompts pad to 16 tokens, not BERT's 512
 
 

@@ -20,6 +20,7 @@ from gf_image.fast_style import (
 )
 from graphflow import EventLog, Executor, Image, load_workflow, node
 from graphflow.events import Progress
+from graphflow.runtime.handles import ModelHandle
 from graphflow.runtime.models import ModelFileError, ModelManager
 from support import link, make_workflow, registry_with
 
@@ -50,8 +51,8 @@ def registry():
 
 @pytest.fixture(scope="module")
 def swirl():
-    """The bundled network (loaded once for the module)."""
-    return load_fast_style_net(SWIRL_WEIGHTS)
+    """The bundled network's handle (loaded once for the module)."""
+    return ModelHandle.of(load_fast_style_net(SWIRL_WEIGHTS))
 
 
 def random_net(seed: int = 0, channels=(4, 8, 8), blocks: int = 2):
@@ -163,7 +164,7 @@ def test_a_models_folder_network_is_listed_and_loads(registry, tmp_path, monkeyp
 @pytest.mark.parametrize(("height", "width"), [(37, 53), (1, 2), (64, 48)])
 def test_fast_style_keeps_any_size(height, width):
     image = torch.rand(2, height, width, 3)
-    out = fast_style.fast_style(random_net(), image)
+    out = fast_style.fast_style(ModelHandle.of(random_net()), image)
     assert out.shape == image.shape and out.dtype == image.dtype
     assert out.min() >= 0.0 and out.max() <= 1.0
 

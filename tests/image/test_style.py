@@ -47,25 +47,25 @@ def stylise_workflow(steps: int = 4, **settings) -> object:
 
 
 def test_vgg19_features_have_the_expected_shapes():
-    vgg = style.load_vgg19()
-    features = vgg(torch.rand(1, 3, 64, 48), {"relu1_2", "relu3_3", "relu5_1"})
+    with style.load_vgg19().on_device("cpu") as vgg:
+        features = vgg(torch.rand(1, 3, 64, 48), {"relu1_2", "relu3_3", "relu5_1"})
+        assert not any(p.requires_grad for p in vgg.parameters())
     assert features["relu1_2"].shape == (1, 64, 64, 48)
     assert features["relu3_3"].shape == (1, 256, 16, 12)
     assert features["relu5_1"].shape == (1, 512, 4, 3)
-    assert not any(p.requires_grad for p in vgg.parameters())
 
 
 def test_vgg19_recognises_content_better_than_noise(photos):
     # The trained network: deep features of a photo stay close to those of the same photo
     # slightly blurred, far from those of noise (random weights would not separate them).
     content, _ = photos
-    vgg = style.load_vgg19()
     image = content.permute(0, 3, 1, 2)
     blurred = torch.nn.functional.avg_pool2d(image, 3, stride=1, padding=1)
     noise = torch.rand(image.shape, generator=torch.Generator().manual_seed(0))
-    target = vgg(image, {"relu4_2"})["relu4_2"]
-    near = (vgg(blurred, {"relu4_2"})["relu4_2"] - target).pow(2).mean()
-    far = (vgg(noise, {"relu4_2"})["relu4_2"] - target).pow(2).mean()
+    with style.load_vgg19().on_device("cpu") as vgg:
+        target = vgg(image, {"relu4_2"})["relu4_2"]
+        near = (vgg(blurred, {"relu4_2"})["relu4_2"] - target).pow(2).mean()
+        far = (vgg(noise, {"relu4_2"})["relu4_2"] - target).pow(2).mean()
     assert far > 3 * near
 
 
