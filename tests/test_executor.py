@@ -307,3 +307,20 @@ def test_node_context_reports_device_and_folders(pack, tmp_path):
     assert executor.run(make_workflow({"c": ("t.ctx", {})})).ok
     assert seen == {"device": "cpu", "temp": tmp_path / "t", "out": tmp_path / "o", "node": "c"}
     assert (tmp_path / "o").is_dir()
+
+
+def test_a_cancel_callback_runs_once_when_the_token_is_cancelled():
+    cancel, calls = CancelToken(), []
+    cancel.on_cancel(lambda: calls.append("first"))
+    assert calls == []
+    cancel.cancel()
+    cancel.cancel()
+    assert calls == ["first"]
+
+
+def test_a_cancel_callback_on_a_cancelled_token_runs_at_once_and_a_failing_one_is_skipped():
+    cancel, calls = CancelToken(), []
+    cancel.cancel()
+    cancel.on_cancel(lambda: 1 / 0)
+    cancel.on_cancel(lambda: calls.append("late"))
+    assert calls == ["late"] and cancel.cancelled

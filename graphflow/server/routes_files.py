@@ -14,7 +14,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..errors import WorkflowFormatError
+from ..errors import ErrorCode, WorkflowFormatError
 from ..workflow import save_workflow, workflow_from_dict
 from .files import (
     FOLDER_TYPES,
@@ -237,9 +237,11 @@ async def put_workflow(request: web.Request) -> web.Response:
     try:
         workflow = workflow_from_dict(body)
     except WorkflowFormatError as error:
-        raise ApiError(400, "invalid_document", str(error)) from None
+        raise ApiError(400, ErrorCode.INVALID_DOCUMENT, str(error)) from None
     except RecursionError:
-        raise ApiError(400, "invalid_document", "the document is nested too deeply") from None
+        raise ApiError(
+            400, ErrorCode.INVALID_DOCUMENT, "the document is nested too deeply"
+        ) from None
     created = not path.exists()
     save_workflow(workflow, path)
     return json_response({"name": path.stem, "created": created}, status=201 if created else 200)

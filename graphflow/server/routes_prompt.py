@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ErrorCode, GraphError, WorkflowFormatError
+from ..errors import ErrorCode, GraphError, JobErrorCode, WorkflowFormatError
 from ..graph import ValidatedGraph, validate
 from ..registry import Registry
 from ..workflow import workflow_from_dict
@@ -39,7 +39,7 @@ def _validation_error(errors: list[GraphError]) -> ApiError:
     count = len(errors)
     return ApiError(
         400,
-        "validation_failed",
+        JobErrorCode.VALIDATION_FAILED,
         f"workflow has {count} problem{'s' if count != 1 else ''}",
         errors=[e.to_dict() for e in errors],
     )
