@@ -22,7 +22,7 @@ contents give equal identities, whatever objects hold them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -254,8 +254,3 @@ def restore_patches(module: Any, originals: Mapping[str, Any]) -> None:
     targets = _targets(module)
     for key, tensor in originals.items():
         targets[key].data = tensor
-
-
-def patch_keys(stack: Iterable[tuple[ModelPatch, float]]) -> set[str]:
-    """Every weight name a stack touches."""
-    return {key for patch, _ in stack for key in patch.changes}
