@@ -66,48 +66,18 @@ def run_on_ray(
     the result carries ui data, node lists, timings and the error.
     """
     ray = import_ray()
-    from .worker_actor import GraphflowWorker
-
     build_graph(workflow, registry)
     targets = list(outputs) if outputs is not None else None
     output = Path(output_dir).resolve()
     connected = connect(address, **(local_options or {}))
     actor = None
     try:
-        if gpus is None:
-            gpus = 1.0 if has_gpus() else 0.0
-        if numerics is None:
-            numerics = TorchNumerics.of_this_process()
-        actor = GraphflowWorker.options(
-            num_cpus=cpus,
-            num_gpus=gpus,
-            max_restarts=0,
-            runtime_env={"env_vars": worker_environment()},
-        ).remote(
-            "ray-run",
-            [str(Path(d).resolve()) for d in plugin_dirs],
-            str(output),
-            str(output.parent / "temp"),
-            None,
-            numerics,
-        )
+        actor = _start_actor(output, plugin_dirs, cpus=cpus, gpus=gpus, numerics=numerics)
         run = RemoteRun(actor, uuid.uuid4().hex, cancel)
         if started is not None:
             started(run)
         stream = actor.run_workflow.remote(run.run_id, workflow.to_dict(), targets)
-        watchers = list(observers)
-        for ref in stream:
-            kind, payload = ray.get(ref)
-            if kind == "events":
-                for event in payload:
-                    for observer in watchers:
-                        observer(event)
-            elif kind == "invalid":
-                messages = "; ".join(e.get("message", "") for e in payload)
-                raise GraphflowError(f"the Ray worker refused the workflow: {messages}")
-            else:
-                return payload
-        raise GraphflowError("the Ray worker ended the run without a result")
+        return _read_stream(ray, stream, list(observers))
     except ray.exceptions.RayActorError as error:
         raise GraphflowError(f"the Ray worker died: {str(error).splitlines()[0]}") from None
     finally:
@@ -116,3 +86,49 @@ def run_on_ray(
                 ray.kill(actor)
         if connected:
             ray.shutdown()
+
+
+def _start_actor(
+    output: Path,
+    plugin_dirs: Iterable[str],
+    *,
+    cpus: float,
+    gpus: float | None,
+    numerics: TorchNumerics | None,
+) -> Any:
+    """A fresh worker actor for one run (GPUs: 1 if the cluster has any, unless given)."""
+    from .worker_actor import GraphflowWorker
+
+    if gpus is None:
+        gpus = 1.0 if has_gpus() else 0.0
+    if numerics is None:
+        numerics = TorchNumerics.of_this_process()
+    return GraphflowWorker.options(
+        num_cpus=cpus,
+        num_gpus=gpus,
+        max_restarts=0,
+        runtime_env={"env_vars": worker_environment()},
+    ).remote(
+        "ray-run",
+        [str(Path(d).resolve()) for d in plugin_dirs],
+        str(output),
+        str(output.parent / "temp"),
+        None,
+        numerics,
+    )
+
+
+def _read_stream(ray: Any, stream: Any, watchers: list[Observer]) -> RunResult:
+    """Feed the run's event batches to ``watchers``; return its result."""
+    for ref in stream:
+        kind, payload = ray.get(ref)
+        if kind == "events":
+            for event in payload:
+                for observer in watchers:
+                    observer(event)
+        elif kind == "invalid":
+            messages = "; ".join(e.get("message", "") for e in payload)
+            raise GraphflowError(f"the Ray worker refused the workflow: {messages}")
+        else:
+            return payload
+    raise GraphflowError("the Ray worker ended the run without a result")
