@@ -1,15 +1,18 @@
 """A seeded mutation fuzzer for workflow documents (used by tests/test_document_fuzz.py).
 
 Every case is rebuilt from its seed alone: ``make_case(seed, corpus, catalog)`` picks a seed
-document, applies one to three mutations chosen by a ``random.Random(seed)`` and returns the
-bytes to feed to the loader. Mutations are structural (drop, duplicate or rename keys, swap
+document, applies up to three structural mutations and sometimes one to the text (always
+one when no structural one was drawn), all chosen by ``random.Random(seed)``, and returns
+the bytes to feed to the loader. Mutations are structural (drop, duplicate or rename keys, swap
 node types, wrong-typed values at any path, links to missing nodes or outputs, self links,
 cycles), nasty values (non-finite numbers as floats, strings and raw JSON tokens, huge ints,
 -0, long and odd unicode strings, NUL, lone surrogates, deep nesting), and damage to the text
 (truncation, flipped and inserted bytes, duplicated keys, other encodings, random bytes).
 
 Replay one case: ``.venv/bin/python tests/docfuzz.py SEED`` (add ``--png`` for a PNG case)
-prints its mutations, its payload and what loading, validating and running it did.
+prints its mutations, its payload and what loading, validating and running it did. A seed
+gives the same bytes on any machine with the same node packs installed (the mutators draw
+node types, inputs and outputs from the registry).
 """
 
 from __future__ import annotations
@@ -438,7 +441,8 @@ KINDS = [*STRUCTURAL, *TEXTUAL]
 
 
 def make_case(seed: int, corpus: dict[str, dict], catalog: Catalog) -> Case:
-    """The case of ``seed``: 1-3 structural mutations, then sometimes one to the text."""
+    """The case of ``seed``: 0-3 structural mutations, then one to the text (sometimes; always
+    after none)."""
     rng = random.Random(seed)
     # Half the cases start from a document of cheap nodes, so that many mutants get run.
     cheap = [name for name in sorted(corpus) if name in CHEAP_BASES]
