@@ -51,7 +51,7 @@ def parse_assignment(text: str) -> tuple[str, str, Any]:
         raise CommandError(f"--set expects NODE.INPUT=VALUE, got {text!r}")
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or a number or nesting JSON cannot hold
         value = raw
     return node_id, name, value
 

@@ -122,6 +122,13 @@ def test_cli_run_refuses_an_int_too_large_for_a_float_input_with_exit_1(capsys):
     assert "out_of_range" in err and "too large for a FLOAT" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("value", ["9" * 5000, "[" * 3000], ids=["huge-int", "deep"])
+def test_cli_set_value_json_cannot_hold_is_plain_text_and_exit_1(capsys, value):
+    code, err = run_cli(capsys, "run", HELLO, "--quiet", "--set", f"width.value={value}")
+    assert code == 1
+    assert "invalid_literal" in err and "expects INT, got str" in err and "Traceback" not in err
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("fmt", NOT_A_STRING)
 async def test_api_refuses_a_format_that_is_not_a_string_with_a_400(core_api, fmt):
