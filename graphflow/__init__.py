@@ -4,6 +4,7 @@ The public API for plugin authors and embedders. Importing graphflow does not im
 """
 
 from .cache import OutputCache
+from .cancel import CancelToken
 from .context import NodeContext
 from .errors import (
     DuplicateNodeError,
@@ -11,6 +12,7 @@ from .errors import (
     GraphError,
     GraphflowError,
     Interrupted,
+    RunStatus,
     ValidationFailed,
     WorkflowFormatError,
 )
@@ -20,6 +22,10 @@ from .graph import ValidatedGraph, build_graph, plan_execution, validate
 from .node import NodeResult, NodeSpec, Outputs, node
 from .plugins import hookimpl, load_plugins
 from .registry import Registry
+from .runtime.catalog import ModelCatalog
+from .runtime.handles import ModelHandle, ModelPart
+from .runtime.patches import FullDelta, LowRankDelta, ModelPatch, WeightFunction
+from .settings import Settings
 from .types import (
     Any,
     Boolean,
@@ -51,19 +57,26 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Any",
     "Boolean",
+    "CancelToken",
     "Choice",
     "DuplicateNodeError",
     "ErrorCode",
     "EventLog",
     "Executor",
     "Float",
+    "FullDelta",
     "GraphError",
     "GraphflowError",
     "Image",
     "Int",
     "Interrupted",
     "Lazy",
+    "LowRankDelta",
     "Mask",
+    "ModelCatalog",
+    "ModelHandle",
+    "ModelPart",
+    "ModelPatch",
     "NodeContext",
     "NodeResult",
     "NodeSpec",
@@ -72,10 +85,13 @@ __all__ = [
     "PortType",
     "Registry",
     "RunResult",
+    "RunStatus",
+    "Settings",
     "String",
     "TypeRef",
     "ValidatedGraph",
     "ValidationFailed",
+    "WeightFunction",
     "Workflow",
     "WorkflowFormatError",
     "build_graph",

@@ -54,7 +54,11 @@ class Settings(BaseModel):
         Path("models"),
         description="Models folder, with checkpoints/, vae/, loras/, upscale_models/... inside",
     )
-    input_dir: Path = Field(Path("input"), description="Folder the load-image nodes read from")
+    input_dir: Path | None = Field(
+        None,
+        description="Folder the load-image nodes read from (unset: ./input; the server: its "
+        "data folder's input/)",
+    )
     device: str | None = Field(
         None, description="Device nodes compute on: cpu, cuda, cuda:1, mps (unset: automatic)"
     )
@@ -88,7 +92,9 @@ class Settings(BaseModel):
         "auto", description="Attention backend: auto (Triton on CUDA), triton or sdpa"
     )
 
-    @field_validator("device", "auth_token", "upscale_bytes", "data_dir", mode="before")
+    @field_validator(
+        "device", "auth_token", "upscale_bytes", "data_dir", "input_dir", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,4 +1,4 @@
-"""Joining a Ray cluster, and what worker actors need from the head's environment."""
+"""Joining a Ray cluster, and the settings worker actors take from the head."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GraphflowError
-from ..runtime.folders import INPUT_ENV, input_dir
-from ..runtime.models import MODELS_ENV, models_dir
+from ..runtime.folders import input_dir_of
+from ..settings import Settings, current_settings
 
 RAY_MISSING = (
     "the Ray backend needs Ray, which is not installed: pip install 'graphflow[distributed]'"
@@ -68,14 +68,14 @@ def has_gpus() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
-def worker_environment() -> dict[str, str]:
-    """The ``GRAPHFLOW_*`` settings of this process, for the worker actors' ``runtime_env``.
-
-    The models and input folders are made absolute: a worker's working directory is not the
+def worker_settings(settings: Settings | None = None) -> Settings:
+    """The settings worker actors run with: ``settings`` (default: the current ones) with the
+    models and input folders made absolute, since a worker's working directory is not the
     server's. On other machines the same paths must exist (shared storage; see
-    docs/distributed.md).
+    docs/distributed.md). They travel to the actor as a value, not as environment variables.
     """
-    env = {k: v for k, v in os.environ.items() if k.startswith("GRAPHFLOW_")}
-    env[MODELS_ENV] = str(Path(models_dir()).resolve())
-    env[INPUT_ENV] = str(Path(input_dir()).resolve())
-    return env
+    settings = settings or current_settings()
+    return settings.with_values(
+        models=Path(settings.models).resolve(),
+        input_dir=Path(input_dir_of(settings)).resolve(),
+    )

@@ -15,7 +15,7 @@ from ..executor import RunResult
 from ..graph import build_graph
 from ..registry import Registry
 from ..workflow import Workflow
-from .cluster import connect, has_gpus, import_ray, worker_environment
+from .cluster import connect, has_gpus, import_ray, worker_settings
 from .numerics import TorchNumerics
 
 
@@ -107,7 +107,6 @@ def _start_actor(
         num_cpus=cpus,
         num_gpus=gpus,
         max_restarts=0,
-        runtime_env={"env_vars": worker_environment()},
     ).remote(
         "ray-run",
         [str(Path(d).resolve()) for d in plugin_dirs],
@@ -115,6 +114,7 @@ def _start_actor(
         str(output.parent / "temp"),
         None,
         numerics,
+        worker_settings(),
     )
 
 

@@ -37,9 +37,10 @@ from ..jobs import (
     interrupted_outcome,
 )
 from ..registry import Registry
+from ..settings import Settings
 from ..workflow import workflow_from_dict
 from .affinity import affinity_keys
-from .cluster import connect, has_gpus, import_ray, worker_environment
+from .cluster import connect, has_gpus, import_ray, worker_settings
 from .numerics import TorchNumerics
 from .routing import SlotState, WorkerSlot, choose_worker
 
@@ -75,6 +76,9 @@ class RayBackendConfig:
     numerics: TorchNumerics | None = None
     """torch settings every actor computes with (intra-op threads, deterministic
     algorithms...); None: this process's, so a seed gives the pixels of a local run here."""
+    settings: Settings | None = None
+    """graphflow settings the actors run with (folders made absolute); None: the current
+    ones when the pool starts."""
 
 
 @dataclass
@@ -249,7 +253,6 @@ class RayRunner:
             num_gpus=config.gpus_per_worker or 0,
             max_restarts=0,  # a dead worker is replaced by a fresh actor (see _lost)
             max_task_retries=0,  # the runner decides where a lost job runs again
-            runtime_env={"env_vars": worker_environment()},
         ).remote(
             name,
             [str(Path(d).resolve()) for d in config.plugin_dirs],
@@ -257,6 +260,7 @@ class RayRunner:
             str(temp_dir),
             config.device,
             config.numerics,
+            worker_settings(config.settings),
         )
         slot = WorkerSlot(name, handle)
         self._slots.append(slot)

@@ -37,6 +37,7 @@ from ..executor import Executor, RunError, RunResult
 from ..graph import ValidatedGraph
 from ..jobs import Job, JobErrorCode, error_outcome, execute_job, free_executor, to_json
 from ..plugins import load_plugins
+from ..settings import Settings, use_settings
 from ..workflow import workflow_from_dict
 from .affinity import affinity_keys, cache_signatures
 from .numerics import TorchNumerics
@@ -75,14 +76,20 @@ class GraphflowWorker:
         temp_dir: str,
         device: str | None = None,
         numerics: TorchNumerics | None = None,
+        settings: Settings | None = None,
     ):
         if numerics is not None:  # first, so nothing computes with Ray's thread settings
             numerics.apply()
-        loaded = load_plugins(plugin_dirs)
+        with use_settings(settings):  # the head's settings (plugin_path...), not the env's
+            loaded = load_plugins(plugin_dirs)
         self.name = name
         self.problems = [str(problem) for problem in loaded.problems]
         self.executor = Executor(
-            loaded.registry, output_dir=output_dir, temp_dir=temp_dir, device=device
+            loaded.registry,
+            output_dir=output_dir,
+            temp_dir=temp_dir,
+            device=device,
+            settings=settings,
         )
         self._lock = threading.Lock()
         self._current: str | None = None
@@ -207,7 +214,8 @@ class GraphflowWorker:
         if self.executor.device is None:
             from ..runtime.devices import default_device
 
-            self.executor.device = default_device()
+            with use_settings(self.executor.settings):  # the head's device setting, if any
+                self.executor.device = default_device()
         return self.executor.device
 
     def _validate(self, workflow: dict) -> ValidatedGraph | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..settings import current_settings
+from ..settings import Settings, current_settings
 
 INPUT_ENV = "GRAPHFLOW_INPUT_DIR"  # read by graphflow.settings (the ``input_dir`` setting)
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
@@ -12,7 +12,12 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".
 
 def input_dir() -> Path:
     """The input folder of the current settings (``input_dir``; default ``./input``)."""
-    return Path(current_settings().input_dir)
+    return input_dir_of(current_settings())
+
+
+def input_dir_of(settings: Settings) -> Path:
+    """The input folder ``settings`` name (``./input`` when they leave it unset)."""
+    return Path(settings.input_dir or "input")
 
 
 def list_input_images() -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--auth-token",
-        default=os.environ.get(TOKEN_ENV) or None,
+        default=None,
         metavar="TOKEN",
         help=f"require this token on every request (default ${TOKEN_ENV})",
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,13 +24,13 @@ from ..executor import Executor
 from ..jobs import JobRunner
 from ..plugins import PluginProblem, load_plugins
 from ..registry import Registry
-from ..runtime.folders import INPUT_ENV
+from ..settings import Settings, current_settings, use_settings
 from . import add_serve_arguments, routes_files, routes_prompt, routes_system
 from .config import ConfigError, ServerConfig, default_data_dir, input_folder
 from .dispatcher import Dispatcher
 from .events_ws import EventHub
 from .queue_sqlite import SQLiteJobQueue
-from .routes_common import error_middleware
+from .routes_common import error_middleware, settings_middleware
 from .runner_local import LocalRunner
 from .security import OriginPolicy, auth_middleware, origin_middleware, security_headers
 from .state import STATE, ServerState
@@ -77,9 +76,11 @@ def create_app(
     """
     config = config or ServerConfig()
     config.check()
+    base_settings = config.settings or current_settings()
     problems: list[PluginProblem] = []
     if registry is None:
-        loaded = load_plugins(config.plugin_dirs)
+        with use_settings(base_settings):  # the plugin_path setting
+            loaded = load_plugins(config.plugin_dirs)
         registry, problems = loaded.registry, loaded.problems
         for problem in problems:
             log.warning("%s", problem)
@@ -88,11 +89,18 @@ def create_app(
     folders["input"] = input_folder(config)
     for path in folders.values():
         path.mkdir(parents=True, exist_ok=True)
+    # Image nodes read the folder uploads go to, so an uploaded name works in a workflow.
+    settings = base_settings.with_values(input_dir=folders["input"])
     if runner is None and config.backend == "ray":
-        runner = ray_runner(config, registry, folders)
+        runner = ray_runner(config, registry, folders, settings)
     if runner is None:
         if executor is None:
-            executor = Executor(registry, output_dir=folders["output"], temp_dir=folders["temp"])
+            executor = Executor(
+                registry,
+                output_dir=folders["output"],
+                temp_dir=folders["temp"],
+                settings=settings,
+            )
         runner = LocalRunner(executor)
     queue = SQLiteJobQueue(
         data / "graphflow.db", max_history=config.max_history, durable=config.durable
@@ -101,6 +109,7 @@ def create_app(
     dispatcher = Dispatcher(queue, runner, hub, preview_size=config.preview_size)
     state = ServerState(
         config=config,
+        settings=settings,
         registry=registry,
         executor=executor,
         queue=queue,
@@ -114,7 +123,7 @@ def create_app(
     hub.status = state.queue_status
 
     policy = OriginPolicy(config.host, config.allow_origins)
-    middlewares = [error_middleware, origin_middleware(policy)]
+    middlewares = [error_middleware, settings_middleware(settings), origin_middleware(policy)]
     if config.auth_token:
         middlewares.append(auth_middleware(config.auth_token))
     app = web.Application(
@@ -146,7 +155,9 @@ def create_app(
     return app
 
 
-def ray_runner(config: ServerConfig, registry: Registry, folders: dict[str, Path]) -> JobRunner:
+def ray_runner(
+    config: ServerConfig, registry: Registry, folders: dict[str, Path], settings: Settings
+) -> JobRunner:
     """A :class:`~graphflow.distributed.RayRunner` for ``--backend ray``; its actors write to
     this server's output folder (the same path on every machine: see docs/distributed.md)."""
     from ..distributed.cluster import RayUnavailable
@@ -162,6 +173,7 @@ def ray_runner(config: ServerConfig, registry: Registry, folders: dict[str, Path
                 plugin_dirs=list(config.plugin_dirs),
                 output_dir=folders["output"],
                 temp_dir=folders["temp"],
+                settings=settings,
             ),
         )
     except RayUnavailable as error:
@@ -178,7 +190,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         data_dir=args.data_dir,
         allow_origins=list(args.allow_origin or []),
-        auth_token=args.auth_token,
+        auth_token=args.auth_token or current_settings().auth_token,
         insecure_no_auth=args.insecure_no_auth,
         plugin_dirs=list(getattr(args, "plugin_dir", None) or []),
         backend=getattr(args, "backend", "local"),
@@ -190,9 +202,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def serve(config: ServerConfig) -> None:
     """Run the server until Ctrl+C (raises :class:`ConfigError` for bad settings)."""
-    # The image nodes find input files through $GRAPHFLOW_INPUT_DIR: point it at the folder
-    # uploads go to, so an uploaded name works in a workflow (one server per process here).
-    os.environ[INPUT_ENV] = str(input_folder(config))
     app = create_app(config)
     shown = f"[{config.host}]" if ":" in config.host else config.host
     print(f"graphflow serving on http://{shown}:{config.port} (data: {config.folder})", flush=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GraphflowError
-from ..runtime.folders import INPUT_ENV
-from . import DATA_DIR_ENV, DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
+from ..settings import Settings, current_settings
+from . import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
 from .security import OriginPolicy, is_loopback
 
 
@@ -24,10 +24,12 @@ class ConfigError(GraphflowError):
     """The server cannot start with these settings (shown as one line)."""
 
 
-def default_data_dir() -> Path:
-    """``$GRAPHFLOW_DATA_DIR``, else ``$XDG_DATA_HOME/graphflow``, else ``~/.local/share/...``."""
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV])
+def default_data_dir(settings: Settings | None = None) -> Path:
+    """The ``data_dir`` setting (``$GRAPHFLOW_DATA_DIR``), else ``$XDG_DATA_HOME/graphflow``,
+    else ``~/.local/share/graphflow``. ``settings`` default to the current ones."""
+    configured = (settings or current_settings()).data_dir
+    if configured is not None:
+        return Path(configured)
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "graphflow"
 
@@ -57,6 +59,9 @@ class ServerConfig:
     ray_address: str | None = None
     workers: int = 1
     gpus_per_worker: float | None = None
+    settings: Settings | None = None
+    """The engine settings requests and jobs run with (models folder, device, budgets...);
+    None: the settings current when the application is built."""
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings (raises :class:`ConfigError`)."""
@@ -83,14 +88,15 @@ class ServerConfig:
     @property
     def folder(self) -> Path:
         """The data folder."""
-        return Path(self.data_dir) if self.data_dir is not None else default_data_dir()
+        return Path(self.data_dir) if self.data_dir is not None else default_data_dir(self.settings)
 
 
 def input_folder(config: ServerConfig) -> Path:
-    """Where uploads go and image nodes read: ``config.input_dir``, else
-    ``$GRAPHFLOW_INPUT_DIR`` (what the image nodes use), else ``DATA/input``."""
+    """Where uploads go and image nodes read: ``config.input_dir``, else the ``input_dir``
+    setting (``$GRAPHFLOW_INPUT_DIR``), else ``DATA/input``."""
     if config.input_dir is not None:
         return Path(config.input_dir)
-    if os.environ.get(INPUT_ENV):
-        return Path(os.environ[INPUT_ENV])
+    configured = (config.settings or current_settings()).input_dir
+    if configured is not None:
+        return Path(configured)
     return config.folder / "input"

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..gcpause import gc_paused
+from ..settings import Settings, use_settings
 from .queue_base import to_json
 
 log = logging.getLogger("graphflow.server")
@@ -54,6 +55,18 @@ def _code_for(status: int) -> str:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
         return f"http_{status}"
+
+
+def settings_middleware(settings: Settings) -> Any:
+    """Run every request with the server's settings current (file choices listed while
+    validating, /api/nodes), so several servers in one process each see their own."""
+
+    @web.middleware
+    async def with_settings(request: web.Request, handler: Any) -> web.StreamResponse:
+        with use_settings(settings):
+            return await handler(request)
+
+    return with_settings
 
 
 @web.middleware

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
 from typing import Any
 
@@ -128,8 +129,9 @@ async def post_prompt(request: web.Request) -> web.Response:
     raw = await read_json_bytes(request, config.max_body_bytes)
     if len(raw) > INLINE_PARSE_BYTES:
         loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()  # the request's settings go along
         accepted = await loop.run_in_executor(
-            None, accept_prompt, state.registry, raw, config.max_nodes
+            None, context.run, accept_prompt, state.registry, raw, config.max_nodes
         )
     else:
         accepted = accept_prompt(state.registry, raw, config.max_nodes)

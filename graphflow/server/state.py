@@ -16,6 +16,7 @@ from ..executor import Executor
 from ..jobs import JobRunner
 from ..plugins import PluginProblem
 from ..registry import Registry
+from ..settings import Settings
 from .config import ServerConfig
 from .dispatcher import Dispatcher
 from .events_ws import EventHub
@@ -27,6 +28,8 @@ class ServerState:
     """What the routes use: one per application."""
 
     config: ServerConfig
+    settings: Settings
+    """The engine settings of this server's requests and jobs (input folder = uploads)."""
     registry: Registry
     executor: Executor | None
     queue: JobQueue

@@ -13,7 +13,6 @@ weights so no seam shows. See docs/upscaling.md.
 from __future__ import annotations
 
 import math
-import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,7 @@ PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 # CPU (peak ≈ 1.05 KB per output pixel in fp32) and rounded up so the common heavier
 # architectures also fit; the CUDA OOM fallback below catches what the estimate misses.
 BYTES_PER_OUTPUT_PIXEL = 1280
-CPU_MEMORY_BUDGET = 2 << 30  # bytes of activations a CPU upscale may use (GRAPHFLOW_UPSCALE_BYTES)
+CPU_MEMORY_BUDGET = 2 << 30  # bytes of activations a CPU upscale may use (upscale_bytes)
 MIN_TILE = 32
 
 
@@ -261,14 +260,15 @@ def upscale_tiled(
     return out / weights
 
 
-def _memory_budget(device: Any) -> int:
-    """Bytes of activations one tile may use on ``device``."""
+def _memory_budget(device: Any, cpu_budget: int | None) -> int:
+    """Bytes of activations one tile may use on ``device`` (``cpu_budget``: the
+    ``upscale_bytes`` setting, else 2 GiB)."""
     import torch
 
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return free // 2  # the rest is headroom for the allocator and other resident models
-    return int(os.environ.get("GRAPHFLOW_UPSCALE_BYTES") or CPU_MEMORY_BUDGET)
+    return cpu_budget or CPU_MEMORY_BUDGET
 
 
 def auto_tile_size(height: int, width: int, scale: int, budget: int) -> int:
@@ -380,7 +380,9 @@ def upscale_with_model(
             run = ensemble_runner(run)
         batch, height, width, _ = image.shape
         scale = descriptor.scale
-        tile = tile_size or auto_tile_size(height, width, scale, _memory_budget(device))
+        tile = tile_size or auto_tile_size(
+            height, width, scale, _memory_budget(device, ctx.settings.upscale_bytes)
+        )
         results = []
         for index in range(batch):
             item = image[index : index + 1].permute(0, 3, 1, 2)

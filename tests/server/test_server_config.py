@@ -89,14 +89,17 @@ def test_serve_points_the_image_nodes_at_the_upload_folder(monkeypatch, tmp_path
     from graphflow.server import app as app_module
 
     started = []
-    monkeypatch.setenv("GRAPHFLOW_INPUT_DIR", "")  # recorded, so serve()'s export is undone
-    monkeypatch.delenv("GRAPHFLOW_INPUT_DIR")
-    monkeypatch.setattr(app_module.web, "run_app", lambda app, **kw: started.append(kw))
+    monkeypatch.delenv("GRAPHFLOW_INPUT_DIR", raising=False)
+    monkeypatch.setattr(app_module.web, "run_app", lambda app, **kw: started.append((app, kw)))
     app_module.serve(ServerConfig(data_dir=tmp_path, port=9999))
-    assert started[0]["host"] == "127.0.0.1" and started[0]["port"] == 9999
+    app, options = started[0]
+    assert options["host"] == "127.0.0.1" and options["port"] == 9999
+    state = app[app_module.STATE]
+    assert state.settings.input_dir == tmp_path / "input"
+    assert state.executor.settings.input_dir == tmp_path / "input"
     import os
 
-    assert os.environ["GRAPHFLOW_INPUT_DIR"] == str(tmp_path / "input")
+    assert "GRAPHFLOW_INPUT_DIR" not in os.environ  # told, never exported
 
 
 def test_an_input_folder_from_the_environment_is_where_uploads_go(monkeypatch, tmp_path):
@@ -106,3 +109,36 @@ def test_an_input_folder_from_the_environment_is_where_uploads_go(monkeypatch, t
     assert input_folder(ServerConfig(data_dir=tmp_path)) == tmp_path / "elsewhere"
     explicit = ServerConfig(data_dir=tmp_path, input_dir=tmp_path / "mine")
     assert input_folder(explicit) == tmp_path / "mine"
+
+
+def test_settings_given_to_the_server_decide_its_data_folder_and_token(tmp_path):
+    from graphflow.settings import Settings
+
+    config = ServerConfig(settings=Settings(data_dir=tmp_path / "from-settings"))
+    assert config.folder == tmp_path / "from-settings"
+    assert ServerConfig(data_dir=tmp_path / "flag", settings=config.settings).folder == (
+        tmp_path / "flag"
+    )
+
+
+@pytest.mark.asyncio
+async def test_two_servers_in_one_process_list_the_files_of_their_own_models_folder(
+    make_api, tmp_path
+):
+    from graphflow.settings import Settings
+
+    apis = {}
+    for name in ("left", "right"):
+        checkpoints = tmp_path / name / "checkpoints"
+        checkpoints.mkdir(parents=True)
+        (checkpoints / f"{name}.safetensors").write_bytes(b"")
+        apis[name] = await make_api(
+            data_dir=tmp_path / f"data-{name}", settings=Settings(models=tmp_path / name)
+        )
+    for name, api in apis.items():
+        nodes = await (await api.client.get("/api/nodes")).json()
+        loader = nodes["nodes"]["diffusion.load_checkpoint"]
+        (checkpoint,) = [i for i in loader["inputs"] if i["name"] == "checkpoint"]
+        other = "right" if name == "left" else "left"
+        assert f"{name}.safetensors" in checkpoint["choices"]
+        assert f"{other}.safetensors" not in checkpoint["choices"]
