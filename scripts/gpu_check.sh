@@ -16,13 +16,14 @@
 #
 # Steps: GPU summary (nvidia-smi); Python set-up if needed; torch/triton/CUDA versions; the
 # CUDA-only tests (tests/kernels, every test file that asks torch.cuda.is_available(), and the
-# upscaler and SR tests, which run on the GPU in fp16/bf16 when one is there); then
+# upscaler and SR tests, which run on the GPU in fp16/bf16 when one is there; the kernel
+# tests' CUDA cases once more on the compiled kernel, TRITON_INTERPRET=0); then
 # benchmarks/attention.py (full table; the --quick table if the full one fails) and
 # benchmarks/txt2img_overhead.py on CUDA; the GPU summary again (clocks and power after load).
 
 set -u -o pipefail
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
 DRY=0
 PY=""
@@ -185,6 +186,10 @@ mapfile -t CUDA_TESTS < <(
     } | awk '!seen[$0]++' | while read -r path; do [[ -e $path ]] && echo "$path"; done
 )
 step "CUDA tests" 170 env PYTHONUNBUFFERED=1 "$PY" -m pytest -q -rfEs -p no:cacheprovider "${CUDA_TESTS[@]}"
+# The kernel tests above run Triton's interpreter (tests/kernels/conftest.py); the CUDA ones
+# again on the compiled kernel:
+step "compiled kernel tests" 90 env TRITON_INTERPRET=0 PYTHONUNBUFFERED=1 "$PY" -m pytest -q -rfEs \
+    -p no:cacheprovider tests/kernels -m "not triton_interpret"
 
 # -- benchmarks on CUDA -----------------------------------------------------------------------
 step "attention benchmark" 150 env PYTHONUNBUFFERED=1 "$PY" benchmarks/attention.py

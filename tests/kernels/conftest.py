@@ -4,11 +4,14 @@ The Triton kernel is exercised on CPU through triton's interpreter, which
 triton selects when a kernel is *decorated*, i.e. when
 ``graphflow.kernels.attention_triton`` is first imported.  Setting the variable
 here, at collection time, runs before any test in this directory imports it.
+``TRITON_INTERPRET=0`` given on the command line is kept: on a GPU,
+``TRITON_INTERPRET=0 pytest tests/kernels -m "not triton_interpret"`` runs the
+CUDA tests on the compiled kernel (scripts/gpu_check.sh does).
 """
 
 import os
 
-os.environ["TRITON_INTERPRET"] = "1"
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 
