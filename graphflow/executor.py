@@ -40,7 +40,7 @@ from .events import (
 from .gcpause import gc_paused
 from .graph import ValidatedGraph, build_graph, plan_execution
 from .registry import Registry
-from .settings import Settings, use_settings
+from .settings import Settings, current_settings, use_settings
 from .workflow import Link, Workflow
 
 log = logging.getLogger("graphflow.executor")
@@ -177,7 +177,10 @@ class Executor:
         :class:`~graphflow.errors.ValidationFailed` before running anything if the workflow
         is invalid; node failures and interrupts are reported in the result.
         """
-        with use_settings(self.settings):
+        # The settings current now stay in force for the whole run (one lookup, not one per
+        # helper call: the process default re-checks the environment each time).
+        settings = self.settings if self.settings is not None else current_settings()
+        with use_settings(settings):
             return self._run_with_settings(
                 workflow,
                 outputs,

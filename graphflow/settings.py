@@ -251,7 +251,7 @@ _process_default: tuple[tuple, Settings] | None = None
 
 
 def _environment_key() -> tuple:
-    config = DEFAULT_CONFIG_FILE
+    config = Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)  # the file that is read
     stamp = config.stat().st_mtime_ns if config.is_file() else None
     own = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
     return (os.getcwd(), stamp, *own)
@@ -259,8 +259,9 @@ def _environment_key() -> tuple:
 
 def current_settings() -> Settings:
     """The settings in force here: those of the run, request or command being served
-    (:func:`use_settings`), else the process default — the environment and
-    ``./graphflow.toml`` as they are now (re-read only when they change)."""
+    (:func:`use_settings`), else the process default — the environment and the config
+    file (``$GRAPHFLOW_CONFIG`` or ``./graphflow.toml``) as they are now (re-read only when
+    they change)."""
     settings = _current.get()
     if settings is not None:
         return settings

@@ -134,6 +134,21 @@ def test_process_default_follows_the_environment(monkeypatch, tmp_path):
     assert models_dir() == tmp_path / "two"
 
 
+def test_process_default_follows_edits_of_the_config_file_the_environment_names(
+    monkeypatch, tmp_path
+):
+    import os
+
+    config = tmp_path / "named.toml"
+    config.write_text("cache_bytes = 5\n")
+    monkeypatch.setenv("GRAPHFLOW_CONFIG", str(config))
+    assert current_settings().cache_bytes == 5
+    config.write_text("cache_bytes = 6\n")
+    stamp = config.stat().st_mtime_ns + 1_000_000_000  # a clearly newer modification time
+    os.utime(config, ns=(stamp, stamp))
+    assert current_settings().cache_bytes == 6
+
+
 @node("settings_probe.models", output=True)
 def models_probe(tag: String = "", ctx: NodeContext = None) -> None:
     """Report the models folder this run sees, through the context and the helper."""
@@ -161,6 +176,21 @@ def test_two_executors_in_one_process_each_run_with_their_own_settings(tmp_path)
         assert seen[name] == [str(tmp_path / name)] * 2
 
 
+def test_a_run_keeps_the_settings_current_when_it_started(monkeypatch, tmp_path):
+    from graphflow.events import RunStarted
+
+    monkeypatch.setenv("GRAPHFLOW_MODELS", str(tmp_path / "at-start"))
+
+    def change_the_environment(event):
+        if isinstance(event, RunStarted):
+            monkeypatch.setenv("GRAPHFLOW_MODELS", str(tmp_path / "later"))
+
+    executor = Executor(registry_with(models_probe))  # no settings of its own
+    workflow = make_workflow({"p": ("settings_probe.models", {})})
+    result = executor.run(workflow, observers=[change_the_environment])
+    assert result.ui["p"]["seen"] == [str(tmp_path / "at-start")] * 2
+
+
 def test_executor_settings_set_default_budgets():
     executor = Executor(
         registry_with(), settings=Settings(cache_bytes=123, cache_device_bytes=45, model_bytes=6)
@@ -185,7 +215,7 @@ def test_config_command_prints_values_and_origins(capsys, monkeypatch, tmp_path)
     assert "cache_bytes" in text and "environment GRAPHFLOW_CACHE_BYTES" in text
 
 
-def test_cli_models_dir_flag_reaches_validation_without_touching_the_environment(
+def test_cli_models_dir_flag_is_the_models_setting_without_touching_the_environment(
     capsys, monkeypatch, tmp_path
 ):
     monkeypatch.delenv("GRAPHFLOW_MODELS", raising=False)

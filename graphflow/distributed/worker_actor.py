@@ -264,7 +264,10 @@ class GraphflowWorker:
             with self._lock:
                 self._current = run_id
             try:
-                final = work(lambda event: inbox.put(_portable(event)))
+                # The head's settings for all of it, not just the run: validation lists files
+                # and the warm report's signatures fingerprint files in the models folder.
+                with use_settings(self.executor.settings):
+                    final = work(lambda event: inbox.put(_portable(event)))
             except BaseException as error:  # belt and braces: work() maps errors itself
                 final = failed(error)
             finally:

@@ -63,6 +63,12 @@ class ServerConfig:
     """The engine settings requests and jobs run with (models folder, device, budgets...);
     None: the settings current when the application is built."""
 
+    def __post_init__(self) -> None:
+        # Given settings decide what they name unless told otherwise here: their token is
+        # the one every request must carry (the data folder: see ``folder``).
+        if self.auth_token is None and self.settings is not None:
+            self.auth_token = self.settings.auth_token
+
     def check(self) -> None:
         """Refuse unsafe or impossible settings (raises :class:`ConfigError`)."""
         if not is_loopback(self.host) and not self.auth_token and not self.insecure_no_auth:

@@ -113,7 +113,8 @@ async def system(request: web.Request) -> web.Response:
     """Versions, devices, memory, cache usage, queue counts and plugin problems."""
     state: ServerState = request.app[STATE]
     load_torch = request.query.get("devices") in ("1", "true")
-    devices = await asyncio.get_running_loop().run_in_executor(None, _devices, load_torch)
+    # to_thread carries the request's context, so the server's device setting is in force.
+    devices = await asyncio.to_thread(_devices, load_torch)
     return json_response(
         {
             "versions": {

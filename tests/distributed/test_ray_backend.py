@@ -294,3 +294,30 @@ def test_an_interrupt_reaching_the_actor_before_its_run_ends_the_run_before_any_
     stream = lone_actor.run_workflow.remote("next", sleeper(steps=2, step_seconds=0.01), None)
     kind, result = [ray_cluster.get(ref) for ref in stream][-1]
     assert result.status == "finished", result.error
+
+
+def test_a_worker_reports_a_model_as_held_under_the_models_folder_of_its_settings(
+    ray_cluster, tmp_path
+):
+    from graphflow.distributed.worker_actor import GraphflowWorker
+    from graphflow.settings import Settings
+
+    actor = GraphflowWorker.options(num_cpus=0).remote(
+        "settled",
+        [str(ROOT / "tests/distributed/plugins")],
+        str(tmp_path / "output"),
+        str(tmp_path / "temp"),
+        "cpu",
+        None,
+        Settings(models=tmp_path / "head-models"),
+    )
+    try:
+        workflow = uses_model("alpha")
+        workflow["nodes"]["load"]["type"] = "raytest.load_model_here"
+        kind, outcome, holds = [
+            ray_cluster.get(ref) for ref in actor.run_job.remote("job", workflow, None)
+        ][-1]
+        assert kind == "outcome" and outcome.status == "done", outcome.error
+        assert list(holds.values()) == ["raytest.load_model_here(name=alpha)"]
+    finally:
+        ray_cluster.kill(actor)

@@ -111,7 +111,7 @@ def test_an_input_folder_from_the_environment_is_where_uploads_go(monkeypatch, t
     assert input_folder(explicit) == tmp_path / "mine"
 
 
-def test_settings_given_to_the_server_decide_its_data_folder_and_token(tmp_path):
+def test_settings_given_to_the_server_decide_its_data_folder(tmp_path):
     from graphflow.settings import Settings
 
     config = ServerConfig(settings=Settings(data_dir=tmp_path / "from-settings"))
@@ -119,6 +119,16 @@ def test_settings_given_to_the_server_decide_its_data_folder_and_token(tmp_path)
     assert ServerConfig(data_dir=tmp_path / "flag", settings=config.settings).folder == (
         tmp_path / "flag"
     )
+
+
+def test_a_token_in_the_servers_settings_is_its_token_unless_one_is_given():
+    from graphflow.settings import Settings
+
+    settings = Settings(auth_token="s" * 16)
+    config = ServerConfig(host="0.0.0.0", settings=settings)
+    assert config.auth_token == "s" * 16
+    config.check()  # a token is set, so binding every address is allowed
+    assert ServerConfig(auth_token="g" * 16, settings=settings).auth_token == "g" * 16
 
 
 @pytest.mark.asyncio

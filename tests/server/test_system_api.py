@@ -110,3 +110,11 @@ async def test_a_wrong_method_is_json_405_with_allow(api):
     assert response.status == 405
     assert (await response.json())["error"]["code"] == "method_not_allowed"
     assert "POST" in response.headers["Allow"]
+
+
+async def test_system_default_device_is_the_servers_device_setting(make_api):
+    from graphflow.settings import Settings
+
+    api = await make_api(settings=Settings(device="cpu:server-setting"))
+    body = await (await api.client.get("/api/system?devices=1")).json()
+    assert body["device"]["default"] == "cpu:server-setting"

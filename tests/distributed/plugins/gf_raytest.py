@@ -8,6 +8,7 @@ import time
 
 from gf_diffusion.types import Model
 from graphflow import Float, Int, NodeContext, String, hookimpl, node
+from graphflow.runtime.models import models_dir
 
 
 @node("raytest.sleep", idempotent=False, category="tests")
@@ -30,6 +31,17 @@ def load_model(name: String = "a") -> Model:
     return {"model": name, "loaded_by": os.getpid()}
 
 
+@node("raytest.load_model_here", category="tests")
+def load_model_here(name: String = "a") -> Model:
+    """A stand-in loader whose cache signature depends on the models folder in force."""
+    return {"model": name, "loaded_by": os.getpid()}
+
+
+@load_model_here.fingerprint
+def _models_folder(name: str, **_) -> str:
+    return str(models_dir())
+
+
 @node("raytest.use_model", category="tests")
 def use_model(model: Model, value: Float = 0.0) -> Float:
     """Read a model: the value plus the name's length."""
@@ -45,4 +57,4 @@ def pid(value: Float = 0.0) -> Int:
 @hookimpl
 def graphflow_nodes() -> list:
     """The test nodes."""
-    return [sleep, load_model, use_model, pid]
+    return [sleep, load_model, load_model_here, use_model, pid]
