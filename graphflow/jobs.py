@@ -47,7 +47,9 @@ __all__ = [
     "RunnerListener",
     "error_outcome",
     "execute_job",
+    "failed_outcome",
     "free_executor",
+    "interrupted_outcome",
     "outcome_from_result",
     "to_json",
 ]

@@ -65,7 +65,7 @@ def set_attention_backend(backend: Backend | None) -> None:
     """Force the attention backend for this process.
 
     ``"auto"``, ``"triton"`` or ``"sdpa"``; ``None`` clears the override so the
-    ``GRAPHFLOW_ATTENTION`` environment variable (default ``auto``) applies again.
+    ``attention`` setting (``GRAPHFLOW_ATTENTION``, default ``auto``) applies again.
     """
     global _override
     _override = None if backend is None else _validate(backend, "set_attention_backend")

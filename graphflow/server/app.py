@@ -121,9 +121,14 @@ def create_app(
         plugin_problems=problems,
     )
     hub.status = state.queue_status
+    return _application(state)
 
+
+def _application(state: ServerState) -> web.Application:
+    """The aiohttp application over ``state``: middlewares, routes, start and stop hooks."""
+    config = state.config
     policy = OriginPolicy(config.host, config.allow_origins)
-    middlewares = [error_middleware, settings_middleware(settings), origin_middleware(policy)]
+    middlewares = [error_middleware, settings_middleware(state.settings), origin_middleware(policy)]
     if config.auth_token:
         middlewares.append(auth_middleware(config.auth_token))
     app = web.Application(
@@ -134,20 +139,20 @@ def create_app(
     app.on_response_prepare.append(security_headers(cross_origin_reads=bool(config.allow_origins)))
     app.router.add_routes(routes_prompt.routes)
     app.router.add_routes(routes_files.routes)
-    app.router.add_get("/ws", hub.handle)
+    app.router.add_get("/ws", state.hub.handle)
     app.router.add_routes(routes_system.routes)  # last: it holds the static catch-all
 
     async def start_jobs(app: web.Application) -> None:
-        dispatcher.start()
+        state.dispatcher.start()
 
     async def close_sockets(app: web.Application) -> None:
-        await hub.close_all()
+        await state.hub.close_all()
 
     async def stop_jobs(app: web.Application) -> None:
         try:
-            await dispatcher.stop()
+            await state.dispatcher.stop()
         finally:
-            queue.close()
+            state.queue.close()
 
     app.on_startup.append(start_jobs)
     app.on_shutdown.append(close_sockets)
