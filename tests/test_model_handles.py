@@ -155,6 +155,25 @@ def test_an_unknown_key_is_a_patch_error_and_changes_nothing():
     assert checksum(net) == before
 
 
+def test_an_unknown_key_error_names_the_closest_weights():
+    patch = ModelPatch({"2.weigth": FullDelta(torch.ones(1))})
+    taking = ModelHandle.of(small_net()).with_patches(patch).on_device("cpu")
+    with pytest.raises(PatchError, match=r"such as: 2\.weight"), taking:
+        pass
+
+
+def test_a_weight_tied_under_two_names_is_restored_exactly_when_both_are_patched():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    net[1].weight = net[0].weight
+    before = checksum(net)
+    patch = ModelPatch(
+        {"0.weight": FullDelta(torch.ones(4, 4)), "1.weight": FullDelta(torch.ones(4, 4))}
+    )
+    with ModelHandle.of(net).with_patches(patch).on_device("cpu"):
+        pass
+    assert checksum(net) == before
+
+
 def test_a_change_of_the_wrong_size_is_a_patch_error():
     patch = ModelPatch({"2.weight": LowRankDelta(torch.ones(5, 1), torch.ones(1, 7))})
     taking = ModelHandle.of(small_net()).with_patches(patch).on_device("cpu")
@@ -252,10 +271,30 @@ def test_the_budget_offloads_the_least_recently_used_part(tmp_path):
     first = manager.load("net", weights_file(tmp_path, "a"), small_net)
     manager.load("net", weights_file(tmp_path, "b"), small_net)
     assert manager.stats()["resident"] == 1 and manager.resident_bytes() == size
+    assert manager.resident_labels() == ["net b"]  # "a", used least recently, went
     with first.on_device("cpu"):  # taken again: counted again, the other one goes
         assert manager.stats()["resident"] == 1 and manager.resident_bytes() == size
         assert manager.load("net", weights_file(tmp_path, "a"), small_net) is first
     assert manager.loads == 2
+
+
+def test_loading_a_dropped_model_that_a_handle_still_holds_returns_that_handle(tmp_path):
+    size = sum(p.numel() * p.element_size() for p in small_net().parameters())
+    manager = ModelManager(max_bytes=int(size * 1.5))
+    first = manager.load("net", weights_file(tmp_path, "a"), small_net)
+    manager.load("net", weights_file(tmp_path, "b"), small_net)  # drops "a"
+    assert manager.load("net", weights_file(tmp_path, "a"), small_net) is first
+    assert manager.loads == 2
+
+
+def test_a_model_reloaded_after_free_and_its_old_handle_are_counted_apart(tmp_path):
+    size = sum(p.numel() * p.element_size() for p in small_net().parameters())
+    manager = ModelManager()
+    first = manager.load("net", weights_file(tmp_path), small_net)
+    manager.free()
+    again = manager.load("net", weights_file(tmp_path), small_net)  # same key, new weights
+    with first.on_device("cpu"), again.on_device("cpu"):
+        assert manager.resident_bytes() == 2 * size
 
 
 def test_a_part_being_computed_with_is_never_offloaded(tmp_path):
@@ -294,6 +333,19 @@ def test_the_same_thread_cannot_take_two_patch_states_of_one_base_at_once():
         patched,
     ):
         pass
+
+
+def test_two_handles_made_of_one_module_share_its_take_state():
+    net = small_net()
+    before = checksum(net)
+    patched = ModelHandle.of(net).with_patches(lora_like()).on_device("cpu")
+    with (
+        patched,
+        pytest.raises(ModelHandleError, match="already taken by this thread"),
+        ModelHandle.of(net).on_device("cpu"),
+    ):
+        pass
+    assert checksum(net) == before
 
 
 def test_another_thread_waits_until_the_patched_take_is_over():

@@ -26,7 +26,9 @@ Patches are applied when a module is taken and removed afterwards; no patched co
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,16 +85,39 @@ class Residency(Protocol):
 
     lock: Any  # a threading.RLock shared by every part it holds
 
+    def part_for(self, key: Any, module: Any, label: str) -> ResidentPart:
+        """The part that holds ``module`` (None for a weightless model) under ``key``."""
+        ...
+
     def admit(self, part: ResidentPart, device: Any) -> None:
         """Count ``part`` as resident again if it was dropped, make room, move it to device."""
         ...
 
 
 class Unmanaged:
-    """The residency of handles made by :meth:`ModelHandle.of`: no budget, moves on demand."""
+    """The residency of handles made by :meth:`ModelHandle.of`: no budget, moves on demand.
+
+    One serves the whole process and remembers each module's part while a handle holds it, so
+    every handle made of one module shares one take state (a patched take of one excludes
+    takes of the others, as for a manager's handles).
+    """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        # id(module) → its part; an entry lives as long as its part, which holds the module,
+        # so an id here always names a live module
+        self._parts: weakref.WeakValueDictionary[int, ResidentPart] = weakref.WeakValueDictionary()
+        self._serial = itertools.count()
+
+    def part_for(self, key: Any, module: Any, label: str) -> ResidentPart:
+        """The live part of ``module`` if a handle holds one, else a new one."""
+        with self.lock:
+            part = self._parts.get(id(module)) if module is not None else None
+            if part is None:
+                part = ResidentPart(("unmanaged", next(self._serial)), module, label, self.lock)
+                if module is not None:
+                    self._parts[id(module)] = part
+            return part
 
     def admit(self, part: ResidentPart, device: Any) -> None:
         """Move the part to ``device``."""
@@ -102,11 +127,10 @@ class Unmanaged:
 class ResidentPart:
     """One module a residency holds, and the state of its current takes (internal)."""
 
-    def __init__(self, key: Any, module: Any, view: Any, label: str, lock: Any):
+    def __init__(self, key: Any, module: Any, label: str, lock: Any):
         self.key = key  # the residency's key for this part
         self.identity = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
         self.module = module
-        self.view = module if view is None else view
         self.label = label
         self.nbytes = (
             sum(p.numel() * p.element_size() for p in module.parameters())
@@ -134,7 +158,7 @@ class ResidentPart:
 
     @contextmanager
     def taken(self, residency: Residency, device: Any, stack: PatchStack) -> Iterator[Any]:
-        """The view on ``device`` with ``stack`` applied, for the duration of the block."""
+        """The module on ``device`` with ``stack`` applied, for the duration of the block."""
         state = (str(normalised_device(device)), _stack_identity(stack))
         me = threading.get_ident()
         with self.changed:
@@ -154,7 +178,7 @@ class ResidentPart:
             self.takers += 1
             self.holders[me] = self.holders.get(me, 0) + 1
         try:
-            yield self.view
+            yield self.module
         finally:
             with self.changed:
                 self.takers -= 1
@@ -176,7 +200,16 @@ class ModelHandle:
     for equal bases and equal patch stacks, so a fingerprint may include it.
     """
 
-    __slots__ = ("_components", "_extras", "_identity", "_part", "_residency", "_stack", "label")
+    __slots__ = (
+        "_components",
+        "_extras",
+        "_identity",
+        "_part",
+        "_residency",
+        "_stack",
+        "_view",
+        "label",
+    )
 
     def __init__(
         self,
@@ -184,6 +217,7 @@ class ModelHandle:
         label: str,
         *,
         part: ResidentPart | None = None,
+        view: Any = None,
         components: Mapping[str, ModelHandle] | None = None,
         extras: Mapping[str, Any] | None = None,
         stack: PatchStack = (),
@@ -192,6 +226,7 @@ class ModelHandle:
         self._residency = residency
         self.label = label
         self._part = part
+        self._view = view  # what on_device hands out instead of the module (None: the module)
         self._components = dict(components or {})
         self._extras = MappingProxyType(dict(extras or {}))
         self._stack = tuple(stack)
@@ -206,9 +241,13 @@ class ModelHandle:
 
     @classmethod
     def of(cls, value: Any, label: str = "model") -> ModelHandle:
-        """A handle over a model no manager holds (tests, scripts): moved on demand only."""
-        residency = Unmanaged()
-        return build_handle(("unmanaged", label, id(value)), value, label, residency)[0]
+        """A handle over a model no manager holds (tests, scripts): moved on demand only.
+
+        Handles made of one module (by several calls) share its take state, so one of them
+        taken with patches is never seen unpatched through another.
+        """
+        key = ("unmanaged", label, next(_UNMANAGED_SERIAL))  # a composite's own identity
+        return build_handle(key, value, label, _UNMANAGED)[0]
 
     # -- what it is -------------------------------------------------------------------------
 
@@ -245,7 +284,8 @@ class ModelHandle:
     @property
     def unpatched(self) -> Any:
         """The base module (or its view), unpatched, wherever it is now: read config only."""
-        return self._single("read").view
+        part = self._single("read")
+        return part.module if self._view is None else self._view
 
     @property
     def device(self) -> Any:
@@ -269,7 +309,7 @@ class ModelHandle:
         if not isinstance(patches, ModelPatch):
             patches = ModelPatch(patches)
         stack = (*self._stack, (patches, float(strength)))
-        return ModelHandle(self._residency, self.label, part=part, stack=stack)
+        return ModelHandle(self._residency, self.label, part=part, view=self._view, stack=stack)
 
     @contextmanager
     def on_device(self, device: Any) -> Iterator[Any]:
@@ -279,8 +319,8 @@ class ModelHandle:
         restored when the block ends. Blocks of handles in the same state may overlap.
         """
         part = self._single("take")
-        with part.taken(self._residency, device, self._stack) as view:
-            yield view
+        with part.taken(self._residency, device, self._stack) as module:
+            yield module if self._view is None else self._view
 
     def _single(self, verb: str) -> ResidentPart:
         if self._part is None:
@@ -326,5 +366,15 @@ def build_handle(
         module, view = value, None
     else:
         module, view = None, value
-    part = ResidentPart(key, module, view, label, residency.lock)
-    return ModelHandle(residency, label, part=part), [part]
+    part = residency.part_for(key, module, label)
+    return ModelHandle(residency, label, part=part, view=view), [part]
+
+
+_UNMANAGED = Unmanaged()
+_UNMANAGED_SERIAL = itertools.count()
+
+
+def compute_device(handle: ModelHandle, ctx: Any) -> Any:
+    """Where a node takes ``handle``: the run's device (``ctx.device``), or, called without a
+    context (as tests and scripts do), wherever the model is now."""
+    return ctx.device if ctx is not None else handle.device

@@ -10,7 +10,9 @@ same checkpoint twice returns the same :class:`~graphflow.runtime.handles.ModelH
 module of it (a checkpoint's UNet, VAE, text encoders) is a resident part; when the parts
 would exceed the memory budget, the least recently used ones that no node is computing with
 are moved to the CPU and forgotten. A handle that still holds a forgotten part brings it back
-(counted again, moved to the device asked for) when a node takes it with ``on_device``.
+(counted again, moved to the device asked for) when a node takes it with ``on_device``, and
+loading a forgotten model that some handle still holds returns that handle (never a second
+copy of its weights).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -159,7 +162,7 @@ def file_version(path: Path) -> tuple[int, int]:
 class _Resident:
     """One loaded model: its key, its handle and its parts (the manager's record)."""
 
-    __slots__ = ("handle", "key", "parts")
+    __slots__ = ("__weakref__", "handle", "key", "parts")
 
     def __init__(self, key: tuple, handle: ModelHandle, parts: list[ResidentPart]):
         self.key = key
@@ -179,7 +182,14 @@ class ModelManager:
     def __init__(self, max_bytes: int | None = None):
         self.max_bytes = max_bytes if max_bytes is not None else current_settings().model_bytes
         self._resident: OrderedDict[tuple, _Resident] = OrderedDict()
-        self._parts: OrderedDict[Any, ResidentPart] = OrderedDict()  # counted, LRU first
+        # counted parts by id(part), LRU first: a model reloaded after free() has parts with
+        # the same keys as the old one's, which handles may still hold and bring back
+        self._parts: OrderedDict[int, ResidentPart] = OrderedDict()
+        # models the budget dropped that a handle still holds (weakly): loading one again
+        # returns that handle rather than a second copy of the weights
+        self._forgotten: weakref.WeakValueDictionary[tuple, _Resident] = (
+            weakref.WeakValueDictionary()
+        )
         self._lock = threading.RLock()
         self.lock = self._lock  # what handles synchronise their takes on
         self.loads = 0
@@ -199,12 +209,13 @@ class ModelManager:
         path = Path(path)
         key = (kind, str(path.resolve()), file_version(path), tuple(sorted(options.items())))
         with self._lock:
-            record = self._resident.get(key)
+            record = self._resident.get(key) or self._forgotten.get(key)
             if record is not None:
-                self._resident.move_to_end(key)
+                if key in self._resident:
+                    self._resident.move_to_end(key)
                 for part in record.parts:
-                    if part.key in self._parts:
-                        self._parts.move_to_end(part.key)
+                    if id(part) in self._parts:
+                        self._parts.move_to_end(id(part))
                 return record.handle
             value = loader()
             self.loads += 1
@@ -213,9 +224,13 @@ class ModelManager:
             self._resident[key] = record
             for part in parts:
                 part.owner = record
-                self._parts[part.key] = part
-            self._make_room(protect={part.key for part in parts})
+                self._parts[id(part)] = part
+            self._make_room(protect={id(part) for part in parts})
             return handle
+
+    def part_for(self, key: Any, module: Any, label: str) -> ResidentPart:
+        """A new part for ``module`` of a model being loaded (its handle's residency)."""
+        return ResidentPart(key, module, label, self._lock)
 
     def admit(self, part: ResidentPart, device: Any) -> None:
         """Count ``part`` as resident (again), make room for it, and move it to ``device``.
@@ -223,13 +238,13 @@ class ModelManager:
         Called by handles taking a module, with :attr:`lock` held.
         """
         with self._lock:
-            if part.key not in self._parts:
-                self._parts[part.key] = part
+            if id(part) not in self._parts:
+                self._parts[id(part)] = part
                 record = part.owner
                 if record is not None and record.key not in self._resident:
                     self._resident[record.key] = record
-            self._parts.move_to_end(part.key)
-            self._make_room(protect={part.key})
+            self._parts.move_to_end(id(part))
+            self._make_room(protect={id(part)})
             part.move(device)
 
     def resident_bytes(self) -> int:
@@ -257,9 +272,10 @@ class ModelManager:
             if (
                 record is not None
                 and self._resident.get(record.key) is record
-                and not any(p.key in self._parts for p in record.parts)
+                and not any(id(p) in self._parts for p in record.parts)
             ):
                 del self._resident[record.key]
+                self._forgotten[record.key] = record
 
     def free(self) -> int:
         """Forget every resident model; returns how many were dropped."""
@@ -267,6 +283,7 @@ class ModelManager:
             count = len(self._resident)
             self._resident.clear()
             self._parts.clear()
+            self._forgotten.clear()
         try:
             import torch
 

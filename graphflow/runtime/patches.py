@@ -21,6 +21,7 @@ contents give equal identities, whatever objects hold them.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -197,7 +198,7 @@ def _changes_by_key(
         for key, change in patch.changes.items():
             target = targets.get(key)
             if target is None:
-                close = sorted(name for name in targets if name.rsplit(".", 1)[-1] in key)[:3]
+                close = difflib.get_close_matches(key, list(targets), n=3)
                 hint = f" (weights such as: {', '.join(close)})" if close else ""
                 raise PatchError(
                     f"patch {patch.name or patch.identity[:12]}: the model has no "
@@ -248,9 +249,13 @@ def apply_patches(module: Any, stack: PatchStack) -> dict[str, Any]:
 
 
 def restore_patches(module: Any, originals: Mapping[str, Any]) -> None:
-    """Put back the original tensors :func:`apply_patches` set aside."""
+    """Put back the original tensors :func:`apply_patches` set aside.
+
+    Last set aside, first put back: a weight shared under two names (tied weights) that a
+    patch changes under both ends with the tensor it had before the first change.
+    """
     if not originals:
         return
     targets = _targets(module)
-    for key, tensor in originals.items():
+    for key, tensor in reversed(originals.items()):
         targets[key].data = tensor
