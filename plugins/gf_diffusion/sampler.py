@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphflow import Float, Int, NodeContext, node
+from graphflow.runtime.handles import compute_device
 
 from .types import Conditioning as ConditioningType
 from .types import Latent as LatentType
 from .types import Model, Scheduler
-from .values import Conditioning, compute_device
+from .values import Conditioning
 
 PREVIEW_EVERY = 5
 

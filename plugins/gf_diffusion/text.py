@@ -6,11 +6,12 @@ import logging
 from contextlib import ExitStack
 
 from graphflow import Float, Int, NodeContext, NodeResult, String, node
+from graphflow.runtime.handles import compute_device
 
 from .types import Conditioning as ConditioningType
 from .types import TextEncoder, Tokenizer
 from .types import Tokens as TokensType
-from .values import Conditioning, ConditioningEntry, TokenizedText, Tokens, compute_device
+from .values import Conditioning, ConditioningEntry, TokenizedText, Tokens
 
 log = logging.getLogger("graphflow.diffusion")
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from graphflow import Choice, Image, Int, NodeContext, node
+from graphflow.runtime.handles import compute_device
 
 from .latents import vae_geometry
 from .types import Latent as LatentType
 from .types import Vae
-from .values import Latent, compute_device
+from .values import Latent
 
 TILING = ["auto", "on", "off"]
 

@@ -82,9 +82,3 @@ class Latent:
     def replaced(self, samples: Any) -> Latent:
         """The same latent geometry around new samples (no posterior: they are final)."""
         return Latent(samples, None, self.scaling_factor, self.shift_factor, self.downscale)
-
-
-def compute_device(handle: Any, ctx: Any) -> Any:
-    """Where a node takes a model: the run's device, or (called without a context, as tests
-    and scripts do) wherever the model is now."""
-    return ctx.device if ctx is not None else handle.device

@@ -29,6 +29,7 @@ from typing import Any
 
 from graphflow import Choice, Float, Image, NodeContext, node, port_type
 from graphflow.runtime.catalog import ModelCatalog
+from graphflow.runtime.handles import compute_device
 from graphflow.runtime.models import ModelFileError, file_version
 
 FAST_STYLE_MODEL_TYPE, FastStyleModel = port_type(
@@ -302,9 +303,7 @@ def fast_style(
     blends the result with the original: 0 returns the input, 1 the fully stylised image.
     Grey images are styled as RGB; an alpha channel is kept as it is.
     """
-
-    device = ctx.device if ctx is not None else style_model.device
-    with style_model.on_device(device) as net:
+    with style_model.on_device(compute_device(style_model, ctx)) as net:
         return _stylise_batch(net, image, strength, ctx)
 
 

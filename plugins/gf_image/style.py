@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graphflow import Choice, Float, Image, Int, NodeContext, node
+from graphflow.runtime.handles import compute_device
 
 if TYPE_CHECKING:
     import torch
@@ -243,15 +244,10 @@ def style_transfer_losses(
     import torch
 
     handle = load_vgg19(ctx)
-    with handle.on_device(_device(handle, ctx)) as vgg, torch.no_grad():
+    with handle.on_device(compute_device(handle, ctx)) as vgg, torch.no_grad():
         device = next(vgg.parameters()).device
         loss = StyleLoss(vgg, _to_nchw(content).to(device), _to_nchw(style).to(device), layers)
         return {k: float(v) for k, v in loss.terms(_to_nchw(image).to(device)).items()}
-
-
-def _device(handle: ModelHandle, ctx: NodeContext | None) -> Any:
-    """The run's device, or where the network is when called without a context."""
-    return ctx.device if ctx is not None else handle.device
 
 
 @node("image.style_transfer", category="image/style", display_name="Style Transfer")
@@ -290,7 +286,7 @@ def style_transfer(
     the first one).
     """
     handle = load_vgg19(ctx)
-    with handle.on_device(_device(handle, ctx)) as vgg:
+    with handle.on_device(compute_device(handle, ctx)) as vgg:
         return _optimise(
             vgg,
             content,
