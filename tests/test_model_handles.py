@@ -174,6 +174,11 @@ def test_a_weight_tied_under_two_names_is_restored_exactly_when_both_are_patched
     assert checksum(net) == before
 
 
+def test_low_rank_factors_of_different_ranks_are_a_patch_error():
+    with pytest.raises(PatchError, match=r"one rank; got up \[5, 2\] and down \[3, 128\]"):
+        LowRankDelta(torch.ones(5, 2), torch.ones(3, 128))
+
+
 def test_a_change_of_the_wrong_size_is_a_patch_error():
     patch = ModelPatch({"2.weight": LowRankDelta(torch.ones(5, 1), torch.ones(1, 7))})
     taking = ModelHandle.of(small_net()).with_patches(patch).on_device("cpu")

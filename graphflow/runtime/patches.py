@@ -55,6 +55,14 @@ class LowRankDelta:
     alpha: float | None = None
     scale: float = 1.0
 
+    def __post_init__(self) -> None:
+        inner = self.up.numel() // max(int(self.up.shape[0]), 1)
+        if inner != int(self.down.shape[0]):
+            raise PatchError(
+                f"a low-rank change needs up (out, rank) and down (rank, in) of one rank; got up "
+                f"{list(self.up.shape)} and down {list(self.down.shape)}"
+            )
+
     @property
     def rank(self) -> int:
         """The inner dimension of ``up @ down``."""
