@@ -77,9 +77,7 @@ class Settings(BaseModel):
     upscale_bytes: int | None = Field(
         None, ge=1, description="CPU memory an upscale may use before it tiles (unset: 2 GiB)"
     )
-    plugin_path: str = Field(
-        "", description=f"Extra plugin folders, separated by {os.pathsep!r}"
-    )
+    plugin_path: str = Field("", description=f"Extra plugin folders, separated by {os.pathsep!r}")
     data_dir: Path | None = Field(
         None,
         description="The server's data folder (queue, uploads, outputs; unset: "

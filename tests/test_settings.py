@@ -105,9 +105,7 @@ def test_broken_or_missing_config_file_is_one_clear_error(tmp_path):
         load_settings(config_file=tmp_path / "missing.toml", environ={})
 
 
-def test_config_file_is_named_by_environment_or_found_in_the_working_folder(
-    tmp_path, monkeypatch
-):
+def test_config_file_is_named_by_environment_or_found_in_the_working_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "graphflow.toml").write_text("cache_bytes = 5\n")
     assert load_settings(environ={}).settings.cache_bytes == 5
