@@ -16,7 +16,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     ncnn_convert.add_arguments(convert)
     convert.add_argument(
-        # graphflow's main() exports it as GRAPHFLOW_MODELS before the handler runs
+        # graphflow's main() makes it the models setting before the handler runs
         "--models-dir",
         metavar="DIR",
         help="models folder for the default --out (GRAPHFLOW_MODELS)",
