@@ -77,6 +77,16 @@ class Settings(BaseModel):
     upscale_bytes: int | None = Field(
         None, ge=1, description="CPU memory an upscale may use before it tiles (unset: 2 GiB)"
     )
+    extra_models: list[Path] = Field(
+        [],
+        description="More models folders with the same layout (e.g. a ComfyUI models/ "
+        "tree), searched after models",
+    )
+    model_paths: dict[str, list[Path]] = Field(
+        {},
+        description="More folders for one kind of model, searched last (e.g. checkpoints = "
+        "an A1111 models/Stable-diffusion)",
+    )
     plugin_path: str = Field("", description=f"Extra plugin folders, separated by {os.pathsep!r}")
     data_dir: Path | None = Field(
         None,

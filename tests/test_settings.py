@@ -76,6 +76,8 @@ def test_every_existing_environment_variable_still_works():
         "cache_bytes": 2,
         "cache_device_bytes": 3,
         "upscale_bytes": 4,
+        "extra_models": [],
+        "model_paths": {},
         "plugin_path": "/p1:/p2",
         "data_dir": Path("/d"),
         "auth_token": "t" * 16,

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from .models import list_models, models_dir, resolve_model_path
+from .models import ModelFileError, find_model, list_models, resolve_model_path
 
 BundledSource = Callable[[], Mapping[str, Path]]
 
@@ -54,8 +54,12 @@ class ModelCatalog:
         return found
 
     def in_models_folder(self, name: str) -> bool:
-        """True when ``models/<folder>/<name>`` exists (it then wins over a bundled model)."""
-        return (models_dir() / self.folder / name).exists()
+        """True when a search folder of this kind has ``name`` (it then wins over a bundled
+        model)."""
+        try:
+            return find_model(self.folder, name) is not None
+        except ModelFileError:  # an escaping name or a dangling link: path() says which
+            return True
 
     def names(self) -> list[str]:
         """Choices: the models folder's (sorted), then bundled ones not already listed."""

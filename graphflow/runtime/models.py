@@ -23,8 +23,8 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import GraphflowError
@@ -55,6 +55,78 @@ def pickle_allowed() -> bool:
     return current_settings().allow_pickle
 
 
+def model_search_dirs(folder: str) -> list[Path]:
+    """Where models of one kind are looked for, in order: ``models/<folder>``, then
+    ``<root>/<folder>`` for each ``extra_models`` root, then the ``model_paths`` entries for
+    ``folder`` (settings; e.g. an A1111 ``models/Stable-diffusion`` for checkpoints)."""
+    settings = current_settings()
+    dirs = [Path(settings.models) / folder]
+    dirs += [Path(root) / folder for root in settings.extra_models]
+    dirs += [Path(extra) for extra in settings.model_paths.get(folder, ())]
+    return dirs
+
+
+def checked_model_name(folder: str, name: str) -> str:
+    """``name`` if, read as text, it stays inside a models folder; else ModelFileError.
+
+    Absolute paths, drive letters, ``..`` parts and NUL bytes are refused before any file
+    system look-up; symbolic links inside the folder are then followed wherever they point
+    (the folder's owner put them there).
+    """
+    text = name.replace("\\", "/")
+    parts = PurePosixPath(text).parts
+    if (
+        not text
+        or "\x00" in text
+        or text.startswith("/")
+        or (len(text) > 1 and text[1] == ":")
+        or ".." in parts
+    ):
+        raise ModelFileError(f"{name!r} is outside the {folder} models folder")
+    return text
+
+
+def _walk_following_links(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """os.walk through symbolic links, visiting each real folder once (a link loop ends)."""
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            stat = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        yield Path(dirpath), dirnames, filenames
+
+
+def _list_one(
+    root: Path, wanted: set[str], is_model_folder: Callable[[Path], bool] | None
+) -> list[str]:
+    found: list[str] = []
+    for here, dirnames, filenames in _walk_following_links(root):
+        if is_model_folder is not None and here != root and is_model_folder(here):
+            found.append(here.relative_to(root).as_posix())
+            dirnames[:] = []  # a model folder's own files are not separate models
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if Path(name).suffix.lower() not in wanted:
+                continue
+            path = here / name
+            if not path.exists():  # a dangling symbolic link
+                log.warning(
+                    "%s is a symbolic link to %s, which does not exist",
+                    path,
+                    os.readlink(path) if path.is_symlink() else "?",
+                )
+                continue
+            found.append(path.relative_to(root).as_posix())
+    return found
+
+
 def list_models(
     folder: str,
     suffixes: Iterable[str],
@@ -64,9 +136,13 @@ def list_models(
 ) -> list[str]:
     """Names (relative to ``models/<folder>``) of files with the given suffixes, sorted.
 
-    ``is_model_folder(path)`` (supplied by the pack that knows the format) says whether a
-    sub-folder is one model: it is then listed as a name and not searched for files.
-    ``diffusers_folders`` is deprecated: the diffusion pack's ``is_diffusers_folder`` replaces it.
+    Every search folder of the kind is listed (:func:`model_search_dirs`; a name found in
+    an earlier one hides the same name in a later one), following symbolic links to files
+    and folders wherever they point; a dangling link is left out with a warning in the log,
+    and a link loop is visited once. ``is_model_folder(path)`` (supplied by the pack that
+    knows the format) says whether a sub-folder is one model: it is then listed as a name and
+    not searched for files. ``diffusers_folders`` is deprecated: the diffusion pack's
+    ``is_diffusers_folder`` replaces it.
     """
     if diffusers_folders:
         warnings.warn(
@@ -76,22 +152,29 @@ def list_models(
             stacklevel=2,
         )
         is_model_folder = is_model_folder or (lambda path: (path / "model_index.json").is_file())
-    root = models_dir() / folder
-    if not root.is_dir():
-        return []
     wanted = {s.lower() for s in suffixes}
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        here = Path(dirpath)
-        if is_model_folder is not None and here != root and is_model_folder(here):
-            found.append(here.relative_to(root).as_posix())
-            dirnames[:] = []  # a model folder's own files are not separate models
-            continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if Path(name).suffix.lower() in wanted:
-                found.append((here / name).relative_to(root).as_posix())
+    found: set[str] = set()
+    for root in model_search_dirs(folder):
+        if root.is_dir():
+            found.update(_list_one(root, wanted, is_model_folder))
     return sorted(found)
+
+
+def find_model(folder: str, name: str) -> Path | None:
+    """Where model ``name`` of kind ``folder`` is (the first search folder that has it), or
+    None. The name is checked as text first (:func:`checked_model_name`); links are followed.
+    Raises ModelFileError for a name that escapes, or one that is a dangling link."""
+    text = checked_model_name(folder, name)
+    for root in model_search_dirs(folder):
+        path = root / text
+        if path.exists():
+            return path.absolute()
+        if path.is_symlink():
+            raise ModelFileError(
+                f"{name!r} in {root} is a symbolic link to {os.readlink(path)}, which does "
+                "not exist (a disk not mounted, or a file moved?)"
+            )
+    return None
 
 
 def resolve_model_path(
@@ -101,19 +184,18 @@ def resolve_model_path(
     suffixes: Iterable[str] = SAFE_SUFFIXES | PICKLE_SUFFIXES,
     is_model_folder: Callable[[Path], bool] | None = None,
 ) -> Path:
-    """The absolute path of ``models/<folder>/<name>``; refuses names escaping the folder.
+    """The path of model ``name`` in ``models/<folder>`` (or another search folder of that
+    kind); refuses names escaping the folder and says what is available when it is missing.
 
     ``suffixes`` and ``is_model_folder`` describe what the "available" list of a missing
     name's error shows (as for :func:`list_models`).
     """
-    root = (models_dir() / folder).resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root):
-        raise ModelFileError(f"{name!r} is outside the {folder} models folder")
-    if not path.exists():
+    path = find_model(folder, name)
+    if path is None:
         listed = list_models(folder, suffixes, is_model_folder=is_model_folder)
+        where = ", ".join(str(d) for d in model_search_dirs(folder))
         raise ModelFileError(
-            f"no model {name!r} in {root} (available: {', '.join(listed) or 'none'})"
+            f"no model {name!r} in {where} (available: {', '.join(listed) or 'none'})"
         )
     return path
 
