@@ -164,3 +164,19 @@ def test_a_catalog_prefers_a_linked_models_folder_file_over_the_bundled_one(mode
     catalog = ModelCatalog("checkpoints", (".safetensors", ""))
     catalog.bundle({"shared": bundled})
     assert catalog.path("shared").read_bytes() == b"mine"
+
+
+def test_ray_workers_get_every_model_folder_as_an_absolute_path(tmp_path, monkeypatch):
+    from graphflow.distributed.cluster import worker_settings
+
+    monkeypatch.chdir(tmp_path)
+    relative = Settings(
+        models=Path("models"),
+        extra_models=[Path("comfy/models")],
+        model_paths={"loras": [Path("webui/Lora")]},
+    )
+    absolute = worker_settings(relative)
+    assert absolute.models == tmp_path / "models"
+    assert absolute.extra_models == [tmp_path / "comfy/models"]
+    assert absolute.model_paths == {"loras": [tmp_path / "webui/Lora"]}
+    assert absolute.input_dir == tmp_path / "input"

@@ -70,12 +70,17 @@ def has_gpus() -> bool:
 
 def worker_settings(settings: Settings | None = None) -> Settings:
     """The settings worker actors run with: ``settings`` (default: the current ones) with the
-    models and input folders made absolute, since a worker's working directory is not the
-    server's. On other machines the same paths must exist (shared storage; see
+    models, extra model and input folders made absolute, since a worker's working directory
+    is not the server's. On other machines the same paths must exist (shared storage; see
     docs/distributed.md). They travel to the actor as a value, not as environment variables.
     """
     settings = settings or current_settings()
     return settings.with_values(
         models=Path(settings.models).resolve(),
         input_dir=Path(input_dir_of(settings)).resolve(),
+        extra_models=[Path(root).resolve() for root in settings.extra_models],
+        model_paths={
+            kind: [Path(folder).resolve() for folder in folders]
+            for kind, folders in settings.model_paths.items()
+        },
     )
