@@ -6,9 +6,9 @@ a node runs, not when the pack is registered.
 
 from graphflow import hookimpl
 
-from . import latents, loader, sampler, schedulers, text, types, vae
+from . import latents, loader, lora, sampler, schedulers, text, types, vae
 
-MODULES = (loader, text, schedulers, latents, sampler, vae)
+MODULES = (loader, text, schedulers, latents, sampler, vae, lora)
 
 
 @hookimpl
