@@ -27,6 +27,8 @@ from graphflow.runtime.models import (
     resolve_model_path,
 )
 
+from .configs import CONFIGS_ROOT, config_folder, family_tokenizers
+from .detect import SUPPORTED, ConfigNeededError, checkpoint_family
 from .embedded import embedded_checkpoints, is_embedded, load_embedded_components
 from .types import Model, Scheduler, TextEncoder, Tokenizer, Vae
 from .values import TextEncoders, Tokenizers
@@ -34,6 +36,8 @@ from .values import TextEncoders, Tokenizers
 log = logging.getLogger("graphflow.diffusion")
 
 CHECKPOINT_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth"}
+# Config choices naming a config shipped in this package (configs/<family>).
+SHIPPED = "graphflow/"
 DTYPES = ["auto", "fp32", "fp16", "bf16"]
 
 
@@ -64,10 +68,12 @@ def checkpoint_path(name: str) -> Path:
 
 
 def list_configs() -> list[str]:
-    """Config choices for single-file checkpoints: "auto" or a diffusers folder."""
+    """Config choices for single-file checkpoints: "auto" (detected), a diffusers folder of
+    the models folder, or one shipped with graphflow ("graphflow/sd2-512", ...)."""
     folders = [n for n in _models_folder_checkpoints() if not Path(n).suffix]
     listed = list_models("configs", (), is_model_folder=is_diffusers_folder)
-    return ["auto", *folders, *(f"configs/{n}" for n in listed)]
+    shipped = [SHIPPED + kind.config for kind in SUPPORTED]
+    return ["auto", *folders, *(f"configs/{n}" for n in listed), *shipped]
 
 
 def _torch_dtype(name: str, device: str, default: Any) -> Any:
@@ -78,8 +84,17 @@ def _torch_dtype(name: str, device: str, default: Any) -> Any:
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
-def _config_folder(checkpoint: Path, config: str) -> Path:
-    """The diffusers folder that describes a single-file checkpoint's architecture."""
+def _config_folder(checkpoint: Path, config: str, allow_pickle: bool = False) -> Path:
+    """The diffusers folder that describes a single-file checkpoint's architecture.
+
+    An explicit choice wins, then a folder beside the file (``name/`` or ``name.config/``),
+    then the shipped config of the family detected from the file's keys and shapes.
+    """
+    if config.startswith(SHIPPED):
+        name = config.removeprefix(SHIPPED)
+        if name not in {kind.config for kind in SUPPORTED}:
+            raise ConfigNeededError(f"graphflow ships no config named {name}")
+        return config_folder(name)
     if config != "auto":
         return (
             resolve_model_path("checkpoints", config)
@@ -92,15 +107,19 @@ def _config_folder(checkpoint: Path, config: str) -> Path:
     ):
         if is_diffusers_folder(candidate):
             return candidate
-    raise ModelFileError(
-        f"{checkpoint.name} is a single-file checkpoint; graphflow never downloads, so it needs "
-        f"a diffusers config folder (model_index.json, component configs and tokenizer): put "
-        f"one at {checkpoint.with_suffix('')} or in {models_dir() / 'configs'} and choose it "
-        "as the loader's config"
-    )
+    try:
+        kind = checkpoint_family(checkpoint, allow_pickle=allow_pickle)
+    except ConfigNeededError as error:
+        raise ConfigNeededError(
+            f"{error}: put one at {checkpoint.with_suffix('')} or in {models_dir() / 'configs'}"
+        ) from error
+    log.info("%s: detected %s", checkpoint.name, kind.label)
+    return config_folder(kind.config)
 
 
-def load_pipeline_components(path: Path, config: str, torch_dtype: Any) -> dict[str, Any]:
+def load_pipeline_components(
+    path: Path, config: str, torch_dtype: Any, allow_pickle: bool = False
+) -> dict[str, Any]:
     """Load a checkpoint's components on the CPU with diffusers (never touching the network)."""
     import diffusers
     import transformers
@@ -116,13 +135,16 @@ def load_pipeline_components(path: Path, config: str, torch_dtype: Any) -> dict[
             path, local_files_only=True, dtype=torch_dtype
         )
     else:
-        folder = _config_folder(path, config)
+        folder = _config_folder(path, config, allow_pickle)
+        # A shipped config holds tokenizer settings only; the BPE files are built from ours.
+        shipped = folder.resolve().is_relative_to(CONFIGS_ROOT)
+        tokenizers = family_tokenizers(folder) if shipped else {}
         class_name = json.loads((folder / "model_index.json").read_text())["_class_name"]
         pipeline_class = getattr(diffusers, class_name, None)
         if pipeline_class is None or not hasattr(pipeline_class, "from_single_file"):
             raise ModelFileError(f"{class_name} pipelines cannot be loaded from a single file")
         pipe = pipeline_class.from_single_file(
-            str(path), config=str(folder), local_files_only=True, dtype=torch_dtype
+            str(path), config=str(folder), local_files_only=True, dtype=torch_dtype, **tokenizers
         )
     return dict(pipe.components)
 
@@ -160,7 +182,9 @@ def load_checkpoint(
     """Load a Stable Diffusion checkpoint from models/checkpoints.
 
     A diffusers folder (with model_index.json) or a single-file .safetensors checkpoint
-    (SD 1.x, 2.x, SDXL; it needs a diffusers config folder since nothing is downloaded).
+    (SD 1.x, 2.x, SDXL, their inpainting models, SDXL refiner, InstructPix2Pix: the family
+    is detected from the file and graphflow's shipped config used; a config folder chosen
+    as ``config``, or beside the file, wins).
     Pickle files (.ckpt/.pt) load only with allow_pickle, and then weights-only. Loading the
     same checkpoint again reuses the model already in memory. attention picks graphflow's
     fused kernels ("auto": on CUDA) or diffusers' own attention, for this run.
@@ -170,7 +194,7 @@ def load_checkpoint(
     torch_dtype = _torch_dtype(dtype, device, ctx.dtype)
 
     def load() -> dict[str, Any]:
-        components = load_pipeline_components(path, config, torch_dtype)
+        components = load_pipeline_components(path, config, torch_dtype, allow_pickle)
         for component in components.values():
             if hasattr(component, "to") and hasattr(component, "parameters"):
                 component.to(device)
@@ -203,9 +227,11 @@ def _loadable(checkpoint: str, config: str, allow_pickle: bool, **_) -> str | No
         return f"checkpoint: {refusal}"
     if Path(checkpoint).suffix.lower() in CHECKPOINT_SUFFIXES:
         try:
-            _config_folder(checkpoint_path(checkpoint), config)
-        except ModelFileError as error:
+            _config_folder(checkpoint_path(checkpoint), config, allow_pickle)
+        except ConfigNeededError as error:
             return f"config: {error}"
+        except ModelFileError as error:
+            return f"{'checkpoint' if config == 'auto' else 'config'}: {error}"
     return None
 
 
