@@ -1,0 +1,390 @@
+"""LoRA files as model patches: key mapping, formats, equality with hand-merged weights,
+strength 0, the untouched base, and what is reported for files that do not fit."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+
+import pytest
+import torch
+from ldm_export import unet_to_ldm
+from safetensors.torch import save_file
+
+from gf_diffusion.lora import (
+    PARSED,
+    HadamardDelta,
+    KroneckerDelta,
+    LoraFileError,
+    apply_lora,
+    build_patches,
+    parse_lora,
+)
+from gf_diffusion.lora_keys import unet_table
+from gf_diffusion.types import Model, TextEncoder
+from gf_diffusion.values import TextEncoders
+from graphflow import Executor, Float, Outputs, node
+from graphflow.errors import ValidationFailed
+from graphflow.runtime.handles import ModelHandle
+from support import link, make_workflow, registry_with
+
+LINEAR = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"  # (64, 32)
+OUT = "up_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0"  # (64, 64)
+CONV = "down_blocks.0.resnets.0.conv1"  # (32, 32, 3, 3)
+TEXT = "encoder.layers.0.self_attn.q_proj"  # (32, 32), without transformers' text_model.
+
+
+def _factors(seed: int, out: int, inner: int, rank: int = 4, kernel: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    down = torch.randn(rank, inner, kernel, kernel, generator=generator) * 0.3
+    up = torch.randn(out, rank, 1, 1, generator=generator) * 0.3
+    return (up, down) if kernel > 1 else (up[:, :, 0, 0], down[:, :, 0, 0])
+
+
+LAYERS = {  # module path → (up, down, alpha)
+    LINEAR: (*_factors(1, 64, 32), 2.0),
+    OUT: (*_factors(2, 64, 64), 4.0),
+    CONV: (*_factors(3, 32, 32, kernel=3), 1.0),
+    TEXT: (*_factors(4, 32, 32), 3.0),
+}
+
+
+def kohya_file(layers=LAYERS) -> dict:
+    """The layers as a kohya-ss / A1111 file (lora_unet_ / lora_te_ names, alpha)."""
+    state = {}
+    for path, (up, down, alpha) in layers.items():
+        prefix = "lora_te_text_model_" if path.startswith("encoder.") else "lora_unet_"
+        name = prefix + path.replace(".", "_")
+        state[f"{name}.lora_down.weight"] = down
+        state[f"{name}.lora_up.weight"] = up
+        state[f"{name}.alpha"] = torch.tensor(alpha)
+    return state
+
+
+def peft_file(layers=LAYERS) -> dict:
+    """The same layers as a diffusers/PEFT file (alpha folded into lora_B)."""
+    state = {}
+    for path, (up, down, alpha) in layers.items():
+        name = ("text_encoder.text_model." if path.startswith("encoder.") else "unet.") + path
+        state[f"{name}.lora_A.weight"] = down
+        state[f"{name}.lora_B.weight"] = up * (alpha / down.shape[0])
+    return state
+
+
+def merged_by_hand(module, layers, strength: float, text: bool):
+    """A copy of ``module`` with each layer's ``up @ down · alpha/rank · strength`` added."""
+    merged = copy.deepcopy(module)
+    weights = dict(merged.named_parameters())
+    with torch.no_grad():
+        for path, (up, down, alpha) in layers.items():
+            if path.startswith("encoder.") != text:
+                continue
+            weight = weights[path + ".weight"]
+            delta = (up.flatten(1) @ down.flatten(1)).reshape(weight.shape)
+            weight += delta * (alpha / down.shape[0]) * strength
+    return merged
+
+
+@node("test.lora_merge_by_hand", category="test")
+def lora_merge_by_hand(
+    model: Model, text_encoder: TextEncoder, strength: Float(-4.0, 4.0) = 1.0
+) -> Outputs(model=Model, text_encoder=TextEncoder):
+    """Separate copies of the UNet and text encoder with LAYERS merged in by hand."""
+    unet = merged_by_hand(model.unpatched, LAYERS, strength, text=False)
+    encoder = merged_by_hand(text_encoder.encoders[0].unpatched, LAYERS, strength, text=True)
+    return ModelHandle.of(unet, "merged unet"), TextEncoders([ModelHandle.of(encoder, "te")])
+
+
+@pytest.fixture
+def lora_root(models_root, tmp_path, monkeypatch):
+    """A models folder with the tiny checkpoints (linked) and a loras/ folder of test files."""
+    (tmp_path / "checkpoints").symlink_to(models_root / "checkpoints")
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    save_file(kohya_file(), str(loras / "kohya.safetensors"))
+    save_file(peft_file(), str(loras / "peft.safetensors"))
+    monkeypatch.setenv("GRAPHFLOW_MODELS", str(tmp_path))
+    monkeypatch.setenv("GRAPHFLOW_DEVICE", "cpu")
+    return tmp_path
+
+
+@pytest.fixture
+def registry(lora_root):
+    return registry_with(lora_merge_by_hand)
+
+
+def txt2img(patch: tuple[str, dict] | None = None) -> object:
+    """tiny-sd text-to-image; with ``patch`` the UNet and text encoder go through that node."""
+    source = "patch" if patch else "ckpt"
+    encoder = link(source, "text_encoder")
+    tokenizer = link("ckpt", "tokenizer")
+    nodes = {
+        "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sd"}),
+        "tokens": ("diffusion.tokenize", {"text": "a cat", "tokenizer": tokenizer}),
+        "pos": (
+            "diffusion.encode_text",
+            {"tokens": link("tokens", "tokens"), "text_encoder": encoder},
+        ),
+        "empty": (
+            "diffusion.empty_latent",
+            {"width": 32, "height": 32, "vae": link("ckpt", "vae")},
+        ),
+        "sample": (
+            "diffusion.sampler",
+            {
+                "model": link(source, "model"),
+                "positive": link("pos", "conditioning"),
+                "negative": link("pos", "conditioning"),
+                "latent": link("empty", "latent"),
+                "scheduler": link("ckpt", "scheduler"),
+                "seed": 3,
+                "steps": 3,
+                "cfg": 1.0,
+            },
+        ),
+        "decode": (
+            "diffusion.vae_decode",
+            {"vae": link("ckpt", "vae"), "latent": link("sample", "latent")},
+        ),
+        "show": ("core.show", {"value": link("decode", "image")}),
+    }
+    if patch:
+        kind, inputs = patch
+        model_in = {"model": link("ckpt", "model"), "text_encoder": link("ckpt", "text_encoder")}
+        nodes["patch"] = (kind, {**model_in, **inputs})
+    return make_workflow(nodes)
+
+
+def image(executor, workflow) -> torch.Tensor:
+    result = executor.run(workflow, outputs=["decode"])
+    assert result.ok, result.error
+    return result.outputs["decode"]["image"]
+
+
+def base_handles(executor):
+    outputs = executor.run(txt2img(), outputs=["ckpt"]).outputs["ckpt"]
+    return outputs["model"], outputs["text_encoder"]
+
+
+def test_kohya_names_map_to_our_unet_and_text_encoder_parameter_names(registry):
+    model, text = base_handles(Executor(registry))
+    result = build_patches(
+        parse_lora(kohya_file()), {"unet": model.unpatched, 0: text.encoders[0].unpatched}, "x"
+    )
+    assert sorted(result.patches["unet"].changes) == sorted(
+        f"{p}.weight" for p in (LINEAR, OUT, CONV)
+    )
+    assert list(result.patches[0].changes) == [f"{TEXT}.weight"]
+    assert result.unmatched == [] and result.unsupported == []
+
+
+def test_ldm_spelled_unet_layers_map_to_the_same_weights_as_the_ldm_export(models_root):
+    from diffusers import UNet2DConditionModel
+
+    for name in ("tiny-sd", "tiny-sdxl"):
+        unet = UNet2DConditionModel.from_pretrained(models_root / "checkpoints" / name / "unet")
+        state = {k: v for k, v in unet.state_dict().items() if k.endswith(".weight")}
+        state = {k: v for k, v in state.items() if not k.startswith("add_embedding")}
+        table = unet_table(unet)
+        for ours, ldm in zip(state, unet_to_ldm(state, unet.config), strict=True):
+            module = ldm.removeprefix("model.diffusion_model.").removesuffix(".weight")
+            assert table[module.replace(".", "_")] + ".weight" == ours, (name, ldm)
+
+
+def test_kohya_and_peft_files_of_one_delta_give_the_same_changes(registry):
+    model, text = base_handles(Executor(registry))
+    modules = {"unet": model.unpatched, 0: text.encoders[0].unpatched}
+    kohya = build_patches(parse_lora(kohya_file()), modules, "a").patches
+    peft = build_patches(parse_lora(peft_file()), modules, "b").patches
+    assert kohya.keys() == peft.keys()
+    for component, patch in kohya.items():
+        assert patch.changes.keys() == peft[component].changes.keys()
+        for key, change in patch.changes.items():
+            weight = modules[component].get_parameter(key).detach().float()
+            a = change.applied(weight.clone(), 1.0)
+            b = peft[component].changes[key].applied(weight.clone(), 1.0)
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("lora", ["kohya.safetensors", "peft.safetensors"])
+def test_a_lora_run_equals_a_model_with_the_delta_merged_by_hand(registry, lora):
+    executor = Executor(registry)
+    settings = {"lora": lora, "strength_model": 0.7, "strength_text": 0.7}
+    patched = image(executor, txt2img(("diffusion.load_lora", settings)))
+    merged = image(executor, txt2img(("test.lora_merge_by_hand", {"strength": 0.7})))
+    plain = image(executor, txt2img())
+    assert (patched - plain).abs().max() > 1e-3
+    torch.testing.assert_close(patched, merged, rtol=0, atol=1e-5)
+
+
+def test_strength_zero_gives_the_base_image_bit_for_bit(registry):
+    executor = Executor(registry)
+    plain = image(executor, txt2img())
+    settings = {"lora": "kohya.safetensors", "strength_model": 0.0, "strength_text": 0.0}
+    assert torch.equal(image(executor, txt2img(("diffusion.load_lora", settings))), plain)
+
+
+def _checksum(*modules) -> str:
+    digest = hashlib.blake2b()
+    for module in modules:
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def test_the_resident_base_is_bit_identical_after_a_lora_run(registry):
+    executor = Executor(registry)
+    model, text = base_handles(executor)
+    before = _checksum(model.unpatched, text.encoders[0].unpatched)
+    image(executor, txt2img(("diffusion.load_lora", {"lora": "kohya.safetensors"})))
+    assert _checksum(model.unpatched, text.encoders[0].unpatched) == before
+    assert executor.models.loads == 1
+
+
+def test_two_loras_stack_in_order_as_the_sum_of_their_deltas(registry):
+    model, text = base_handles(Executor(registry))
+    once, text_once, _ = apply_lora("kohya.safetensors", model, text, 0.5, 0.5, False)
+    twice, _, _ = apply_lora("peft.safetensors", once, text_once, 0.25, 0.25, False)
+    assert len(twice.patches) == 2
+    merged = merged_by_hand(model.unpatched, LAYERS, 0.75, text=False)
+    with twice.on_device("cpu") as unet:
+        for path in (LINEAR, OUT, CONV):
+            torch.testing.assert_close(
+                unet.get_parameter(path + ".weight"),
+                merged.get_parameter(path + ".weight"),
+                rtol=0,
+                atol=1e-6,
+            )
+
+
+def test_a_file_is_read_once_per_version(registry, lora_root):
+    model, text = base_handles(Executor(registry))
+    apply_lora("kohya.safetensors", model, text, 1.0, 1.0, False)
+    reads = PARSED.reads
+    apply_lora("kohya.safetensors", model, text, 0.5, 1.0, False)
+    assert PARSED.reads == reads
+    path = lora_root / "loras" / "kohya.safetensors"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    apply_lora("kohya.safetensors", model, text, 0.5, 1.0, False)
+    assert PARSED.reads == reads + 1
+
+
+def test_layers_matching_no_weight_are_reported_in_the_ui(registry, lora_root):
+    state = kohya_file()
+    state["lora_unet_down_blocks_7_nothing.lora_down.weight"] = torch.zeros(4, 8)
+    state["lora_unet_down_blocks_7_nothing.lora_up.weight"] = torch.zeros(8, 4)
+    state["lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"] = torch.zeros(4, 8)
+    state["lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_up.weight"] = torch.zeros(8, 4)
+    save_file(state, str(lora_root / "loras" / "extra.safetensors"))
+    model, text = base_handles(Executor(registry))
+    _, _, ui = apply_lora("extra.safetensors", model, text, 1.0, 1.0, False)
+    assert ui["patched"] == {"model": 3, "text_encoder_1": 1}
+    (warning,) = ui["warnings"]
+    assert "2 layer(s) match no weight" in warning
+    assert "lora_unet_down_blocks_7_nothing" in warning and "lora_te2_" in warning
+
+
+def test_a_layer_of_the_wrong_size_is_reported_not_applied(registry, lora_root):
+    layers = {**LAYERS, LINEAR: (*_factors(5, 64, 48), 1.0)}  # in 48, the weight has 32
+    save_file(kohya_file(layers), str(lora_root / "loras" / "wrong.safetensors"))
+    model, text = base_handles(Executor(registry))
+    patched, _, ui = apply_lora("wrong.safetensors", model, text, 1.0, 1.0, False)
+    assert f"{LINEAR}.weight" not in patched.patches[0][0].changes
+    assert "does not fit" in ui["warnings"][0]
+
+
+def test_a_checkpoint_in_the_loras_folder_is_a_clear_error(registry, lora_root, models_root):
+    (lora_root / "loras" / "ckpt.safetensors").symlink_to(
+        models_root / "checkpoints" / "tiny-sd.safetensors"
+    )
+    model, text = base_handles(Executor(registry))
+    with pytest.raises(LoraFileError, match=r"not a LoRA.*Stable Diffusion checkpoint"):
+        apply_lora("ckpt.safetensors", model, text, 1.0, 1.0, False)
+
+
+def test_a_pickle_lora_is_refused_at_validation_without_opt_in(registry, lora_root):
+    torch.save(kohya_file(), lora_root / "loras" / "old.pt")
+    workflow = txt2img(("diffusion.load_lora", {"lora": "old.pt"}))
+    with pytest.raises(ValidationFailed, match=r"old\.pt is a pickle file"):
+        Executor(registry).run(workflow, outputs=["decode"])
+    allowed = txt2img(("diffusion.load_lora", {"lora": "old.pt", "allow_pickle": True}))
+    assert Executor(registry).run(allowed, outputs=["decode"]).ok
+
+
+def test_model_only_patches_the_unet_and_ignores_text_layers(registry):
+    executor = Executor(registry)
+    model, _ = base_handles(executor)
+    spec = registry.get("diffusion.load_lora_model_only")
+    result = spec.function(model=model, lora="kohya.safetensors", strength_model=1.0)
+    assert sorted(result.outputs.patches[0][0].changes) == sorted(
+        f"{p}.weight" for p in (LINEAR, OUT, CONV)
+    )
+    assert "warnings" not in result.ui
+
+
+def test_loha_is_the_hadamard_product_of_two_low_rank_products():
+    g = torch.Generator().manual_seed(0)
+    w1a, w1b, w2a, w2b = (torch.randn(*s, generator=g) for s in ((6, 2), (2, 5), (6, 2), (2, 5)))
+    change = HadamardDelta(w1a, w1b, w2a, w2b, alpha=1.0)
+    expected = (w1a @ w1b) * (w2a @ w2b) * (1.0 / 2)
+    torch.testing.assert_close(change.applied(torch.zeros(6, 5), 1.0), expected)
+
+
+def test_loha_with_tucker_factors_rebuilds_a_convolution():
+    g = torch.Generator().manual_seed(1)
+    t1, t2 = torch.randn(2, 2, 3, 3, generator=g), torch.randn(2, 2, 3, 3, generator=g)
+    w1a, w1b, w2a, w2b = (torch.randn(2, n, generator=g) for n in (6, 5, 6, 5))
+    change = HadamardDelta(w1a, w1b, w2a, w2b, t1, t2, alpha=4.0)
+
+    def half(t, a, b):  # out o, in i: Σ_jk t[j,k,y,x] · a[j,o] · b[k,i]
+        return torch.einsum("jkyx,jo,ki->oiyx", t, a, b)
+
+    expected = half(t1, w1a, w1b) * half(t2, w2a, w2b) * 2.0
+    torch.testing.assert_close(change.applied(torch.zeros(6, 5, 3, 3), 1.0), expected)
+
+
+def test_lokr_is_the_kronecker_product_scaled_by_alpha_over_rank():
+    g = torch.Generator().manual_seed(2)
+    w1 = torch.randn(2, 3, generator=g)
+    w2a, w2b = torch.randn(4, 2, generator=g), torch.randn(2, 5, generator=g)
+    change = KroneckerDelta(w1=w1, w2_a=w2a, w2_b=w2b, alpha=1.0)
+    expected = torch.kron(w1, w2a @ w2b) * 0.5
+    torch.testing.assert_close(change.applied(torch.zeros(8, 15), 1.0), expected)
+
+
+def test_lokr_of_a_convolution_keeps_the_kernel_axes():
+    g = torch.Generator().manual_seed(3)
+    w1, w2 = torch.randn(2, 3, generator=g), torch.randn(4, 5, 3, 3, generator=g)
+    change = KroneckerDelta(w1=w1, w2=w2, alpha=7.0)  # full halves: alpha is not used
+    expected = torch.kron(w1[:, :, None, None], w2)
+    torch.testing.assert_close(change.applied(torch.zeros(8, 15, 3, 3), 1.0), expected)
+
+
+def test_loha_lokr_and_diff_layers_of_a_file_become_their_changes(registry):
+    model, _ = base_handles(Executor(registry))
+    g = torch.Generator().manual_seed(4)
+    state = {
+        "lora_unet_down_blocks_1_attentions_0_proj_in.hada_w1_a": torch.randn(64, 2, generator=g),
+        "lora_unet_down_blocks_1_attentions_0_proj_in.hada_w1_b": torch.randn(2, 64, generator=g),
+        "lora_unet_down_blocks_1_attentions_0_proj_in.hada_w2_a": torch.randn(64, 2, generator=g),
+        "lora_unet_down_blocks_1_attentions_0_proj_in.hada_w2_b": torch.randn(2, 64, generator=g),
+        f"lora_unet_{LINEAR.replace('.', '_')}.lokr_w1": torch.randn(8, 4, generator=g),
+        f"lora_unet_{LINEAR.replace('.', '_')}.lokr_w2": torch.randn(8, 8, generator=g),
+        "lora_unet_conv_in.diff": torch.randn(32, 4, 3, 3, generator=g),
+        "lora_unet_conv_in.diff_b": torch.randn(32, generator=g),
+    }
+    patch = build_patches(parse_lora(state), {"unet": model.unpatched}, "x").patches["unet"]
+    assert sorted(patch.changes) == sorted(
+        [
+            "down_blocks.1.attentions.0.proj_in.weight",
+            f"{LINEAR}.weight",
+            "conv_in.weight",
+            "conv_in.bias",
+        ]
+    )
+    base = model.unpatched.conv_in.bias.detach().clone()
+    with model.with_patches(patch, 1.0).on_device("cpu") as unet:
+        diff = unet.conv_in.bias - base
+    torch.testing.assert_close(diff, state["lora_unet_conv_in.diff_b"], rtol=0, atol=1e-6)
