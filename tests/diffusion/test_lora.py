@@ -388,3 +388,37 @@ def test_loha_lokr_and_diff_layers_of_a_file_become_their_changes(registry):
     with model.with_patches(patch, 1.0).on_device("cpu") as unet:
         diff = unet.conv_in.bias - base
     torch.testing.assert_close(diff, state["lora_unet_conv_in.diff_b"], rtol=0, atol=1e-6)
+
+
+def test_an_sdxl_kohya_file_patches_both_text_encoders_and_sgm_named_unet_layers(models_root):
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = models_root / "checkpoints" / "tiny-sdxl"
+    modules = {
+        "unet": UNet2DConditionModel.from_pretrained(folder / "unet"),
+        0: CLIPTextModel.from_pretrained(folder / "text_encoder"),
+        1: CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2"),
+    }
+    layers = {
+        "lora_unet_input_blocks_3_1_transformer_blocks_1_attn1_to_q": (64, 64),
+        "lora_unet_output_blocks_0_0_in_layers_2": (64, 128 * 9),
+        "lora_unet_label_emb_0_0": (128, 80),
+        "lora_te1_text_model_encoder_layers_1_mlp_fc1": (37, 32),
+        "lora_te2_text_model_encoder_layers_2_self_attn_out_proj": (32, 32),
+    }
+    state = {}
+    for name, (out, inner) in layers.items():
+        state[f"{name}.lora_down.weight"] = torch.zeros(2, inner)
+        state[f"{name}.lora_up.weight"] = torch.zeros(out, 2)
+    result = build_patches(parse_lora(state), modules, "sdxl")
+    assert result.unmatched == [] and result.unsupported == []
+    assert sorted(result.patches["unet"].changes) == [
+        "add_embedding.linear_1.weight",
+        "down_blocks.1.attentions.0.transformer_blocks.1.attn1.to_q.weight",
+        "up_blocks.0.resnets.0.conv1.weight",
+    ]
+    assert list(result.patches[0].changes) == ["encoder.layers.1.mlp.fc1.weight"]
+    assert list(result.patches[1].changes) == [
+        "text_model.encoder.layers.2.self_attn.out_proj.weight"
+    ]
