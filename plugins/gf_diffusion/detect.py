@@ -141,8 +141,9 @@ def _sizes(width: int, in_channels: int, context: int) -> dict[str, tuple[int, .
 
 
 def _lora(h: Header) -> bool:
-    parts = ("lora_down", "lora_up", ".lora_A.", ".lora_B.", "hada_w1_a", "lokr_w1", ".diff")
-    return h.any_part(*parts) or h.any_prefix("lora_unet_", "lora_te")
+    parts = ("lora_down", "lora_up", ".lora_A.", ".lora_B.", "hada_w1_a", "lokr_w1")
+    full_diff = any(k.endswith((".diff", ".diff_b")) for k in h.shapes)
+    return h.any_part(*parts) or full_diff or h.any_prefix("lora_unet_", "lora_te")
 
 
 def _embedding(h: Header) -> bool:

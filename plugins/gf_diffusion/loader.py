@@ -27,7 +27,7 @@ from graphflow.runtime.models import (
     resolve_model_path,
 )
 
-from .configs import CONFIGS_ROOT, config_folder, family_tokenizers
+from .configs import config_folder, family_tokenizers, is_shipped
 from .detect import SUPPORTED, ConfigNeededError, checkpoint_family
 from .embedded import embedded_checkpoints, is_embedded, load_embedded_components
 from .types import Model, Scheduler, TextEncoder, Tokenizer, Vae
@@ -137,8 +137,7 @@ def load_pipeline_components(
     else:
         folder = _config_folder(path, config, allow_pickle)
         # A shipped config holds tokenizer settings only; the BPE files are built from ours.
-        shipped = folder.resolve().is_relative_to(CONFIGS_ROOT)
-        tokenizers = family_tokenizers(folder) if shipped else {}
+        tokenizers = family_tokenizers(folder) if is_shipped(folder) else {}
         class_name = json.loads((folder / "model_index.json").read_text())["_class_name"]
         pipeline_class = getattr(diffusers, class_name, None)
         if pipeline_class is None or not hasattr(pipeline_class, "from_single_file"):

@@ -23,6 +23,9 @@ UNET_TOP = {
     "conv_in": "input_blocks.0.0",
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
+    # SDXL's pooled-text + size conditioning.
+    "add_embedding.linear_1": "label_emb.0.0",
+    "add_embedding.linear_2": "label_emb.0.2",
 }
 VAE_ATTENTION = {
     "group_norm": "norm",
@@ -127,6 +130,81 @@ def clip_to_ldm(state: dict) -> dict:
         key = key if key.startswith("text_model.") else "text_model." + key
         out["cond_stage_model.transformer." + key] = value
     return out
+
+
+OPENCLIP_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+    "self_attn.out_proj": "attn.out_proj",
+}
+
+
+def openclip_to_ldm(state: dict, prefix: str) -> dict:
+    """transformers CLIPTextModel(WithProjection) keys → OpenCLIP's layout under ``prefix``
+    (``cond_stage_model.model.`` for SD 2.x, ``conditioner.embedders.N.model.`` for SDXL):
+    q/k/v fused into ``in_proj``, the projection stored transposed."""
+    import torch
+
+    out = {}
+    layers: dict[str, dict[str, object]] = {}
+    top = {
+        "text_model.embeddings.position_embedding.weight": "positional_embedding",
+        "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+        "text_model.final_layer_norm.weight": "ln_final.weight",
+        "text_model.final_layer_norm.bias": "ln_final.bias",
+    }
+    for key, value in state.items():
+        if not key.startswith(("text_model.", "text_projection.")):
+            key = "text_model." + key
+        if key in top:
+            out[prefix + top[key]] = value
+        elif key == "text_projection.weight":
+            out[prefix + "text_projection"] = value.T
+        elif key.startswith("text_model.encoder.layers."):
+            index, rest = key.removeprefix("text_model.encoder.layers.").split(".", 1)
+            base = f"{prefix}transformer.resblocks.{index}."
+            if rest.startswith("self_attn.") and rest.split(".")[1] in (
+                "q_proj",
+                "k_proj",
+                "v_proj",
+            ):
+                layers.setdefault(base, {})[rest.removeprefix("self_attn.")] = value
+                continue
+            for new, old in OPENCLIP_LAYER.items():
+                if rest.startswith(new + "."):
+                    rest = old + rest[len(new) :]
+                    break
+            out[base + rest] = value
+        elif key != "text_model.embeddings.position_ids":
+            raise KeyError(f"no OpenCLIP name for text encoder key {key}")
+    for base, parts in layers.items():
+        for kind in ("weight", "bias"):
+            fused = [parts[f"{p}_proj.{kind}"] for p in "qkv"]
+            out[f"{base}attn.in_proj_{kind}"] = torch.cat(fused, 0)
+    return out
+
+
+def export_state(unet, vae, encoders: dict) -> dict:
+    """One LDM-layout state dict of a UNet, a VAE and text encoders.
+
+    ``encoders`` maps an LDM prefix to ``(module, layout)``, layout "clip" (transformers'
+    names, as SD 1.x and SDXL's first encoder) or "openclip"; for example
+    ``{"cond_stage_model.transformer.": (te, "clip")}``. Works on meta tensors too.
+    """
+    state = {}
+    state.update(unet_to_ldm(unet.state_dict(), unet.config))
+    state.update(vae_to_ldm(vae.state_dict(), vae.config))
+    for prefix, (module, layout) in encoders.items():
+        te = module.state_dict()
+        if layout == "openclip":
+            state.update(openclip_to_ldm(te, prefix))
+        else:
+            for key, value in te.items():
+                key = key if key.startswith("text_model.") else "text_model." + key
+                state[prefix + key] = value
+    return state
 
 
 def export_single_file(pipe, path: Path) -> Path:

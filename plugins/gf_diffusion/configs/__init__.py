@@ -31,6 +31,11 @@ def config_folder(name: str) -> Path:
     return CONFIGS_ROOT / name
 
 
+def is_shipped(folder: Path) -> bool:
+    """True for a config folder shipped here (its tokenizers are built, not read)."""
+    return folder.resolve().is_relative_to(CONFIGS_ROOT.resolve())
+
+
 def _byte_characters() -> list[str]:
     """The 256 printable characters byte-level BPE uses for bytes, in CLIP's order."""
     printable = [

@@ -1,0 +1,323 @@
+"""Single-file checkpoints with no config folder: detection, shipped configs, loading.
+
+The shipped configs are checked at full size on the meta device (no weights, no disk): each
+family's modules are built from its config, exported to the original LDM layout and must be
+detected as that family (and as diffusers' own detection names it). Loading runs on a tiny
+LDM file whose family declaration is pointed at a tiny config folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ldm_export import export_state
+
+from gf_diffusion import configs, detect
+from gf_diffusion.configs import clip_tokenizer, config_folder
+from gf_diffusion.detect import (
+    SUPPORTED,
+    ConfigNeededError,
+    Header,
+    NotAModelError,
+    UnsupportedModelError,
+    WrongFolderError,
+    checkpoint_family,
+)
+from graphflow import ErrorCode, Executor, load_plugins, validate
+from support import link, make_workflow
+
+# Each family: the text encoders' LDM prefixes and layouts, and diffusers' model type.
+ENCODERS = {
+    "sd1": {"cond_stage_model.transformer.": ("text_encoder", "clip")},
+    "sd2": {"cond_stage_model.model.": ("text_encoder", "openclip")},
+    "sdxl": {
+        "conditioner.embedders.0.transformer.": ("text_encoder", "clip"),
+        "conditioner.embedders.1.model.": ("text_encoder_2", "openclip"),
+    },
+    "sdxl-refiner": {"conditioner.embedders.0.model.": ("text_encoder_2", "openclip")},
+}
+DIFFUSERS_TYPES = {
+    "sd1": "v1",
+    "sd1-inpainting": "inpainting",
+    "sd1-instruct-pix2pix": "instruct-pix2pix",
+    "sd2-768-v": "v2",
+    "sd2-512": "v2",
+    "sd2-inpainting": "inpainting_v2",
+    "sdxl": "xl_base",
+    "sdxl-inpainting": "xl_inpaint",
+    "sdxl-refiner": "xl_refiner",
+}
+
+
+def _encoder_layout(name: str) -> dict:
+    return ENCODERS["sdxl-refiner" if name == "sdxl-refiner" else name.split("-")[0]]
+
+
+def meta_export(name: str) -> dict:
+    """The LDM state dict (meta tensors) of models built from shipped config ``name``."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = config_folder(name)
+    read = lambda sub: json.loads((folder / sub / "config.json").read_text())  # noqa: E731
+    encoders = {}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(read("unet"))
+        vae = AutoencoderKL.from_config(read("vae"))
+        for prefix, (sub, layout) in _encoder_layout(name).items():
+            cls = CLIPTextModelWithProjection if sub == "text_encoder_2" else CLIPTextModel
+            encoders[prefix] = (cls(CLIPTextConfig.from_pretrained(folder / sub)), layout)
+    return export_state(unet, vae, encoders)
+
+
+def header_of(state: dict, **metadata) -> Header:
+    return Header({k: tuple(v.shape) for k, v in state.items()}, {}, metadata)
+
+
+def test_clip_l_tokenizer_gives_the_published_ids():
+    tokenizer = clip_tokenizer(config_folder("sd1") / "tokenizer")
+    assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert len(tokenizer) == 49408 and tokenizer.pad_token_id == 49407
+
+
+def test_openclip_tokenizer_shares_the_vocabulary_and_pads_with_zero():
+    tokenizer = clip_tokenizer(config_folder("sdxl") / "tokenizer_2")
+    ids = tokenizer("a photo of a cat", padding="max_length", max_length=9).input_ids
+    assert ids == [49406, 320, 1125, 539, 320, 2368, 49407, 0, 0]
+
+
+@pytest.mark.parametrize("kind", SUPPORTED, ids=lambda k: k.name)
+def test_shipped_config_builds_a_model_detected_as_its_family(kind):
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    state = meta_export(kind.config)
+    metadata = {"modelspec.prediction_type": "epsilon"} if kind.name == "sd2-512" else {}
+    assert checkpoint_family(Path("x.safetensors"), header_of(state, **metadata)) == kind
+    assert infer_diffusers_model_type(state) == DIFFUSERS_TYPES[kind.name]
+
+
+def test_sd2_without_metadata_is_the_768_v_model():
+    assert checkpoint_family(Path("x.safetensors"), header_of(meta_export("sd2-512"))).name == (
+        "sd2-768-v"
+    )
+
+
+def _kinds():
+    lora = {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 320)}
+    return {
+        "sd3": ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (1, 1)}, None),
+        "flux": ({"double_blocks.0.img_attn.norm.key_norm.scale": (128,)}, "diffusion_models"),
+        "svd": (
+            {
+                detect.CONV_IN: (320, 8, 3, 3),
+                "model.diffusion_model.input_blocks.1.0.time_stack.in_layers.0.weight": (320,),
+            },
+            None,
+        ),
+        "lora": (lora, "loras"),
+        "embedding": ({"emb_params": (2, 768)}, "embeddings"),
+        "vae": ({"decoder.conv_in.weight": (512, 4, 3, 3), "encoder.conv_in.weight": (1,)}, "vae"),
+        "text-encoder": (
+            {"text_model.encoder.layers.0.mlp.fc1.weight": (3072, 768)},
+            "text_encoders",
+        ),
+        "t5": ({"encoder.block.0.layer.0.SelfAttention.q.weight": (1, 1)}, "text_encoders"),
+        "controlnet": ({"control_model.time_embed.0.weight": (1280, 320)}, "controlnet"),
+        "unet": ({detect.CONV_IN: (320, 4, 3, 3)}, "diffusion_models"),
+        "upscaler": ({"conv_first.weight": (64, 3, 3, 3)}, "upscale_models"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_kinds()))
+def test_unsupported_file_says_what_it_is_and_where_it_belongs(name):
+    shapes, folder = _kinds()[name]
+    with pytest.raises((UnsupportedModelError, WrongFolderError)) as caught:
+        checkpoint_family(Path("file.safetensors"), Header(shapes, {}, {}))
+    message = str(caught.value)
+    assert "\n" not in message
+    if folder is None:
+        assert isinstance(caught.value, UnsupportedModelError) and "does not run" in message
+    else:
+        assert isinstance(caught.value, WrongFolderError) and f"models/{folder}/" in message
+
+
+def test_a_file_that_is_not_safetensors_is_not_a_model(tmp_path):
+    path = tmp_path / "notes.safetensors"
+    path.write_bytes(b"hello, this is text")
+    with pytest.raises(NotAModelError):
+        checkpoint_family(path)
+
+
+def test_family_layout_with_other_sizes_needs_a_config_folder():
+    state = meta_export("sd1")
+    state[detect.CONV_IN] = torch.empty(64, 4, 3, 3, device="meta")
+    with pytest.raises(ConfigNeededError, match="needs a diffusers config folder"):
+        checkpoint_family(Path("x.safetensors"), header_of(state))
+
+
+def test_lora_in_checkpoints_is_a_validation_error_naming_its_folder(models, tmp_path):
+    from safetensors.torch import save_file
+
+    target = models / "checkpoints" / "style-lora.safetensors"
+    save_file({"lora_unet_x.lora_down.weight": torch.zeros(4, 8)}, str(target))
+    try:
+        workflow = make_workflow(
+            {
+                "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "style-lora.safetensors"}),
+                "show": ("core.show", {"value": link("ckpt", "model")}),
+            }
+        )
+        _, errors = validate(workflow, load_plugins().registry)
+        assert [(e.code, e.input) for e in errors] == [(ErrorCode.INVALID_INPUT, "checkpoint")]
+        assert "models/loras/" in errors[0].message
+    finally:
+        target.unlink()
+
+
+# --- loading: a tiny SD 1.x file in LDM layout, the sd1 family pointed at a tiny config ---
+
+
+def _tiny_sd1(folder: Path):
+    """Tiny SD 1.x modules (CLIP's full 49408-token vocabulary) + their config folder."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=16,
+        sample_size=32,
+    )
+    shipped = json.loads((config_folder("sd1") / "text_encoder" / "config.json").read_text())
+    shipped.update(hidden_size=32, intermediate_size=37, num_attention_heads=4)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**{**shipped, "num_hidden_layers": 2}))
+    index = json.loads((config_folder("sd1") / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "DDIMScheduler"]
+    (folder / "tokenizer").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps(index))
+    for sub in ("tokenizer_config.json",):
+        (folder / "tokenizer" / sub).write_text(
+            (config_folder("sd1") / "tokenizer" / sub).read_text()
+        )
+    unet.save_config(folder / "unet")
+    vae.save_config(folder / "vae")
+    text_encoder.config.save_pretrained(folder / "text_encoder")
+    DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).save_config(
+        folder / "scheduler"
+    )
+    return unet, vae, text_encoder
+
+
+@pytest.fixture(scope="module")
+def tiny_single(tmp_path_factory):
+    """models/checkpoints/tiny-ldm.safetensors (fp32) and tiny-ldm-fp16.safetensors, the
+    config root holding the tiny "sd1" config, and the original modules."""
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("single")
+    modules = _tiny_sd1(root / "configs" / "sd1")
+    state = export_state(
+        modules[0], modules[1], {"cond_stage_model.transformer.": (modules[2], "clip")}
+    )
+    (root / "models" / "checkpoints").mkdir(parents=True)
+    save_file(
+        {k: v.contiguous() for k, v in state.items()},
+        str(root / "models/checkpoints/tiny-ldm.safetensors"),
+    )
+    half = {k: v.half().contiguous() for k, v in state.items()}
+    save_file(half, str(root / "models/checkpoints/tiny-ldm-fp16.safetensors"))
+    return root, modules
+
+
+@pytest.fixture
+def tiny_family(tiny_single, monkeypatch):
+    """The sd1 declaration without its full-size sizes, its config the tiny one."""
+    root, _ = tiny_single
+    kinds = tuple(
+        dataclasses.replace(k, sizes=None) if k.name == "sd1" else k for k in detect.KINDS
+    )
+    monkeypatch.setattr(detect, "KINDS", kinds)
+    monkeypatch.setattr(configs, "CONFIGS_ROOT", root / "configs")
+    monkeypatch.setenv("GRAPHFLOW_MODELS", str(root / "models"))
+    monkeypatch.setenv("GRAPHFLOW_DEVICE", "cpu")
+    return tiny_single
+
+
+@pytest.mark.parametrize(
+    ("file", "dtype"),
+    [("tiny-ldm.safetensors", torch.float32), ("tiny-ldm-fp16.safetensors", torch.float16)],
+)
+def test_single_file_without_config_loads_the_same_tensors(tiny_family, file, dtype):
+    from gf_diffusion.loader import load_pipeline_components
+
+    root, modules = tiny_family
+    path = root / "models" / "checkpoints" / file
+    components = load_pipeline_components(path, "auto", torch.float32)
+    for name, original in zip(("unet", "vae", "text_encoder"), modules, strict=True):
+        loaded = components[name].state_dict()
+        for key, value in original.state_dict().items():
+            if key.endswith("position_ids"):
+                continue
+            expected = value.to(dtype).float()
+            assert torch.equal(loaded[key].float(), expected), f"{name}.{key}"
+    assert components["tokenizer"]("a photo of a cat").input_ids[:3] == [49406, 320, 1125]
+
+
+def test_single_file_without_config_samples_an_image(tiny_family):
+    workflow = make_workflow(
+        {
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-ldm.safetensors"}),
+            "tokens": (
+                "diffusion.tokenize",
+                {"text": "a red cat", "tokenizer": link("ckpt", "tokenizer")},
+            ),
+            "cond": (
+                "diffusion.encode_text",
+                {"tokens": link("tokens", "tokens"), "text_encoder": link("ckpt", "text_encoder")},
+            ),
+            "empty": (
+                "diffusion.empty_latent",
+                {"width": 32, "height": 32, "vae": link("ckpt", "vae")},
+            ),
+            "sample": (
+                "diffusion.sampler",
+                {
+                    "model": link("ckpt", "model"),
+                    "positive": link("cond", "conditioning"),
+                    "negative": link("cond", "conditioning"),
+                    "latent": link("empty", "latent"),
+                    "scheduler": link("ckpt", "scheduler"),
+                    "seed": 1,
+                    "steps": 2,
+                    "cfg": 1.0,
+                },
+            ),
+            "decode": (
+                "diffusion.vae_decode",
+                {"vae": link("ckpt", "vae"), "latent": link("sample", "latent")},
+            ),
+            "show": ("core.show", {"value": link("decode", "image")}),
+        }
+    )
+    executor = Executor(load_plugins().registry)
+    result = executor.run(workflow, outputs=["decode"])
+    assert result.ok, result.error
+    image = result.outputs["decode"]["image"].cpu().numpy()
+    assert image.shape[-3:-1] == (32, 32) and np.isfinite(image).all()
