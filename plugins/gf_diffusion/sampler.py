@@ -39,6 +39,19 @@ def _stacked(conditioning: Conditioning, batch: int, device, dtype):
     return embeds, pooled, torch.tensor([e.weight for e in conditioning.entries])
 
 
+def _same_length(embeds: list) -> list:
+    """Prompts of different token lengths (long prompts are 77·k tokens) repeated to their
+    least common multiple, as ComfyUI does: attention over a sequence repeated whole gives
+    the same result, so each prompt means what it meant alone."""
+    import math
+
+    lengths = {e.shape[1] for e in embeds}
+    if len(lengths) == 1:
+        return embeds
+    target = math.lcm(*lengths)
+    return [e.repeat(1, target // e.shape[1], 1) for e in embeds]
+
+
 def _weighted(predictions: list, weights) -> Any:
     if len(predictions) == 1:
         return predictions[0]
@@ -142,7 +155,13 @@ def _guidance(unet, positive, negative, latents, downscale: int, cfg: float, dty
         pooled = [*neg_pooled, *pos_pooled] if guided and neg_pooled is not None else pos_pooled
     added = _sdxl_added_kwargs(unet, pooled, latents, downscale)
     return _Guidance(
-        torch.cat(groups), len(groups), len(neg_embeds), guided, pos_weights, neg_weights, added
+        torch.cat(_same_length(groups)),
+        len(groups),
+        len(neg_embeds),
+        guided,
+        pos_weights,
+        neg_weights,
+        added,
     )
 
 

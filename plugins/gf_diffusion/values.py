@@ -32,13 +32,37 @@ class Tokenizers:
 
 
 @dataclass
-class TokenizedText:
-    """One tokenizer's view of a prompt."""
+class EmbeddingSlot:
+    """A token position filled by a textual-inversion vector instead of a token's."""
 
-    input_ids: Any  # LongTensor (1, max_length)
-    attention_mask: Any  # LongTensor (1, max_length)
-    tokens: list[str]  # the token strings, for the editor
-    truncated: int  # tokens dropped beyond the model's max length
+    chunk: int
+    position: int  # in the chunk, counting its start token
+    embedding: Any  # embeddings.TextualInversion
+    index: int  # which of the embedding's vectors
+
+
+@dataclass
+class TokenizedText:
+    """One tokenizer's view of a prompt, in chunks of the model's maximum length.
+
+    A prompt longer than one chunk (or with ``BREAK``) has several rows, each with its own
+    start/end tokens and padding; the encoder encodes each and concatenates them.
+    """
+
+    input_ids: Any  # LongTensor (chunks, max_length)
+    attention_mask: Any  # LongTensor (chunks, max_length)
+    tokens: list[str]  # the token strings of every chunk without padding, for the editor
+    truncated: int = 0  # always 0 now: long prompts are chunked, nothing is dropped
+    weights: Any = None  # FloatTensor (chunks, max_length), 1 where no weight was written
+    token_weights: list[float] = field(default_factory=list)  # beside ``tokens``
+    embeddings: list[EmbeddingSlot] = field(default_factory=list)
+    empty_input_ids: Any = None  # LongTensor (1, max_length): the empty prompt, for weights
+    empty_attention_mask: Any = None
+
+    @property
+    def weighted(self) -> bool:
+        """True when some token has a weight other than 1."""
+        return self.weights is not None and bool((self.weights != 1.0).any())
 
 
 @dataclass

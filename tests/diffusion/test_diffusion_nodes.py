@@ -74,7 +74,7 @@ def load_parts(registry):
     return result.outputs["ckpt"]
 
 
-def test_tokenize_shows_tokens_and_reports_truncation(registry):
+def test_tokenize_shows_tokens_and_chunks_long_prompts(registry):
     tokenizer = load_parts(registry)["tokenizer"]
     spec = registry["diffusion.tokenize"]
     short = spec.function(text="a red cat", tokenizer=tokenizer)
@@ -88,8 +88,11 @@ def test_tokenize_shows_tokens_and_reports_truncation(registry):
     ]
     assert "warnings" not in short.ui
     long = spec.function(text="cat " * 100, tokenizer=tokenizer)
-    assert long.outputs.per_tokenizer[0].truncated == 100 + 2 - 77
-    assert "25 token(s) beyond 77 dropped" in long.ui["warnings"][0]
+    # Nothing is cut any more: 100 tokens are two chunks of 77 (75 + 25 content tokens).
+    assert long.outputs.per_tokenizer[0].truncated == 0
+    assert long.outputs.per_tokenizer[0].input_ids.shape == (2, 77)
+    assert long.ui["tokens"].count("cat</w>") == 100
+    assert "warnings" not in long.ui
 
 
 def encode(registry, parts, text):
