@@ -22,6 +22,7 @@ from graphflow.runtime.models import (
     PICKLE_SUFFIXES,
     SAFE_SUFFIXES,
     ModelFileError,
+    check_pickle_rule,
     file_version,
     find_model,
     list_models,
@@ -137,12 +138,15 @@ def vectors_of(state: Any, name: str) -> dict[str, Any]:
 
 def load_embedding(path: Path, name: str, allow_pickle: bool = False) -> TextualInversion:
     """Read an embedding file (cached per file version); pickle files need the opt-in."""
-    key = (str(path), file_version(path))
-    if key in _CACHE:
-        return _CACHE[key]
     suffix = path.suffix.lower()
     if suffix not in SAFE_SUFFIXES and suffix not in PICKLE_SUFFIXES:
         raise EmbeddingError(f"{path.name}: embeddings are .safetensors or .pt files")
+    refusal = check_pickle_rule(path.name, allow_pickle)  # before the cache: every use asks
+    if refusal:
+        raise ModelFileError(refusal)
+    key = (str(path), file_version(path))
+    if key in _CACHE:
+        return _CACHE[key]
     try:
         state = load_state_dict(path, allow_pickle)
     except ModelFileError:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from graphflow import Executor, load_plugins
-from support import link, make_workflow
-
 from gf_diffusion.prompt_syntax import (
     BREAK,
     EmbeddingRef,
@@ -16,6 +13,8 @@ from gf_diffusion.prompt_syntax import (
     parse_weights,
     prompt_words,
 )
+from graphflow import Executor, load_plugins
+from support import link, make_workflow
 
 
 @pytest.mark.parametrize(
@@ -251,15 +250,19 @@ def sample(parts, positive, negative, seed=3):
     registry, sd = parts["registry"], parts["tiny-sd"]
     latent = registry["diffusion.empty_latent"].function(width=32, height=32, vae=sd["vae"])
     sched = registry["diffusion.scheduler"].function(scheduler=sd["scheduler"], name="ddim")
-    return registry["diffusion.sampler"].function(
-        model=sd["model"],
-        positive=positive,
-        negative=negative,
-        latent=latent,
-        scheduler=sched,
-        seed=seed,
-        steps=2,
-    ).samples
+    return (
+        registry["diffusion.sampler"]
+        .function(
+            model=sd["model"],
+            positive=positive,
+            negative=negative,
+            latent=latent,
+            scheduler=sched,
+            seed=seed,
+            steps=2,
+        )
+        .samples
+    )
 
 
 def test_sampler_takes_positive_and_negative_of_different_chunk_counts(parts):
