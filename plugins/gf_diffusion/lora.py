@@ -17,6 +17,7 @@ LoRA layer is a :class:`LoraFileError` saying what it looks like.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -247,6 +248,44 @@ def parse_lora(state_dict: dict[str, Any], name: str = "file") -> ParsedLora:
     return ParsedLora(layers, ignored)
 
 
+def _adapter_settings(metadata: dict[str, str] | None) -> dict[str, dict]:
+    """PEFT's adapter config from a diffusers-saved file's metadata, by layer-name prefix.
+
+    diffusers writes ``lora_adapter_metadata`` (JSON): ``{"r", "lora_alpha", ...}`` for one
+    model, or the same keys behind ``unet.`` / ``text_encoder.`` / ``text_encoder_2.``.
+    """
+    raw = (metadata or {}).get("lora_adapter_metadata")
+    if not raw:
+        return {}
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        return {}
+    by_prefix: dict[str, dict] = {}
+    for key, value in config.items():
+        prefix, _, name = key.rpartition(".")
+        by_prefix.setdefault(prefix + "." if prefix else "", {})[name] = value
+    return by_prefix
+
+
+def add_peft_alphas(parsed: ParsedLora, metadata: dict[str, str] | None) -> None:
+    """Give PEFT layers without an ``.alpha`` tensor the ``lora_alpha`` of their adapter config
+    (``alpha_pattern`` per module, ``use_rslora``: alpha/√r), so the scale is alpha / rank."""
+    settings = _adapter_settings(metadata)
+    for layer, roles in parsed.layers.items():
+        if "alpha" in roles or "down" not in roles:
+            continue
+        prefix = next((p for p in settings if p and layer.startswith(p)), "")
+        config = settings.get(prefix)
+        if not config or config.get("lora_alpha") is None:
+            continue
+        module = layer[len(prefix) :]
+        alpha = float((config.get("alpha_pattern") or {}).get(module, config["lora_alpha"]))
+        if config.get("use_rslora"):
+            alpha *= float(roles["down"].shape[0]) ** 0.5
+        roles["alpha"] = alpha
+
+
 def _alpha(roles: dict[str, Any]) -> float | None:
     alpha = roles.get("alpha")
     return float(alpha.item() if hasattr(alpha, "item") else alpha) if alpha is not None else None
@@ -353,6 +392,11 @@ class _ParsedCache:
                 self.entries.move_to_end(key)
                 return self.entries[key], content_id
         parsed = parse_lora(load_state_dict(path, allow_pickle), path.name)
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as handle:
+                add_peft_alphas(parsed, handle.metadata())
         with self.lock:
             self.reads += 1
             self.entries[key] = parsed

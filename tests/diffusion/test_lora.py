@@ -422,3 +422,31 @@ def test_an_sdxl_kohya_file_patches_both_text_encoders_and_sgm_named_unet_layers
     assert list(result.patches[1].changes) == [
         "text_model.encoder.layers.2.self_attn.out_proj.weight"
     ]
+
+
+def test_a_peft_file_takes_lora_alpha_from_its_adapter_metadata(registry, lora_root):
+    import json
+
+    state = peft_file({p: (up, down, float(down.shape[0])) for p, (up, down, _) in LAYERS.items()})
+    config = {
+        "unet.r": 4,
+        "unet.lora_alpha": 1.0,
+        "unet.alpha_pattern": {LINEAR: 2.0, OUT: 4.0},  # CONV keeps lora_alpha 1.0
+        "text_encoder.r": 4,
+        "text_encoder.lora_alpha": 3.0,
+    }
+    metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(config)}
+    save_file(state, str(lora_root / "loras" / "meta.safetensors"), metadata=metadata)
+    model, text = base_handles(Executor(registry))
+    expected, expected_text, _ = apply_lora("kohya.safetensors", model, text, 1.0, 1.0, False)
+    got, got_text, _ = apply_lora("meta.safetensors", model, text, 1.0, 1.0, False)
+    for ours, theirs, paths in (
+        (got, expected, (LINEAR, OUT, CONV)),
+        (got_text.encoders[0], expected_text.encoders[0], (TEXT,)),
+    ):
+        with ours.on_device("cpu") as module:
+            weights = {p: module.get_parameter(p + ".weight").clone() for p in paths}
+        with theirs.on_device("cpu") as module:
+            for path in paths:
+                reference = module.get_parameter(path + ".weight")
+                torch.testing.assert_close(weights[path], reference, rtol=0, atol=1e-6)
