@@ -179,80 +179,123 @@ def test_lora_in_checkpoints_is_a_validation_error_naming_its_folder(models, tmp
         target.unlink()
 
 
-# --- loading: a tiny SD 1.x file in LDM layout, the sd1 family pointed at a tiny config ---
+# --- loading: tiny LDM files, each family pointed at a tiny config of its own ---
+
+TINY_TIME_DIM = 8
+# diffusers tells SDXL's two encoders apart by width (768/1280 at full size): keep them apart.
+TINY_WIDTH = {"text_encoder": 32, "text_encoder_2": 48}
 
 
-def _tiny_sd1(folder: Path):
-    """Tiny SD 1.x modules (CLIP's full 49408-token vocabulary) + their config folder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+def _tiny_unet(family: str):
+    from diffusers import UNet2DConditionModel
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
+    common = dict(
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=16,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
         norm_num_groups=16,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=16,
-        sample_size=32,
+    if family == "sd1":
+        return UNet2DConditionModel(cross_attention_dim=32, attention_head_dim=8, **common)
+    refiner = family == "sdxl-refiner"
+    return UNet2DConditionModel(
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=TINY_TIME_DIM,
+        # size ids (6, or 5 with the refiner's aesthetic score) × 8 + the pooled text (48)
+        projection_class_embeddings_input_dim=(5 if refiner else 6) * TINY_TIME_DIM + 48,
+        cross_attention_dim=48 if refiner else 32 + 48,
+        **common,
     )
-    shipped = json.loads((config_folder("sd1") / "text_encoder" / "config.json").read_text())
-    shipped.update(hidden_size=32, intermediate_size=37, num_attention_heads=4)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**{**shipped, "num_hidden_layers": 2}))
-    index = json.loads((config_folder("sd1") / "model_index.json").read_text())
+
+
+def _tiny_encoder(family: str, sub: str):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    shipped = json.loads((config_folder(family) / sub / "config.json").read_text())
+    width = TINY_WIDTH[sub]
+    shipped.update(hidden_size=width, intermediate_size=37, num_attention_heads=4)
+    shipped.update(num_hidden_layers=2, projection_dim=width)
+    cls = CLIPTextModelWithProjection if sub == "text_encoder_2" else CLIPTextModel
+    return cls(CLIPTextConfig(**shipped))
+
+
+def _tiny_family(family: str, folder: Path) -> dict:
+    """Tiny modules of ``family`` (CLIP's full 49408-token vocabulary), their config folder
+    written at ``folder`` with the shipped model_index.json and tokenizer settings."""
+    from diffusers import AutoencoderKL, DDIMScheduler
+
+    torch.manual_seed(0)
+    modules = {
+        "unet": _tiny_unet(family),
+        "vae": AutoencoderKL(
+            block_out_channels=(16, 32),
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            norm_num_groups=16,
+            sample_size=32,
+        ),
+    }
+    for _, (sub, _) in _encoder_layout(family).items():
+        modules[sub] = _tiny_encoder(family, sub)
+    index = json.loads((config_folder(family) / "model_index.json").read_text())
     index["scheduler"] = ["diffusers", "DDIMScheduler"]
-    (folder / "tokenizer").mkdir(parents=True)
+    folder.mkdir(parents=True)
     (folder / "model_index.json").write_text(json.dumps(index))
-    for sub in ("tokenizer_config.json",):
-        (folder / "tokenizer" / sub).write_text(
-            (config_folder("sd1") / "tokenizer" / sub).read_text()
-        )
-    unet.save_config(folder / "unet")
-    vae.save_config(folder / "vae")
-    text_encoder.config.save_pretrained(folder / "text_encoder")
-    DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).save_config(
-        folder / "scheduler"
-    )
-    return unet, vae, text_encoder
+    for sub in ("tokenizer", "tokenizer_2"):
+        if (config_folder(family) / sub).is_dir():
+            (folder / sub).mkdir()
+            settings = (config_folder(family) / sub / "tokenizer_config.json").read_text()
+            (folder / sub / "tokenizer_config.json").write_text(settings)
+    for name, module in modules.items():
+        target = folder / name
+        if name.startswith("text_encoder"):
+            module.config.save_pretrained(target)
+        else:
+            module.save_config(target)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    scheduler.save_config(folder / "scheduler")
+    return modules
+
+
+TINY_FAMILIES = ("sd1", "sdxl", "sdxl-refiner")
 
 
 @pytest.fixture(scope="module")
 def tiny_single(tmp_path_factory):
-    """models/checkpoints/tiny-ldm.safetensors (fp32) and tiny-ldm-fp16.safetensors, the
-    config root holding the tiny "sd1" config, and the original modules."""
+    """models/checkpoints/tiny-<family>.safetensors (fp32) and -fp16 copies, the config
+    root holding each tiny config, and the original modules by family."""
     from safetensors.torch import save_file
 
     root = tmp_path_factory.mktemp("single")
-    modules = _tiny_sd1(root / "configs" / "sd1")
-    state = export_state(
-        modules[0], modules[1], {"cond_stage_model.transformer.": (modules[2], "clip")}
-    )
     (root / "models" / "checkpoints").mkdir(parents=True)
-    save_file(
-        {k: v.contiguous() for k, v in state.items()},
-        str(root / "models/checkpoints/tiny-ldm.safetensors"),
-    )
-    half = {k: v.half().contiguous() for k, v in state.items()}
-    save_file(half, str(root / "models/checkpoints/tiny-ldm-fp16.safetensors"))
-    return root, modules
+    originals = {}
+    for family in TINY_FAMILIES:
+        modules = _tiny_family(family, root / "configs" / family)
+        encoders = {
+            prefix: (modules[sub], layout)
+            for prefix, (sub, layout) in _encoder_layout(family).items()
+        }
+        state = export_state(modules["unet"], modules["vae"], encoders)
+        target = root / "models" / "checkpoints"
+        save_file(
+            {k: v.contiguous() for k, v in state.items()},
+            str(target / f"tiny-{family}.safetensors"),
+        )
+        half = {k: v.half().contiguous() for k, v in state.items()}
+        save_file(half, str(target / f"tiny-{family}-fp16.safetensors"))
+        originals[family] = modules
+    return root, originals
 
 
 @pytest.fixture
 def tiny_family(tiny_single, monkeypatch):
-    """The sd1 declaration without its full-size sizes, its config the tiny one."""
+    """The family declarations without their full-size sizes, their configs the tiny ones."""
     root, _ = tiny_single
-    kinds = tuple(
-        dataclasses.replace(k, sizes=None) if k.name == "sd1" else k for k in detect.KINDS
-    )
+    kinds = tuple(dataclasses.replace(k, sizes=None) for k in detect.KINDS)
     monkeypatch.setattr(detect, "KINDS", kinds)
     monkeypatch.setattr(configs, "CONFIGS_ROOT", root / "configs")
     monkeypatch.setenv("GRAPHFLOW_MODELS", str(root / "models"))
@@ -260,30 +303,31 @@ def tiny_family(tiny_single, monkeypatch):
     return tiny_single
 
 
-@pytest.mark.parametrize(
-    ("file", "dtype"),
-    [("tiny-ldm.safetensors", torch.float32), ("tiny-ldm-fp16.safetensors", torch.float16)],
-)
-def test_single_file_without_config_loads_the_same_tensors(tiny_family, file, dtype):
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_single_file_without_config_loads_the_same_tensors(tiny_family, family, dtype):
     from gf_diffusion.loader import load_pipeline_components
 
-    root, modules = tiny_family
-    path = root / "models" / "checkpoints" / file
+    root, originals = tiny_family
+    suffix = "-fp16" if dtype == torch.float16 else ""
+    path = root / "models" / "checkpoints" / f"tiny-{family}{suffix}.safetensors"
     components = load_pipeline_components(path, "auto", torch.float32)
-    for name, original in zip(("unet", "vae", "text_encoder"), modules, strict=True):
+    for name, original in originals[family].items():
         loaded = components[name].state_dict()
         for key, value in original.state_dict().items():
             if key.endswith("position_ids"):
                 continue
             expected = value.to(dtype).float()
             assert torch.equal(loaded[key].float(), expected), f"{name}.{key}"
-    assert components["tokenizer"]("a photo of a cat").input_ids[:3] == [49406, 320, 1125]
+    for name in ("tokenizer", "tokenizer_2"):
+        if components.get(name) is not None:
+            assert components[name]("a photo of a cat").input_ids[:3] == [49406, 320, 1125]
 
 
 def test_single_file_without_config_samples_an_image(tiny_family):
     workflow = make_workflow(
         {
-            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-ldm.safetensors"}),
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sd1.safetensors"}),
             "tokens": (
                 "diffusion.tokenize",
                 {"text": "a red cat", "tokenizer": link("ckpt", "tokenizer")},
