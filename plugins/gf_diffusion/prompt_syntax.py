@@ -1,8 +1,8 @@
 """The prompt language users write (ComfyUI's): weights, escapes, BREAK, ``embedding:NAME``.
 
 Pure text processing, no torch and no files: :func:`parse_weights` turns a prompt into
-weighted spans, :func:`prompt_words` into the words, embeddings and BREAKs the tokenizer
-sees, and :func:`chunk_groups` packs tokenized words into the encoder's fixed-size chunks.
+weighted spans, :func:`prompt_words` into the runs of text, embeddings and BREAKs the
+tokenizer sees, and :func:`chunk_groups` packs their tokens into the encoder's chunks.
 The rules are written out, with examples, in docs/prompts.md.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 UP = 1.1  # ``(text)`` multiplies the weight by this
 EMBEDDING_PREFIX = "embedding:"
 BREAK_WORD = "BREAK"
-KEEP_WHOLE_BELOW = 8  # a word of fewer tokens is moved whole to the next chunk, not split
+KEEP_WHOLE_BELOW = 8  # a run of fewer tokens is moved whole to the next chunk, not split
 
 _ESCAPES = {"\\(": "(", "\\)": ")", "\\[": "[", "\\]": "]"}
 _NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
@@ -24,8 +24,8 @@ _PAIRS = {")": "(", "]": "["}
 
 
 @dataclass(frozen=True)
-class Word:
-    """A whitespace-free piece of prompt text and its weight."""
+class Text:
+    """A run of prompt text (tokenized as one piece) and its weight."""
 
     text: str
     weight: float
@@ -138,51 +138,60 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
     return [("".join(chars), weight) for chars, weight, _ in out]
 
 
-def _embedding_word(
-    word: str, weight: float, exists: Callable[[str], bool] | None, bare: Iterable[str]
-) -> list:
-    """Pieces of one word that may name an embedding (trailing commas left as text)."""
+def _embedding(word: str, weight: float, exists, bare: frozenset) -> list:
+    """[EmbeddingRef, optional trailing text] when the word names an embedding, else []."""
     if word.startswith(EMBEDDING_PREFIX):
         name = word[len(EMBEDDING_PREFIX) :]
         stripped = name.rstrip(",")
         if exists is not None and stripped != name and not exists(name) and exists(stripped):
-            return [EmbeddingRef(stripped, weight), Word(name[len(stripped) :], weight)]
+            return [EmbeddingRef(stripped, weight), Text(name[len(stripped) :], weight)]
         return [EmbeddingRef(name, weight)]
     stripped = word.rstrip(",")
     if stripped and stripped in bare:
         rest = word[len(stripped) :]
-        return [EmbeddingRef(stripped, weight), *([Word(rest, weight)] if rest else [])]
-    return [Word(word, weight)]
+        return [EmbeddingRef(stripped, weight), *([Text(rest, weight)] if rest else [])]
+    return []
 
 
 def prompt_words(
     text: str,
     exists: Callable[[str], bool] | None = None,
     bare_names: Iterable[str] = (),
-) -> list[Word | EmbeddingRef | Break]:
-    """The prompt as the tokenizer sees it: words, embedding references and BREAKs.
+) -> list[Text | EmbeddingRef | Break]:
+    """The prompt as the tokenizer sees it: runs of text, embedding references and BREAKs.
 
-    Each weighted span is split on whitespace. ``BREAK`` (upper case, a word of its own) is
-    a :data:`BREAK`; a word starting with ``embedding:`` names an embedding (``exists``, when
-    given, lets trailing commas be text: ``embedding:foo,``); a word equal to one of
-    ``bare_names`` (the user's opt-in) is an embedding too.
+    Each weighted span is one run of text, cut where a word of it is ``BREAK`` (upper case,
+    a word of its own: :data:`BREAK`) or names an embedding: a word starting with
+    ``embedding:`` (``exists``, when given, lets trailing commas be text: ``embedding:foo,``)
+    or equal to one of ``bare_names`` (the user's opt-in). Runs keep their inner whitespace
+    and lose the outer; blank runs are dropped.
     """
     bare = frozenset(bare_names)
-    pieces: list[Word | EmbeddingRef | Break] = []
+    pieces: list[Text | EmbeddingRef | Break] = []
+
+    def flush(run: str, weight: float) -> None:
+        if run.strip():
+            pieces.append(Text(run.strip(), weight))
+
     for span, weight in parse_weights(text):
-        for word in span.split():
-            if word == BREAK_WORD:
-                pieces.append(BREAK)
-            else:
-                pieces.extend(_embedding_word(word, weight, exists, bare))
+        start = 0
+        for match in re.finditer(r"\S+", span):
+            word = match.group()
+            special = [BREAK] if word == BREAK_WORD else _embedding(word, weight, exists, bare)
+            if special:
+                flush(span[start : match.start()], weight)
+                pieces.extend(special)
+                start = match.end()
+        flush(span[start:], weight)
     return pieces
 
 
 def chunk_groups(groups: list[Any], capacity: int) -> list[list[Any]]:
-    """Pack token groups (one per word or embedding) into chunks of ``capacity`` items.
+    """Pack token groups (one per run of text or embedding) into chunks of ``capacity`` items.
 
     ComfyUI's rule: a group that does not fit in what is left of the chunk starts the next
-    chunk when it has fewer than 8 items, and is split at the boundary otherwise. A group
+    chunk when it has fewer than 8 items, and is split at the boundary otherwise (so a long
+    prompt without weights is cut every ``capacity`` tokens). A group
     equal to :data:`BREAK` closes the current chunk (when it holds anything). There is always
     at least one chunk (the empty prompt's).
     """

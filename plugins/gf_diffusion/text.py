@@ -15,7 +15,7 @@ from graphflow import Boolean, Float, Int, NodeContext, NodeResult, String, node
 from graphflow.runtime.handles import compute_device
 
 from . import embeddings as ti
-from .prompt_syntax import BREAK, EmbeddingRef, Word, chunk_groups, prompt_words
+from .prompt_syntax import BREAK, EmbeddingRef, Text, chunk_groups, prompt_words
 from .types import Conditioning as ConditioningType
 from .types import TextEncoder, Tokenizer
 from .types import Tokens as TokensType
@@ -44,14 +44,14 @@ def _resolve_embeddings(pieces, allow_pickle: bool, notes: list[str]) -> dict:
 
 
 def _token_groups(tok, pieces, inversions: dict) -> list:
-    """One list of (id, weight, (embedding, index) or None) per word/embedding, or BREAK."""
-    words = [piece.text for piece in pieces if isinstance(piece, Word)]
+    """One list of (id, weight, (embedding, index) or None) per run/embedding, or BREAK."""
+    words = [piece.text for piece in pieces if isinstance(piece, Text)]
     ids = iter(tok(words, add_special_tokens=False)["input_ids"] if words else [])
     groups: list = []
     for piece in pieces:
         if piece is BREAK:
             groups.append(BREAK)
-        elif isinstance(piece, Word):
+        elif isinstance(piece, Text):
             groups.append([(i, piece.weight, None) for i in next(ids)])
         elif inversions.get(piece.name) is not None:
             inversion = inversions[piece.name]

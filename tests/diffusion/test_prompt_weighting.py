@@ -8,7 +8,7 @@ import torch
 from gf_diffusion.prompt_syntax import (
     BREAK,
     EmbeddingRef,
-    Word,
+    Text,
     chunk_groups,
     parse_weights,
     prompt_words,
@@ -61,35 +61,39 @@ def test_parse_weights_table(text, spans):
     assert [w for _, w in got] == pytest.approx([w for _, w in spans])
 
 
-def test_prompt_words_split_spans_on_whitespace_and_find_break():
+def test_prompt_words_keep_each_span_whole_and_cut_it_at_break():
     assert prompt_words("a (red\ncat) BREAK dog BREAKFAST break") == [
-        Word("a", 1.0),
-        Word("red", 1.1),
-        Word("cat", 1.1),
+        Text("a", 1.0),
+        Text("red\ncat", 1.1),
         BREAK,
-        Word("dog", 1.0),
-        Word("BREAKFAST", 1.0),
-        Word("break", 1.0),
+        Text("dog BREAKFAST break", 1.0),
     ]
 
 
 def test_prompt_words_find_embeddings_with_weights_and_trailing_commas():
     exists = {"foo", "bar"}.__contains__
-    pieces = prompt_words("embedding:foo, (embedding:bar:1.2) embedding:nope", exists)
+    pieces = prompt_words("x embedding:foo, (embedding:bar:1.2) y embedding:nope z", exists)
     assert pieces == [
+        Text("x", 1.0),
         EmbeddingRef("foo", 1.0),
-        Word(",", 1.0),
+        Text(",", 1.0),
         EmbeddingRef("bar", 1.2),
+        Text("y", 1.0),
         EmbeddingRef("nope", 1.0),
+        Text("z", 1.0),
     ]
 
 
+def test_embedding_prefix_inside_a_word_is_text():
+    assert prompt_words("a,embedding:foo") == [Text("a,embedding:foo", 1.0)]
+
+
 def test_bare_embedding_names_only_when_given():
-    assert prompt_words("a foo,") == [Word("a", 1.0), Word("foo,", 1.0)]
+    assert prompt_words("a foo,") == [Text("a foo,", 1.0)]
     assert prompt_words("a foo,", bare_names=["foo"]) == [
-        Word("a", 1.0),
+        Text("a", 1.0),
         EmbeddingRef("foo", 1.0),
-        Word(",", 1.0),
+        Text(",", 1.0),
     ]
 
 
@@ -98,14 +102,14 @@ def test_bare_embedding_names_only_when_given():
     [
         ([], 5, [0]),
         ([2, 2], 5, [4]),
-        ([3, 3], 5, [3, 3]),  # a short word moves whole to the next chunk
-        ([3, 9], 5, [5, 5, 2]),  # a word of 8+ tokens is split at the boundary
+        ([3, 3], 5, [3, 3]),  # a short run moves whole to the next chunk
+        ([3, 9], 5, [5, 5, 2]),  # a run of 8+ tokens is split at the boundary
         ([5, 5], 5, [5, 5]),
         ([12], 5, [5, 5, 2]),
-        ([7], 5, [5, 2]),  # a short word longer than a chunk is split anyway
+        ([7], 5, [5, 2]),  # a short run longer than a chunk is split anyway
     ],
 )
-def test_chunk_groups_keeps_short_words_whole(lengths, capacity, chunks):
+def test_chunk_groups_keeps_short_runs_whole(lengths, capacity, chunks):
     groups = [[n] * n for n in lengths]
     assert [len(c) for c in chunk_groups(groups, capacity)] == chunks
 
@@ -283,3 +287,12 @@ def test_a_prompt_repeated_on_the_token_axis_guides_the_same(parts):
     one = sample(parts, Conditioning([cat]), Conditioning([empty]))
     two = sample(parts, Conditioning([cat]), Conditioning([twice]))
     assert torch.allclose(one, two, atol=1e-5)
+
+
+def test_long_run_of_text_is_cut_exactly_every_75_tokens(parts):
+    tok = parts["tiny-sd"]["tokenizer"].tokenizers[0]
+    red = tok("red", add_special_tokens=False).input_ids  # two tokens: re, d</w>
+    rows = tokenize(parts, "red " * 40).outputs.per_tokenizer[0].input_ids.tolist()
+    content = (red * 40)[:75], (red * 40)[75:]
+    assert rows[0][1:76] == content[0]  # the 38th "red" is split across the chunks (ComfyUI)
+    assert rows[1][1 : 1 + len(content[1])] == content[1]
