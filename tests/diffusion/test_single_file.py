@@ -365,3 +365,34 @@ def test_single_file_without_config_samples_an_image(tiny_family):
     assert result.ok, result.error
     image = result.outputs["decode"]["image"].cpu().numpy()
     assert image.shape[-3:-1] == (32, 32) and np.isfinite(image).all()
+
+
+def test_opted_in_pickle_without_config_is_detected_and_loads(tiny_family, tmp_path):
+    from safetensors.torch import load_file
+
+    from gf_diffusion.loader import load_pipeline_components
+
+    root, originals = tiny_family
+    state = load_file(str(root / "models" / "checkpoints" / "tiny-sd1.safetensors"))
+    path = root / "models" / "checkpoints" / "tiny-sd1-pickle.ckpt"
+    torch.save({"state_dict": state, "global_step": 1}, path)
+    try:
+        components = load_pipeline_components(path, "auto", torch.float32, allow_pickle=True)
+        expected = originals["sd1"]["unet"].conv_in.weight
+        assert torch.equal(components["unet"].conv_in.weight, expected)
+    finally:
+        path.unlink()
+
+
+def test_single_file_loaded_twice_reuses_the_resident_model(tiny_family):
+    workflow = make_workflow(
+        {
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sdxl.safetensors"}),
+            "show": ("core.show", {"value": link("ckpt", "model")}),
+        }
+    )
+    executor = Executor(load_plugins().registry)
+    first = executor.run(workflow, outputs=["ckpt"]).outputs["ckpt"]["model"]
+    executor.cache.clear()
+    second = executor.run(workflow, outputs=["ckpt"]).outputs["ckpt"]["model"]
+    assert first is second and executor.models.loads == 1
