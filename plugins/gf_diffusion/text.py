@@ -285,14 +285,24 @@ def combine_conditioning(a: ConditioningType, b: ConditioningType) -> Conditioni
 def average_conditioning(
     a: ConditioningType, b: ConditioningType, weight_a: Float(0.0, 1.0, step=0.01) = 0.5
 ) -> ConditioningType:
-    """Blend two prompts' embeddings: weight_a × a + (1 − weight_a) × b."""
+    """Blend two prompts' embeddings: weight_a × a + (1 − weight_a) × b.
+
+    When b has more tokens than a (a longer prompt: more chunks) it is cut to a's length,
+    when fewer it is padded with zeros, as ComfyUI's ConditioningAverage does.
+    """
+    import torch
+
     first, second = a.entries[0], b.entries[0]
-    if first.embeds.shape != second.embeds.shape:
+    if first.embeds.shape[::2] != second.embeds.shape[::2]:
         raise ValueError(
             f"cannot average conditionings of shapes {tuple(first.embeds.shape)} and "
             f"{tuple(second.embeds.shape)}"
         )
-    embeds = first.embeds * weight_a + second.embeds * (1 - weight_a)
+    other = second.embeds[:, : first.embeds.shape[1]]
+    missing = first.embeds.shape[1] - other.shape[1]
+    if missing:
+        other = torch.cat([other, other.new_zeros(other.shape[0], missing, other.shape[2])], 1)
+    embeds = first.embeds * weight_a + other * (1 - weight_a)
     pooled = None
     if first.pooled is not None and second.pooled is not None:
         pooled = first.pooled * weight_a + second.pooled * (1 - weight_a)

@@ -296,3 +296,15 @@ def test_long_run_of_text_is_cut_exactly_every_75_tokens(parts):
     content = (red * 40)[:75], (red * 40)[75:]
     assert rows[0][1:76] == content[0]  # the 38th "red" is split across the chunks (ComfyUI)
     assert rows[1][1 : 1 + len(content[1])] == content[1]
+
+
+def test_average_of_prompts_of_different_lengths_cuts_or_pads_the_second(parts):
+    average = parts["registry"]["diffusion.average_conditioning"].function
+    from gf_diffusion.values import Conditioning
+
+    short, long = encode(parts, "a cat"), encode(parts, "cat " * 100)
+    cut = average(a=Conditioning([short]), b=Conditioning([long]), weight_a=0.25).entries[0]
+    assert torch.allclose(cut.embeds, 0.25 * short.embeds + 0.75 * long.embeds[:, :77])
+    padded = average(a=Conditioning([long]), b=Conditioning([short]), weight_a=0.25).entries[0]
+    assert torch.allclose(padded.embeds[:, :77], 0.25 * long.embeds[:, :77] + 0.75 * short.embeds)
+    assert torch.allclose(padded.embeds[:, 77:], 0.25 * long.embeds[:, 77:])
