@@ -396,3 +396,21 @@ def test_single_file_loaded_twice_reuses_the_resident_model(tiny_family):
     executor.cache.clear()
     second = executor.run(workflow, outputs=["ckpt"]).outputs["ckpt"]["model"]
     assert first is second and executor.models.loads == 1
+
+
+def test_describe_names_kind_dtype_and_parameter_count(tiny_family):
+    root, originals = tiny_family
+    info = detect.describe(root / "models" / "checkpoints" / "tiny-sd1-fp16.safetensors")
+    count = sum(
+        v.numel()
+        for module in originals["sd1"].values()
+        for k, v in module.state_dict().items()
+        if not k.endswith("position_ids")
+    )
+    assert (info["kind"], info["dtype"], info["parameters"]) == ("sd1", "F16", count)
+
+
+def test_shipped_configs_are_config_choices(tiny_family):
+    from gf_diffusion.loader import list_configs
+
+    assert {f"graphflow/{k.config}" for k in SUPPORTED} <= set(list_configs())
