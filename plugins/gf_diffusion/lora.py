@@ -291,6 +291,15 @@ def _alpha(roles: dict[str, Any]) -> float | None:
     return float(alpha.item() if hasattr(alpha, "item") else alpha) if alpha is not None else None
 
 
+def _has(roles: dict[str, Any], *names: str) -> bool:
+    return all(name in roles for name in names)
+
+
+def _has_half(roles: dict[str, Any], name: str) -> bool:
+    """A LoKr half is there as a full matrix or as both factors."""
+    return name in roles or _has(roles, f"{name}_a", f"{name}_b")
+
+
 def weight_changes(roles: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """{"weight"/"bias": change} for one layer's tensors, or a reason it is not supported."""
     alpha = _alpha(roles)
@@ -300,12 +309,12 @@ def weight_changes(roles: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         return {}, f"{kind} is not supported"
     if "up" in roles and "down" in roles:
         changes["weight"] = LowRankDelta(roles["up"], roles["down"], alpha=alpha)
-    elif "hada_w1_a" in roles:
+    elif _has(roles, "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"):
         changes["weight"] = HadamardDelta(
             roles["hada_w1_a"], roles["hada_w1_b"], roles["hada_w2_a"], roles["hada_w2_b"],
             roles.get("hada_t1"), roles.get("hada_t2"), alpha,
         )  # fmt: skip
-    elif any(role.startswith("lokr_") for role in roles):
+    elif _has_half(roles, "lokr_w1") and _has_half(roles, "lokr_w2"):
         changes["weight"] = KroneckerDelta(
             *(roles.get(f"lokr_{n}") for n in ("w1", "w1_a", "w1_b", "w2", "w2_a", "w2_b", "t2")),
             alpha=alpha,
@@ -346,7 +355,8 @@ def build_patches(
     }
     params = {c: dict(m.named_parameters()) for c, m in modules.items()}
     found: dict[Any, dict[str, Any]] = {c: {} for c in modules}
-    unmatched, unsupported = [], []
+    unmatched: list[str] = []
+    unsupported = [f"{key}: not a kind of LoRA tensor graphflow knows" for key in parsed.ignored]
     for layer, roles in parsed.layers.items():
         split = split_component(layer)
         component, rest = split if split else ("unet", layer)
@@ -501,7 +511,8 @@ def load_lora_model_only(
     """Apply a LoRA's UNet layers only (its text-encoder layers are not reported as missing)."""
     parsed, content_id = PARSED.get(LORAS.path(lora), allow_pickle)
     unet_only = ParsedLora(
-        {k: v for k, v in parsed.layers.items() if (split_component(k) or ("unet",))[0] == "unet"}
+        {k: v for k, v in parsed.layers.items() if (split_component(k) or ("unet",))[0] == "unet"},
+        parsed.ignored,
     )
     result = build_patches(unet_only, {"unet": model.unpatched}, content_id, name=lora)
     patch = result.patches.get("unet")

@@ -450,3 +450,21 @@ def test_a_peft_file_takes_lora_alpha_from_its_adapter_metadata(registry, lora_r
             for path in paths:
                 reference = module.get_parameter(path + ".weight")
                 torch.testing.assert_close(weights[path], reference, rtol=0, atol=1e-6)
+
+
+def test_keys_of_an_unknown_kind_are_reported_not_dropped(registry, lora_root):
+    state = {**kohya_file(), "lora_unet_conv_in.oft_blocks": torch.zeros(4, 4)}
+    save_file(state, str(lora_root / "loras" / "odd.safetensors"))
+    model, text = base_handles(Executor(registry))
+    _, _, ui = apply_lora("odd.safetensors", model, text, 1.0, 1.0, False)
+    (warning,) = ui["warnings"]
+    assert "1 layer(s) not applied" in warning and "lora_unet_conv_in.oft_blocks" in warning
+
+
+def test_an_incomplete_layer_is_reported_not_applied(registry, lora_root):
+    state = {**kohya_file(), "lora_unet_conv_in.hada_w1_a": torch.zeros(32, 2)}
+    save_file(state, str(lora_root / "loras" / "half.safetensors"))
+    model, text = base_handles(Executor(registry))
+    patched, _, ui = apply_lora("half.safetensors", model, text, 1.0, 1.0, False)
+    assert "conv_in.weight" not in patched.patches[0][0].changes
+    assert "lora_unet_conv_in: incomplete layer (has only hada_w1_a)" in ui["warnings"][0]
