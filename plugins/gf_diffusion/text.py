@@ -13,9 +13,17 @@ from contextvars import ContextVar
 
 from graphflow import Boolean, Float, Int, NodeContext, NodeResult, String, node
 from graphflow.runtime.handles import compute_device
+from graphflow.runtime.models import file_version
 
 from . import embeddings as ti
-from .prompt_syntax import BREAK, EmbeddingRef, Text, chunk_groups, prompt_words
+from .prompt_syntax import (
+    BREAK,
+    EMBEDDING_PREFIX,
+    EmbeddingRef,
+    Text,
+    chunk_groups,
+    prompt_words,
+)
 from .types import Conditioning as ConditioningType
 from .types import TextEncoder, Tokenizer
 from .types import Tokens as TokensType
@@ -140,6 +148,22 @@ def tokenize(
     if notes:
         ui["warnings"] = notes
     return NodeResult(tokens, ui=ui)
+
+
+@tokenize.fingerprint
+def _embedding_files(text: str = "", bare_embedding_names: bool = False, **_) -> tuple:
+    """The versions of the embedding files a prompt names: adding, changing or removing one
+    re-runs the node (the prompt's text alone does not change)."""
+    if EMBEDDING_PREFIX not in text and not bare_embedding_names:
+        return ()
+    versions: list = []
+    for piece in prompt_words(text):
+        if isinstance(piece, EmbeddingRef):
+            path = ti.find_embedding(piece.name) or ti.find_embedding(piece.name.rstrip(","))
+            versions.append((piece.name, file_version(path) if path else None))
+    if bare_embedding_names:
+        versions.append(tuple(ti.embedding_names()))
+    return tuple(versions)
 
 
 @contextmanager

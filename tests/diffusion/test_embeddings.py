@@ -178,3 +178,28 @@ def test_bare_names_only_when_opted_in(setup):
 def test_trailing_comma_after_an_embedding_is_text(setup):
     ui = tokenize(setup, "embedding:plain, cat").ui
     assert ui["tokens"][1:3] == ["embedding:plain", ",</w>"]
+
+
+def test_adding_the_named_embedding_file_reruns_the_tokenize_node(setup, models_root):
+    executor = Executor(setup["registry"])
+    workflow = make_workflow(
+        {
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sd"}),
+            "tokens": (
+                "diffusion.tokenize",
+                {"text": "embedding:later cat", "tokenizer": link("ckpt", "tokenizer")},
+            ),
+            "show": ("core.show", {"value": link("tokens", "tokens")}),
+        }
+    )
+    first = executor.run(workflow, outputs=["tokens"])
+    assert first.ok, first.error
+    assert first.outputs["tokens"]["tokens"].per_tokenizer[0].embeddings == []
+    target = models_root / "embeddings" / "later.safetensors"
+    save_file({"emb_params": vectors(1, 8)}, str(target))
+    try:
+        second = executor.run(workflow, outputs=["tokens"])
+        assert "tokens" in second.executed
+        assert len(second.outputs["tokens"]["tokens"].per_tokenizer[0].embeddings) == 1
+    finally:
+        target.unlink()
