@@ -13,7 +13,7 @@ from contextvars import ContextVar
 
 from graphflow import Boolean, Float, Int, NodeContext, NodeResult, String, node
 from graphflow.runtime.handles import compute_device
-from graphflow.runtime.models import file_version
+from graphflow.runtime.models import check_pickle_rule, file_version
 
 from . import embeddings as ti
 from .prompt_syntax import (
@@ -148,6 +148,21 @@ def tokenize(
     if notes:
         ui["warnings"] = notes
     return NodeResult(tokens, ui=ui)
+
+
+@tokenize.check
+def _embeddings_loadable(text: str = "", allow_pickle: bool = False, **_) -> list[str]:
+    """Pickle embeddings named in a literal prompt need the opt-in: said before the run."""
+    if EMBEDDING_PREFIX not in text:
+        return []
+    problems = []
+    for piece in prompt_words(text):
+        if isinstance(piece, EmbeddingRef):
+            path = ti.find_embedding(piece.name) or ti.find_embedding(piece.name.rstrip(","))
+            refusal = check_pickle_rule(path.name, allow_pickle) if path else None
+            if refusal:
+                problems.append(f"allow_pickle: {refusal}")
+    return problems
 
 
 @tokenize.fingerprint

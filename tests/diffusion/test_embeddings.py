@@ -203,3 +203,29 @@ def test_adding_the_named_embedding_file_reruns_the_tokenize_node(setup, models_
         assert len(second.outputs["tokens"]["tokens"].per_tokenizer[0].embeddings) == 1
     finally:
         target.unlink()
+
+
+def test_pickle_embedding_without_opt_in_is_a_validation_error(setup):
+    from graphflow import ErrorCode, validate
+
+    def workflow(**options):
+        return make_workflow(
+            {
+                "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sd"}),
+                "tokens": (
+                    "diffusion.tokenize",
+                    {
+                        "text": "a embedding:style",
+                        "tokenizer": link("ckpt", "tokenizer"),
+                        **options,
+                    },
+                ),
+                "show": ("core.show", {"value": link("tokens", "tokens")}),
+            }
+        )
+
+    _, errors = validate(workflow(), setup["registry"])
+    assert [(e.code, e.input) for e in errors] == [(ErrorCode.INVALID_INPUT, "allow_pickle")]
+    assert "style.pt is a pickle file" in errors[0].message
+    _, errors = validate(workflow(allow_pickle=True), setup["registry"])
+    assert errors == []
