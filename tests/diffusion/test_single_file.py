@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,10 @@ def _tiny_unet(family: str):
     )
     if family == "sd1":
         return UNet2DConditionModel(cross_attention_dim=32, attention_head_dim=8, **common)
+    if family.startswith("sd2"):
+        return UNet2DConditionModel(
+            cross_attention_dim=32, attention_head_dim=8, use_linear_projection=True, **common
+        )
     refiner = family == "sdxl-refiner"
     return UNet2DConditionModel(
         attention_head_dim=(2, 4),
@@ -226,7 +231,7 @@ def _tiny_encoder(family: str, sub: str):
 def _tiny_family(family: str, folder: Path) -> dict:
     """Tiny modules of ``family`` (CLIP's full 49408-token vocabulary), their config folder
     written at ``folder`` with the shipped model_index.json and tokenizer settings."""
-    from diffusers import AutoencoderKL, DDIMScheduler
+    from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
     modules = {
@@ -242,7 +247,6 @@ def _tiny_family(family: str, folder: Path) -> dict:
     for _, (sub, _) in _encoder_layout(family).items():
         modules[sub] = _tiny_encoder(family, sub)
     index = json.loads((config_folder(family) / "model_index.json").read_text())
-    index["scheduler"] = ["diffusers", "DDIMScheduler"]
     folder.mkdir(parents=True)
     (folder / "model_index.json").write_text(json.dumps(index))
     for sub in ("tokenizer", "tokenizer_2"):
@@ -256,12 +260,13 @@ def _tiny_family(family: str, folder: Path) -> dict:
             module.config.save_pretrained(target)
         else:
             module.save_config(target)
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
-    scheduler.save_config(folder / "scheduler")
+    shutil.copytree(config_folder(family) / "scheduler", folder / "scheduler")
     return modules
 
 
-TINY_FAMILIES = ("sd1", "sdxl", "sdxl-refiner")
+TINY_FAMILIES = ("sd1", "sd2-768-v", "sd2-512", "sdxl", "sdxl-refiner")
+# What tells the SD 2.x ε model from the v one (detect.sd2_is_epsilon).
+TINY_METADATA = {"sd2-512": {"modelspec.prediction_type": "epsilon"}}
 
 
 @pytest.fixture(scope="module")
@@ -281,12 +286,11 @@ def tiny_single(tmp_path_factory):
         }
         state = export_state(modules["unet"], modules["vae"], encoders)
         target = root / "models" / "checkpoints"
-        save_file(
-            {k: v.contiguous() for k, v in state.items()},
-            str(target / f"tiny-{family}.safetensors"),
-        )
+        metadata = TINY_METADATA.get(family)
+        full = {k: v.contiguous() for k, v in state.items()}
+        save_file(full, str(target / f"tiny-{family}.safetensors"), metadata=metadata)
         half = {k: v.half().contiguous() for k, v in state.items()}
-        save_file(half, str(target / f"tiny-{family}-fp16.safetensors"))
+        save_file(half, str(target / f"tiny-{family}-fp16.safetensors"), metadata=metadata)
         originals[family] = modules
     return root, originals
 
@@ -414,3 +418,15 @@ def test_shipped_configs_are_config_choices(tiny_family):
     from gf_diffusion.loader import list_configs
 
     assert {f"graphflow/{k.config}" for k in SUPPORTED} <= set(list_configs())
+
+
+@pytest.mark.parametrize(
+    ("family", "prediction"), [("sd2-768-v", "v_prediction"), ("sd2-512", "epsilon")]
+)
+def test_sd2_file_loads_with_its_prediction_type(tiny_family, family, prediction):
+    from gf_diffusion.loader import load_pipeline_components
+
+    root, _ = tiny_family
+    path = root / "models" / "checkpoints" / f"tiny-{family}.safetensors"
+    scheduler = load_pipeline_components(path, "auto", torch.float32)["scheduler"]
+    assert scheduler.config.prediction_type == prediction
