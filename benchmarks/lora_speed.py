@@ -4,11 +4,13 @@ Both run in the same process, in one graphflow Executor, on graphflow-tiny (the 
 checkpoint, so nothing to download): ``diffusion.load_lora_model_only`` with a kohya-style
 file written here (rank ``--rank`` on every attention projection and a LoCon delta on every
 resnet conv) versus a node that merges the very same patch into a deep copy of the UNet once.
-Only the sampler node's own time is compared (NodeFinished.seconds); the two variants are
-run alternately, ``--repeats`` times each, with the output cache cleared, and the minimum
-and median of each and their ratios are printed (on a shared CPU the minimum is the
-steadier). The patch is applied when the sampler takes the UNet, once per sampler call, not
-per step, so the ratio should stay close to 1 (target: within 5%).
+The two variants run alternately, ``--repeats`` times each, with a new seed each time so
+that only the sampler runs again (the LoRA and merge nodes are cached); the process CPU time
+of each run and the sampler node's wall time (NodeFinished.seconds) are printed, minimum and
+median, with their ratios. On a shared machine CPU time is the steadier measure, and one
+torch thread (``--threads``, default 1) keeps it so. The patch is applied when the sampler
+takes the UNet, once per sampler call, not per step, so the ratio should stay close to 1
+(target: within 5%).
 
 Run: python benchmarks/lora_speed.py [--steps 20] [--size 256] [--rank 8] [--repeats 5]
      [--device cpu|cuda]
@@ -20,6 +22,7 @@ import argparse
 import copy
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -55,7 +58,7 @@ def kohya_file(unet, rank: int) -> dict:
     return state
 
 
-def workflow(variant: str, steps: int, size: int, device_seed: int = 1):
+def workflow(variant: str, steps: int, size: int, seed: int = 1):
     """graphflow-tiny txt2img up to the latent; the UNet goes through ``variant``'s node."""
 
     def link(node: str, output: str) -> dict:
@@ -85,7 +88,7 @@ def workflow(variant: str, steps: int, size: int, device_seed: int = 1):
                 "negative": link("pos", "conditioning"),
                 "latent": link("empty", "latent"),
                 "scheduler": link(ckpt, "scheduler"),
-                "seed": device_seed,
+                "seed": seed,
                 "steps": steps,
             },
         ),
@@ -117,7 +120,9 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     root = Path(tempfile.mkdtemp(prefix="lora-bench-"))
     (root / "loras").mkdir()
@@ -130,36 +135,49 @@ def main() -> None:
         base = executor.run(probe, outputs=["ckpt"]).outputs["ckpt"]["model"]
         state = kohya_file(base.unpatched, args.rank)
         save_file(state, str(root / "loras" / "bench.safetensors"))
-        times: dict[str, list[float]] = {"patched": [], "merged": []}
+        times: dict[str, dict[str, list[float]]] = {
+            key: {"cpu": [], "wall": []} for key in ("patched", "merged")
+        }
         kinds = {"patched": "diffusion.load_lora_model_only", "merged": "bench.merged"}
         for repeat in range(args.repeats + 1):  # the first round warms up
             for label, kind in kinds.items():
-                executor.cache.clear()
+                # a new seed: only the sampler (and the show node) run again; the LoRA and
+                # merge nodes, the prompt and the checkpoint come from the output cache
                 log.events.clear()
-                result = executor.run(workflow(kind, args.steps, args.size), outputs=["show"])
+                began = time.process_time()
+                flow = workflow(kind, args.steps, args.size, seed=repeat + 1)
+                result = executor.run(flow, outputs=["show"])
+                cpu = time.process_time() - began
                 assert result.ok, result.error
+                finished = {e.node: e.seconds for e in log.events if isinstance(e, NodeFinished)}
+                assert "unet" not in finished or not repeat
                 if repeat:
-                    seconds = [e.seconds for e in log.events if isinstance(e, NodeFinished)]
-                    nodes = [e.node for e in log.events if isinstance(e, NodeFinished)]
-                    times[label].append(seconds[nodes.index("sample")])
-    layers = len(state) // 3
-    params = sum(p.numel() for p in base.unpatched.parameters())
-    medians = {k: statistics.median(v) for k, v in times.items()}
-    fastest = {k: min(v) for k, v in times.items()}
+                    times[label]["cpu"].append(cpu)
+                    times[label]["wall"].append(finished["sample"])
+    report(times, len(state) // 3, base.unpatched, args)
+
+
+def report(times: dict, layers: int, unet, args) -> None:
+    """Print the table: CPU and wall seconds per variant, and the ratios."""
+    params = sum(p.numel() for p in unet.parameters())
     print(
         f"graphflow-tiny UNet ({params:,} parameters), {layers} LoRA layers of rank {args.rank}, "
         f"{args.steps} steps at {args.size}px, device {args.device}, "
-        f"torch threads {torch.get_num_threads()}"
+        f"torch threads {torch.get_num_threads()}, {args.repeats} runs each"
     )
-    print("| sampler with | min s | median s | runs |")
-    print("|---|---|---|---|")
-    for key, label in (("patched", "LoRA as patch"), ("merged", "delta merged into a copy")):
-        runs = ", ".join(f"{t:.3f}" for t in times[key])
-        print(f"| {label} | {fastest[key]:.3f} | {medians[key]:.3f} | {runs} |")
-    print(
-        f"ratio patched / merged: {fastest['patched'] / fastest['merged']:.3f} (min), "
-        f"{medians['patched'] / medians['merged']:.3f} (median)"
-    )
+    print("| sampler with | CPU s (min / median) | wall s (min / median) |")
+    print("|---|---|---|")
+    labels = {"patched": "LoRA as patch", "merged": "delta merged into a copy"}
+    stats = {
+        key: {m: (min(v), statistics.median(v)) for m, v in runs.items()}
+        for key, runs in times.items()
+    }
+    for key, label in labels.items():
+        cpu, wall = stats[key]["cpu"], stats[key]["wall"]
+        print(f"| {label} | {cpu[0]:.3f} / {cpu[1]:.3f} | {wall[0]:.3f} / {wall[1]:.3f} |")
+    for measure in ("cpu", "wall"):
+        ratios = [stats["patched"][measure][i] / stats["merged"][measure][i] for i in (0, 1)]
+        print(f"ratio patched / merged, {measure}: {ratios[0]:.3f} (min), {ratios[1]:.3f} (median)")
 
 
 if __name__ == "__main__":
