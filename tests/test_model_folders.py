@@ -180,3 +180,26 @@ def test_ray_workers_get_every_model_folder_as_an_absolute_path(tmp_path, monkey
     assert absolute.extra_models == [tmp_path / "comfy/models"]
     assert absolute.model_paths == {"loras": [tmp_path / "webui/Lora"]}
     assert absolute.input_dir == tmp_path / "input"
+
+
+def test_two_links_to_one_folder_are_both_listed(models):
+    root, elsewhere = models
+    (elsewhere / "model").mkdir()
+    (elsewhere / "model" / "weights.safetensors").write_bytes(b"")
+    for name in ("first", "second"):
+        (root / "checkpoints" / name).symlink_to(elsewhere / "model", target_is_directory=True)
+    assert list_models("checkpoints", SUFFIXES) == [
+        "first/weights.safetensors",
+        "second/weights.safetensors",
+    ]
+
+
+def test_a_loop_through_two_folders_ends(models):
+    root, elsewhere = models
+    (elsewhere / "x").mkdir()
+    (elsewhere / "x" / "m.safetensors").write_bytes(b"")
+    (root / "checkpoints" / "a").symlink_to(elsewhere / "x", target_is_directory=True)
+    (elsewhere / "x" / "back").symlink_to(root / "checkpoints", target_is_directory=True)
+    listed = list_models("checkpoints", SUFFIXES)
+    assert "a/m.safetensors" in listed
+    assert len(listed) < 10

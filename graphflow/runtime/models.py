@@ -87,19 +87,31 @@ def checked_model_name(folder: str, name: str) -> str:
 
 
 def _walk_following_links(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
-    """os.walk through symbolic links, visiting each real folder once (a link loop ends)."""
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    """Like os.walk (top-down: the caller may prune ``dirnames``), through symbolic links.
+
+    A folder reached again below itself (a link loop) is not entered again; two links to one
+    folder from different places are both walked, since each is a name the owner chose.
+    """
+    stack: list[tuple[Path, frozenset[str]]] = [(root, frozenset())]
+    while stack:
+        here, ancestors = stack.pop()
+        real = os.path.realpath(here)
+        if real in ancestors:
+            continue
         try:
-            stat = os.stat(dirpath)
+            entries = sorted(os.scandir(here), key=lambda entry: entry.name)
         except OSError:
-            dirnames[:] = []
             continue
-        if (stat.st_dev, stat.st_ino) in seen:
-            dirnames[:] = []
-            continue
-        seen.add((stat.st_dev, stat.st_ino))
-        yield Path(dirpath), dirnames, filenames
+        dirnames, filenames = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            (dirnames if is_dir else filenames).append(entry.name)
+        yield here, dirnames, filenames
+        chain = ancestors | {real}
+        stack.extend((here / name, chain) for name in reversed(dirnames))
 
 
 def _list_one(
