@@ -183,6 +183,7 @@ def test_lora_in_checkpoints_is_a_validation_error_naming_its_folder(models, tmp
 # --- loading: tiny LDM files, each family pointed at a tiny config of its own ---
 
 TINY_TIME_DIM = 8
+IN_CHANNELS = {"inpainting": 9, "instruct-pix2pix": 8}
 # diffusers tells SDXL's two encoders apart by width (768/1280 at full size): keep them apart.
 TINY_WIDTH = {"text_encoder": 32, "text_encoder_2": 48}
 
@@ -197,8 +198,9 @@ def _tiny_unet(family: str):
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         norm_num_groups=16,
+        in_channels=IN_CHANNELS.get(family.split("-", 1)[-1], 4),
     )
-    if family == "sd1":
+    if family.startswith("sd1"):
         return UNet2DConditionModel(cross_attention_dim=32, attention_head_dim=8, **common)
     if family.startswith("sd2"):
         return UNet2DConditionModel(
@@ -264,7 +266,16 @@ def _tiny_family(family: str, folder: Path) -> dict:
     return modules
 
 
-TINY_FAMILIES = ("sd1", "sd2-768-v", "sd2-512", "sdxl", "sdxl-refiner")
+TINY_FAMILIES = (
+    "sd1",
+    "sd1-inpainting",
+    "sd1-instruct-pix2pix",
+    "sd2-768-v",
+    "sd2-512",
+    "sdxl",
+    "sdxl-inpainting",
+    "sdxl-refiner",
+)
 # What tells the SD 2.x ε model from the v one (detect.sd2_is_epsilon).
 TINY_METADATA = {"sd2-512": {"modelspec.prediction_type": "epsilon"}}
 
