@@ -468,3 +468,58 @@ def test_an_incomplete_layer_is_reported_not_applied(registry, lora_root):
     patched, _, ui = apply_lora("half.safetensors", model, text, 1.0, 1.0, False)
     assert "conv_in.weight" not in patched.patches[0][0].changes
     assert "lora_unet_conv_in: incomplete layer (has only hada_w1_a)" in ui["warnings"][0]
+
+
+SDXL_NAMES = {  # kohya / LyCORIS SDXL layer names (sgm UNet) → our parameter paths
+    "input_blocks_4_1_transformer_blocks_0_attn1_to_q": (
+        "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
+    ),
+    "input_blocks_7_1_transformer_blocks_9_ff_net_2": (
+        "down_blocks.2.attentions.0.transformer_blocks.9.ff.net.2"
+    ),
+    "middle_block_1_transformer_blocks_0_attn2_to_k": (
+        "mid_block.attentions.0.transformer_blocks.0.attn2.to_k"
+    ),
+    "output_blocks_5_1_proj_out": "up_blocks.1.attentions.2.proj_out",
+    "input_blocks_1_0_in_layers_2": "down_blocks.0.resnets.0.conv1",
+    "input_blocks_3_0_op": "down_blocks.0.downsamplers.0.conv",
+    "output_blocks_2_2_conv": "up_blocks.0.upsamplers.0.conv",
+    "output_blocks_8_0_skip_connection": "up_blocks.2.resnets.2.conv_shortcut",
+    "middle_block_2_emb_layers_1": "mid_block.resnets.1.time_emb_proj",
+    "label_emb_0_0": "add_embedding.linear_1",
+    "input_blocks_0_0": "conv_in",
+    "out_2": "conv_out",
+}
+SD15_NAMES = {  # kohya SD 1.x names (diffusers paths), and the LDM spelling of some
+    "down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q": (
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    ),
+    "up_blocks_3_attentions_2_transformer_blocks_0_attn2_to_out_0": (
+        "up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_out.0"
+    ),
+    "down_blocks_1_resnets_0_conv_shortcut": "down_blocks.1.resnets.0.conv_shortcut",
+    "output_blocks_2_1_conv": "up_blocks.0.upsamplers.0.conv",  # no attention in up block 0
+    "input_blocks_11_0_out_layers_3": "down_blocks.3.resnets.1.conv2",
+}
+
+
+def test_layer_names_of_full_size_sd15_and_sdxl_unets_map_to_their_parameters():
+    from diffusers import UNet2DConditionModel
+
+    with torch.device("meta"):  # the real layouts, without their weights
+        sd15 = UNet2DConditionModel(cross_attention_dim=768)
+        sdxl = UNet2DConditionModel(
+            block_out_channels=(320, 640, 1280),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            transformer_layers_per_block=(1, 2, 10),
+            attention_head_dim=(5, 10, 20),
+            cross_attention_dim=2048,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816,
+            use_linear_projection=True,
+        )
+    for unet, names in ((sd15, SD15_NAMES), (sdxl, SDXL_NAMES)):
+        table = unet_table(unet)
+        assert {name: table.get(name) for name in names} == names
