@@ -179,6 +179,8 @@ def _any(*names: str) -> Callable[[Header], bool]:
 
 SD3 = (
     "joint_blocks.0.context_block.adaLN_modulation.1.bias",
+    UNET + "joint_blocks.0.context_block.adaLN_modulation.1.bias",
+    "joint_blocks.0.x_block.attn.qkv.weight",
     UNET + "joint_blocks.0.x_block.attn.qkv.weight",
 )
 FLUX = (
@@ -187,6 +189,8 @@ FLUX = (
 )
 
 KINDS: tuple[Kind, ...] = (
+    # SDXL's layout with an EDM noise schedule: declared first, so it is not taken for SDXL.
+    Kind("playground-v2.5", "Playground v2.5 (EDM)", _any("edm_mean")),
     Kind("sd1", "SD 1.x", _sd("clip-l", 4), config="sd1", sizes=_sizes(320, 4, 768)),
     Kind(
         "sd1-inpainting",
@@ -240,7 +244,7 @@ KINDS: tuple[Kind, ...] = (
     ),
     # Recognised, not run: what the user is told, and where such a file belongs.
     Kind("sd3", "Stable Diffusion 3 / 3.5 (MMDiT)", _any(*SD3)),
-    Kind("flux", "Flux", _any(*FLUX), folder="diffusion_models"),
+    Kind("flux", "Flux diffusion model", _any(*FLUX), folder="diffusion_models"),
     Kind("svd", "Stable Video Diffusion", lambda h: h.any_part(".time_stack.", "time_mixer")),
     Kind("sd-upscaler", "SD x4 upscaler", _any(UNET + "input_blocks.10.0.skip_connection.bias")),
     Kind(

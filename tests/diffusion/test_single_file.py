@@ -112,6 +112,7 @@ def _kinds():
     lora = {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 320)}
     return {
         "sd3": ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (1, 1)}, None),
+        "playground": ({"edm_mean": (1, 4, 1, 1), detect.CONV_IN: (320, 4, 3, 3)}, None),
         "flux": ({"double_blocks.0.img_attn.norm.key_norm.scale": (128,)}, "diffusion_models"),
         "svd": (
             {
@@ -272,6 +273,7 @@ TINY_FAMILIES = (
     "sd1-instruct-pix2pix",
     "sd2-768-v",
     "sd2-512",
+    "sd2-inpainting",
     "sdxl",
     "sdxl-inpainting",
     "sdxl-refiner",
