@@ -114,9 +114,11 @@ def registry(lora_root):
     return registry_with(lora_merge_by_hand)
 
 
-def txt2img(patch: tuple[str, dict] | None = None) -> object:
-    """tiny-sd text-to-image; with ``patch`` the UNet and text encoder go through that node."""
-    source = "patch" if patch else "ckpt"
+def txt2img(*patches: tuple[str, dict]) -> object:
+    """tiny-sd text-to-image; the UNet and text encoder go through the ``patches`` nodes, in
+    order (ids patch, patch2, ...)."""
+    ids = ["ckpt"] + [f"patch{i + 1 if i else ''}" for i in range(len(patches))]
+    source = ids[-1]
     encoder = link(source, "text_encoder")
     tokenizer = link("ckpt", "tokenizer")
     nodes = {
@@ -149,10 +151,9 @@ def txt2img(patch: tuple[str, dict] | None = None) -> object:
         ),
         "show": ("core.show", {"value": link("decode", "image")}),
     }
-    if patch:
-        kind, inputs = patch
-        model_in = {"model": link("ckpt", "model"), "text_encoder": link("ckpt", "text_encoder")}
-        nodes["patch"] = (kind, {**model_in, **inputs})
+    for before, here, (kind, inputs) in zip(ids, ids[1:], patches, strict=False):
+        model_in = {"model": link(before, "model"), "text_encoder": link(before, "text_encoder")}
+        nodes[here] = (kind, {**model_in, **inputs})
     return make_workflow(nodes)
 
 
@@ -523,3 +524,26 @@ def test_layer_names_of_full_size_sd15_and_sdxl_unets_map_to_their_parameters():
     for unet, names in ((sd15, SD15_NAMES), (sdxl, SDXL_NAMES)):
         table = unet_table(unet)
         assert {name: table.get(name) for name in names} == names
+
+
+def test_two_lora_nodes_chained_in_a_workflow_equal_their_merged_sum(registry):
+    executor = Executor(registry)
+    first = {"lora": "kohya.safetensors", "strength_model": 0.4, "strength_text": 0.4}
+    second = {"lora": "peft.safetensors", "strength_model": 0.3, "strength_text": 0.3}
+    workflow = txt2img(("diffusion.load_lora", first), ("diffusion.load_lora", second))
+    stacked = image(executor, workflow)
+    merged = image(executor, txt2img(("test.lora_merge_by_hand", {"strength": 0.7})))
+    torch.testing.assert_close(stacked, merged, rtol=0, atol=1e-5)
+
+
+def test_an_fp16_model_is_patched_in_float32_and_stored_in_fp16(registry):
+    model, _ = base_handles(Executor(registry))
+    half = ModelHandle.of(copy.deepcopy(model.unpatched).half(), "fp16 unet")
+    patched, _, _ = apply_lora("kohya.safetensors", half, None, 0.7, 0.0, False)
+    expected = merged_by_hand(model.unpatched, LAYERS, 0.7, text=False)
+    with patched.on_device("cpu") as unet:
+        for path in (LINEAR, OUT, CONV):
+            weight = unet.get_parameter(path + ".weight")
+            assert weight.dtype == torch.float16
+            reference = expected.get_parameter(path + ".weight")
+            torch.testing.assert_close(weight.float(), reference, rtol=1e-3, atol=1e-3)
