@@ -32,59 +32,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "tests" / "diffusion")]
 
-ENCODERS = {
-    "sd1": {"cond_stage_model.transformer.": ("text_encoder", "clip")},
-    "sd2-768-v": {"cond_stage_model.model.": ("text_encoder", "openclip")},
-    "sdxl": {
-        "conditioner.embedders.0.transformer.": ("text_encoder", "clip"),
-        "conditioner.embedders.1.model.": ("text_encoder_2", "openclip"),
-    },
-    "sdxl-refiner": {"conditioner.embedders.0.model.": ("text_encoder_2", "openclip")},
-}
-
-
-def meta_state(family: str) -> dict:
-    """The LDM-layout state dict (meta tensors) of the family's shipped config."""
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from ldm_export import export_state
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    from gf_diffusion.configs import config_folder
-
-    folder = config_folder(family)
-
-    def read(sub: str) -> dict:
-        return json.loads((folder / sub / "config.json").read_text())
-
-    encoders = {}
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(read("unet"))
-        vae = AutoencoderKL.from_config(read("vae"))
-        for prefix, (sub, layout) in ENCODERS[family].items():
-            cls = CLIPTextModelWithProjection if sub == "text_encoder_2" else CLIPTextModel
-            encoders[prefix] = (cls(CLIPTextConfig.from_pretrained(folder / sub)), layout)
-    return export_state(unet, vae, encoders)
-
-
-def build_checkpoint(family: str, path: Path, seed: int = 0) -> Path:
-    """Write a seeded random fp16 checkpoint of ``family`` at ``path`` (kept if present)."""
-    import torch
-    from safetensors.torch import save_file
-
-    if path.is_file():
-        return path
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, meta in sorted(meta_state(family).items()):
-        value = torch.randn(meta.shape, generator=generator) * 0.02
-        state[key] = value.to(torch.float16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    save_file(state, str(partial))
-    partial.rename(path)
-    return path
-
 
 def time_graphflow(path: Path, dtype) -> float:
     """Seconds for graphflow's loader (config auto) to give the components."""
@@ -116,12 +63,14 @@ def main() -> None:
     """Build (or reuse) the checkpoint, time both loaders, print the table."""
     import diffusers
     import torch
+    from ldm_export import build_checkpoint
 
     from gf_diffusion.configs import complete_folder
     from gf_diffusion.detect import checkpoint_family
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--family", default="sd1", choices=sorted(ENCODERS))
+    families = ["sd1", "sd2-768-v", "sd2-512", "sdxl", "sdxl-refiner", "sdxl-inpainting"]
+    parser.add_argument("--family", default="sd1", choices=families)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "graphflow-ckpt-bench"
     )

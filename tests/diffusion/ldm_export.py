@@ -1,4 +1,4 @@
-"""Write a diffusers SD 1.x pipeline as one original-layout (LDM) .safetensors checkpoint.
+"""Write diffusers SD modules as one original-layout (LDM) .safetensors checkpoint.
 
 Test support: it lets the single-file loading path be checked against a diffusers folder
 holding the very same weights. Key names follow the original Stable Diffusion layout
@@ -7,6 +7,7 @@ holding the very same weights. Key names follow the original Stable Diffusion la
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 UNET_RESNET = {
@@ -216,4 +217,64 @@ def export_single_file(pipe, path: Path) -> Path:
     state.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
     state.update(clip_to_ldm(pipe.text_encoder.state_dict()))
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+# Each family's text encoders: LDM prefix → (diffusers component, layout).
+ENCODERS = {
+    "sd1": {"cond_stage_model.transformer.": ("text_encoder", "clip")},
+    "sd2": {"cond_stage_model.model.": ("text_encoder", "openclip")},
+    "sdxl": {
+        "conditioner.embedders.0.transformer.": ("text_encoder", "clip"),
+        "conditioner.embedders.1.model.": ("text_encoder_2", "openclip"),
+    },
+    "sdxl-refiner": {"conditioner.embedders.0.model.": ("text_encoder_2", "openclip")},
+}
+
+
+def encoder_layout(config: str) -> dict:
+    """:data:`ENCODERS` of a shipped config name ("sd1-inpainting" → "sd1"'s)."""
+    return ENCODERS["sdxl-refiner" if config == "sdxl-refiner" else config.split("-")[0]]
+
+
+def meta_state(family: str) -> dict:
+    """The LDM-layout state dict (meta tensors) of the family's shipped config."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from ldm_export import export_state
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from gf_diffusion.configs import config_folder
+
+    folder = config_folder(family)
+
+    def read(sub: str) -> dict:
+        return json.loads((folder / sub / "config.json").read_text())
+
+    encoders = {}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(read("unet"))
+        vae = AutoencoderKL.from_config(read("vae"))
+        for prefix, (sub, layout) in encoder_layout(family).items():
+            cls = CLIPTextModelWithProjection if sub == "text_encoder_2" else CLIPTextModel
+            encoders[prefix] = (cls(CLIPTextConfig.from_pretrained(folder / sub)), layout)
+    return export_state(unet, vae, encoders)
+
+
+def build_checkpoint(family: str, path: Path, seed: int = 0) -> Path:
+    """Write a seeded random fp16 checkpoint of ``family`` at ``path`` (kept if present)."""
+    import torch
+    from safetensors.torch import save_file
+
+    if path.is_file():
+        return path
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, meta in sorted(meta_state(family).items()):
+        value = torch.randn(meta.shape, generator=generator) * 0.02
+        state[key] = value.to(torch.float16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    save_file(state, str(partial))
+    partial.rename(path)
     return path

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from ldm_export import export_state
+from ldm_export import build_checkpoint, encoder_layout, export_state, meta_state
 
 from gf_diffusion import configs, detect
 from gf_diffusion.configs import clip_tokenizer, config_folder
@@ -32,16 +33,6 @@ from gf_diffusion.detect import (
 from graphflow import ErrorCode, Executor, load_plugins, validate
 from support import link, make_workflow
 
-# Each family: the text encoders' LDM prefixes and layouts, and diffusers' model type.
-ENCODERS = {
-    "sd1": {"cond_stage_model.transformer.": ("text_encoder", "clip")},
-    "sd2": {"cond_stage_model.model.": ("text_encoder", "openclip")},
-    "sdxl": {
-        "conditioner.embedders.0.transformer.": ("text_encoder", "clip"),
-        "conditioner.embedders.1.model.": ("text_encoder_2", "openclip"),
-    },
-    "sdxl-refiner": {"conditioner.embedders.0.model.": ("text_encoder_2", "openclip")},
-}
 DIFFUSERS_TYPES = {
     "sd1": "v1",
     "sd1-inpainting": "inpainting",
@@ -53,27 +44,6 @@ DIFFUSERS_TYPES = {
     "sdxl-inpainting": "xl_inpaint",
     "sdxl-refiner": "xl_refiner",
 }
-
-
-def _encoder_layout(name: str) -> dict:
-    return ENCODERS["sdxl-refiner" if name == "sdxl-refiner" else name.split("-")[0]]
-
-
-def meta_export(name: str) -> dict:
-    """The LDM state dict (meta tensors) of models built from shipped config ``name``."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    folder = config_folder(name)
-    read = lambda sub: json.loads((folder / sub / "config.json").read_text())  # noqa: E731
-    encoders = {}
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(read("unet"))
-        vae = AutoencoderKL.from_config(read("vae"))
-        for prefix, (sub, layout) in _encoder_layout(name).items():
-            cls = CLIPTextModelWithProjection if sub == "text_encoder_2" else CLIPTextModel
-            encoders[prefix] = (cls(CLIPTextConfig.from_pretrained(folder / sub)), layout)
-    return export_state(unet, vae, encoders)
 
 
 def header_of(state: dict, **metadata) -> Header:
@@ -96,14 +66,14 @@ def test_openclip_tokenizer_shares_the_vocabulary_and_pads_with_zero():
 def test_shipped_config_builds_a_model_detected_as_its_family(kind):
     from diffusers.loaders.single_file_utils import infer_diffusers_model_type
 
-    state = meta_export(kind.config)
+    state = meta_state(kind.config)
     metadata = {"modelspec.prediction_type": "epsilon"} if kind.name == "sd2-512" else {}
     assert checkpoint_family(Path("x.safetensors"), header_of(state, **metadata)) == kind
     assert infer_diffusers_model_type(state) == DIFFUSERS_TYPES[kind.name]
 
 
 def test_sd2_without_metadata_is_the_768_v_model():
-    assert checkpoint_family(Path("x.safetensors"), header_of(meta_export("sd2-512"))).name == (
+    assert checkpoint_family(Path("x.safetensors"), header_of(meta_state("sd2-512"))).name == (
         "sd2-768-v"
     )
 
@@ -156,7 +126,7 @@ def test_a_file_that_is_not_safetensors_is_not_a_model(tmp_path):
 
 
 def test_family_layout_with_other_sizes_needs_a_config_folder():
-    state = meta_export("sd1")
+    state = meta_state("sd1")
     state[detect.CONV_IN] = torch.empty(64, 4, 3, 3, device="meta")
     with pytest.raises(ConfigNeededError, match="needs a diffusers config folder"):
         checkpoint_family(Path("x.safetensors"), header_of(state))
@@ -247,7 +217,7 @@ def _tiny_family(family: str, folder: Path) -> dict:
             sample_size=32,
         ),
     }
-    for _, (sub, _) in _encoder_layout(family).items():
+    for _, (sub, _) in encoder_layout(family).items():
         modules[sub] = _tiny_encoder(family, sub)
     index = json.loads((config_folder(family) / "model_index.json").read_text())
     folder.mkdir(parents=True)
@@ -295,7 +265,7 @@ def tiny_single(tmp_path_factory):
         modules = _tiny_family(family, root / "configs" / family)
         encoders = {
             prefix: (modules[sub], layout)
-            for prefix, (sub, layout) in _encoder_layout(family).items()
+            for prefix, (sub, layout) in encoder_layout(family).items()
         }
         state = export_state(modules["unet"], modules["vae"], encoders)
         target = root / "models" / "checkpoints"
@@ -443,3 +413,61 @@ def test_sd2_file_loads_with_its_prediction_type(tiny_family, family, prediction
     path = root / "models" / "checkpoints" / f"tiny-{family}.safetensors"
     scheduler = load_pipeline_components(path, "auto", torch.float32)["scheduler"]
     assert scheduler.config.prediction_type == prediction
+
+
+# --- opt-in: full-size random checkpoints (GBs of temp disk; see docs/models.md) ---
+
+FULL_SIZE = pytest.mark.skipif(
+    os.environ.get("GRAPHFLOW_FULL_SIZE_TESTS") != "1",
+    reason="full-size checkpoints (2 + 6.5 GiB, ~3 min): set GRAPHFLOW_FULL_SIZE_TESTS=1",
+)
+# One tensor of each component: (LDM key in the file, component, diffusers name).
+SAMPLED = {
+    "sd1": [
+        (
+            "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+            "text_encoder",
+            "text_model.embeddings.token_embedding.weight",
+        )
+    ],
+    "sdxl": [
+        (
+            "conditioner.embedders.1.model.token_embedding.weight",
+            "text_encoder_2",
+            "text_model.embeddings.token_embedding.weight",
+        )
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def full_size_folder(tmp_path_factory):
+    """A temp folder holding the full-size random checkpoints for the whole test run
+    (removed after it: pytest keeps old temp folders, and these are GBs)."""
+    folder = tmp_path_factory.mktemp("full-size")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@FULL_SIZE
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_full_size_random_checkpoint_loads_with_no_config(full_size_folder, family):
+    from safetensors import safe_open
+
+    from gf_diffusion.loader import load_pipeline_components
+
+    path = build_checkpoint(family, full_size_folder / f"{family}.safetensors", seed=0)
+    assert checkpoint_family(path).config == family
+    components = load_pipeline_components(path, "auto", torch.float16)
+    pairs = [
+        (detect.CONV_IN, "unet", "conv_in.weight"),
+        ("first_stage_model.decoder.conv_in.weight", "vae", "decoder.conv_in.weight"),
+        *SAMPLED[family],
+    ]
+    with safe_open(str(path), framework="pt") as f:
+        for key, component, name in pairs:
+            state = components[component].state_dict()
+            # transformers names CLIPTextModel's weights without the text_model. prefix
+            loaded = state[name] if name in state else state[name.removeprefix("text_model.")]
+            assert torch.equal(loaded, f.get_tensor(key)), key
