@@ -263,7 +263,12 @@ KINDS: tuple[Kind, ...] = (
         _unet_alone,
         folder="diffusion_models",
     ),
-    Kind("upscaler", "upscale model (ESRGAN-style)", _upscaler, folder="upscale_models"),
+    Kind(
+        "upscaler",
+        "super-resolution (ESRGAN-style) upscale model",
+        _upscaler,
+        folder="upscale_models",
+    ),
 )
 SUPPORTED = tuple(k for k in KINDS if k.config)
 
@@ -346,7 +351,7 @@ def checkpoint_family(path: Path, header: Header | None = None, allow_pickle: bo
     if kind is None:
         raise NotAModelError(
             f"{path.name} is not a checkpoint graphflow recognises ({len(header.shapes)} "
-            f"tensors, none laid out like {supported_labels()})"
+            f"tensor(s), none laid out like {supported_labels()})"
         )
     if kind.config is None:
         if kind.folder == "checkpoints":
