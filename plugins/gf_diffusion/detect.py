@@ -368,8 +368,7 @@ def checkpoint_family(path: Path, header: Header | None = None, allow_pickle: bo
         raise ConfigNeededError(
             f"{path.name} is laid out like {kind.label} but its sizes differ "
             f"({'; '.join(mismatched)}); graphflow never downloads, so it needs a diffusers "
-            f"config folder (model_index.json, component configs and tokenizer) beside it or "
-            "in models/configs, chosen as the loader's config"
+            "config folder (model_index.json, component configs and tokenizer)"
         )
     return kind
 

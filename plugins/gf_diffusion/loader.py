@@ -111,7 +111,8 @@ def _config_folder(checkpoint: Path, config: str, allow_pickle: bool = False) ->
         kind = checkpoint_family(checkpoint, allow_pickle=allow_pickle)
     except ConfigNeededError as error:
         raise ConfigNeededError(
-            f"{error}: put one at {checkpoint.with_suffix('')} or in {models_dir() / 'configs'}"
+            f"{error}: put one at {checkpoint.with_suffix('')} or in {models_dir() / 'configs'} "
+            "and choose it as the loader's config"
         ) from error
     log.info("%s: detected %s", checkpoint.name, kind.label)
     return config_folder(kind.config)
