@@ -33,7 +33,13 @@ from graphflow.runtime.models import (
     file_version,
     load_state_dict,
 )
-from graphflow.runtime.patches import FullDelta, LowRankDelta, ModelPatch, tensor_digest
+from graphflow.runtime.patches import (
+    FullDelta,
+    LowRankDelta,
+    ModelPatch,
+    PatchError,
+    tensor_digest,
+)
 
 from .lora_keys import split_component, text_encoder_table, underscored, unet_table
 from .types import Model, TextEncoder
@@ -77,6 +83,11 @@ def _f32(tensor: Any, device: Any) -> Any:
     import torch
 
     return tensor.to(device, torch.float32)
+
+
+def _tucker_numel(core: Any, a: Any, b: Any) -> int:
+    """Elements of ``einsum("i j ..., i p, j r -> p r ...")``: p · r · the kernel's size."""
+    return int(a.shape[1]) * int(b.shape[1]) * int(core[0, 0].numel())
 
 
 def _digest(tag: str, alpha: float | None, *tensors: Any) -> bytes:
@@ -125,10 +136,10 @@ class HadamardDelta:
             "loha", self.alpha, self.w1_a, self.w1_b, self.w2_a, self.w2_b, self.t1, self.t2
         )
 
-    def numel(self) -> int | None:
-        """Elements of the change (None with Tucker factors: the result's shape is checked)."""
+    def numel(self) -> int:
+        """Elements of the change (checked against the weight before it is made)."""
         if self.t1 is not None:
-            return None
+            return _tucker_numel(self.t1, self.w1_a, self.w1_b)
         return int(self.w1_a.shape[0]) * int(self.w1_b[0].numel())
 
 
@@ -202,9 +213,19 @@ class KroneckerDelta:
             self.t2,
         )
 
-    def numel(self) -> int | None:
-        """Unknown in advance for factored conv halves: the result's shape is checked."""
-        return None
+    def numel(self) -> int:
+        """Elements of ``kron(w1, w2)`` (checked against the weight before it is made)."""
+        if self.w1 is not None:
+            first = int(self.w1.numel())
+        else:
+            first = int(self.w1_a.shape[0]) * int(self.w1_b[0].numel())
+        if self.w2 is not None:
+            second = int(self.w2.numel())
+        elif self.t2 is not None:
+            second = _tucker_numel(self.t2, self.w2_a, self.w2_b)
+        else:
+            second = int(self.w2_a.shape[0]) * int(self.w2_b[0].numel())
+        return first * second
 
 
 @dataclass
@@ -308,7 +329,10 @@ def weight_changes(roles: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         kind = "CP-decomposed LoCon (lora_mid)" if "mid" in roles else "DoRA (dora_scale)"
         return {}, f"{kind} is not supported"
     if "up" in roles and "down" in roles:
-        changes["weight"] = LowRankDelta(roles["up"], roles["down"], alpha=alpha)
+        try:
+            changes["weight"] = LowRankDelta(roles["up"], roles["down"], alpha=alpha)
+        except PatchError as error:  # up and down of different ranks
+            return {}, str(error)
     elif _has(roles, "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"):
         changes["weight"] = HadamardDelta(
             roles["hada_w1_a"], roles["hada_w1_b"], roles["hada_w2_a"], roles["hada_w2_b"],
@@ -384,6 +408,28 @@ def build_patches(
     return LoraPatches(patches, unmatched, unsupported)
 
 
+def _read_lora(path: Path, allow_pickle: bool) -> ParsedLora:
+    """Parse a LoRA file; an unreadable or non-weights file is a :class:`LoraFileError`."""
+    try:
+        state = load_state_dict(path, allow_pickle)
+        metadata = None
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as handle:
+                metadata = handle.metadata()
+    except ModelFileError:
+        raise
+    except Exception as error:  # safetensors and torch.load raise many types for a bad file
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LoraFileError(f"{path.name} is not a readable weights file ({first})") from error
+    if not isinstance(state, dict):
+        raise LoraFileError(f"{path.name} is not a LoRA: it holds no named tensors")
+    parsed = parse_lora(state, path.name)
+    add_peft_alphas(parsed, metadata)
+    return parsed
+
+
 class _ParsedCache:
     """The last few parsed files, by (path, file version): a file is read once per version."""
 
@@ -395,18 +441,16 @@ class _ParsedCache:
 
     def get(self, path: Path, allow_pickle: bool) -> tuple[ParsedLora, str]:
         """The parsed file and a content id that changes whenever the file does."""
+        refusal = check_pickle_rule(path.name, allow_pickle)  # asked on every use
+        if refusal:
+            raise LoraFileError(refusal)
         key = (str(path), file_version(path))
         content_id = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
         with self.lock:
             if key in self.entries:
                 self.entries.move_to_end(key)
                 return self.entries[key], content_id
-        parsed = parse_lora(load_state_dict(path, allow_pickle), path.name)
-        if path.suffix.lower() == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as handle:
-                add_peft_alphas(parsed, handle.metadata())
+        parsed = _read_lora(path, allow_pickle)
         with self.lock:
             self.reads += 1
             self.entries[key] = parsed

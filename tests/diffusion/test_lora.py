@@ -547,3 +547,55 @@ def test_an_fp16_model_is_patched_in_float32_and_stored_in_fp16(registry):
             assert weight.dtype == torch.float16
             reference = expected.get_parameter(path + ".weight")
             torch.testing.assert_close(weight.float(), reference, rtol=1e-3, atol=1e-3)
+
+
+def test_loha_and_lokr_know_their_number_of_elements_before_they_are_built():
+    g = torch.Generator().manual_seed(5)
+    t, a, b = torch.randn(2, 2, 3, 3, generator=g), torch.randn(2, 6), torch.randn(2, 5)
+    w1a, w1b, w2a = torch.randn(2, 2), torch.randn(2, 3), torch.randn(4, 2)
+    changes = [
+        HadamardDelta(a, b, a, b, t, t),  # Tucker convolution
+        KroneckerDelta(w1=torch.randn(2, 3), w2=torch.randn(4, 5, 3, 3)),
+        KroneckerDelta(w1_a=w1a, w1_b=w1b, w2_a=w2a, w2_b=torch.randn(2, 45)),
+        KroneckerDelta(w1=torch.randn(2, 3), w2_a=torch.randn(2, 4), w2_b=b, t2=t),
+    ]
+    for change in changes:
+        assert change.numel() == change.delta((-1,), "cpu").numel(), change
+
+
+def test_a_lokr_layer_of_the_wrong_size_is_reported_not_applied(registry):
+    model, _ = base_handles(Executor(registry))
+    name = f"lora_unet_{LINEAR.replace('.', '_')}"  # the weight is (64, 32)
+    state = {f"{name}.lokr_w1": torch.ones(8, 4), f"{name}.lokr_w2": torch.ones(8, 16)}
+    result = build_patches(parse_lora(state), {"unet": model.unpatched}, "x")
+    assert result.patches == {}
+    assert result.unsupported == [f"{name}: does not fit {LINEAR}.weight ([64, 32])"]
+
+
+def test_a_layer_whose_factors_differ_in_rank_is_reported_not_an_error(registry):
+    model, _ = base_handles(Executor(registry))
+    name = f"lora_unet_{LINEAR.replace('.', '_')}"
+    state = {
+        f"{name}.lora_up.weight": torch.ones(64, 4),
+        f"{name}.lora_down.weight": torch.ones(3, 32),
+    }
+    result = build_patches(parse_lora(state), {"unet": model.unpatched}, "x")
+    assert result.patches == {}
+    ((reason),) = result.unsupported
+    assert reason.startswith(f"{name}: a low-rank change needs up (out, rank) and down")
+
+
+@pytest.mark.parametrize("file", ["broken.safetensors", "broken.pt"])
+def test_an_unreadable_lora_file_is_a_lora_file_error(registry, lora_root, file):
+    (lora_root / "loras" / file).write_bytes(b"not a weights file at all")
+    model, text = base_handles(Executor(registry))
+    with pytest.raises(LoraFileError, match=rf"{file} is not a readable weights file \("):
+        apply_lora(file, model, text, 1.0, 1.0, True)
+
+
+def test_a_parsed_pickle_lora_is_still_refused_without_opt_in(registry, lora_root):
+    torch.save(kohya_file(), lora_root / "loras" / "cached.pt")
+    model, text = base_handles(Executor(registry))
+    apply_lora("cached.pt", model, text, 1.0, 1.0, True)  # parsed and cached
+    with pytest.raises(LoraFileError, match=r"cached\.pt is a pickle file"):
+        apply_lora("cached.pt", model, text, 1.0, 1.0, False)
