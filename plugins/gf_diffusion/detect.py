@@ -25,13 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graphflow.runtime.models import ModelFileError, check_pickle_rule
+from graphflow.runtime.models import (
+    PICKLE_SUFFIXES,
+    SAFE_SUFFIXES,
+    ModelFileError,
+    check_pickle_rule,
+)
 
 UNET = "model.diffusion_model."
 CONV_IN = UNET + "input_blocks.0.0.weight"
 # A cross-attention key every SD UNet has: its last dimension is the text context width.
 CONTEXT = UNET + "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
-SAFE_SUFFIXES = {".safetensors", ".sft"}
 
 
 class NotAModelError(ModelFileError):
@@ -290,6 +294,11 @@ def read_header(path: Path, allow_pickle: bool = False) -> Header:
             raise NotAModelError(
                 f"{path.name} is not a readable .safetensors model file ({error})"
             ) from error
+    if path.suffix.lower() not in PICKLE_SUFFIXES:
+        raise NotAModelError(
+            f"{path.name} is not a model file graphflow reads (.safetensors, or "
+            f"{', '.join(sorted(PICKLE_SUFFIXES))} with the pickle opt-in)"
+        )
     return _read_pickle_header(path, allow_pickle)
 
 
@@ -312,6 +321,7 @@ def _read_pickle_header(path: Path, allow_pickle: bool) -> Header:
         else {}
     )
     state = data.get("state_dict", data) if isinstance(data, dict) else {}
+    state = state if isinstance(state, dict) else {}
     tensors = {k: v for k, v in state.items() if hasattr(v, "shape")}
     if not tensors:
         raise NotAModelError(f"{path.name} holds no tensors: it is not a model file")

@@ -125,6 +125,20 @@ def test_a_file_that_is_not_safetensors_is_not_a_model(tmp_path):
         checkpoint_family(path)
 
 
+def test_a_file_of_another_format_is_not_a_model_and_is_never_unpickled(tmp_path):
+    path = tmp_path / "weights.zip"  # a torch pickle, but not under a pickle suffix
+    torch.save({detect.CONV_IN: torch.zeros(320, 4, 3, 3)}, path)
+    with pytest.raises(NotAModelError, match=r"weights\.zip is not a model file graphflow"):
+        detect.read_header(path, allow_pickle=True)
+
+
+def test_a_pickle_whose_state_dict_is_not_a_mapping_is_not_a_model(tmp_path):
+    path = tmp_path / "odd.ckpt"
+    torch.save({"state_dict": [1, 2, 3]}, path)
+    with pytest.raises(NotAModelError, match="holds no tensors"):
+        detect.read_header(path, allow_pickle=True)
+
+
 def test_family_layout_with_other_sizes_needs_a_config_folder():
     state = meta_state("sd1")
     state[detect.CONV_IN] = torch.empty(64, 4, 3, 3, device="meta")
