@@ -38,6 +38,8 @@ log = logging.getLogger("graphflow.diffusion")
 CHECKPOINT_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth"}
 # Config choices naming a config shipped in this package (configs/<family>).
 SHIPPED = "graphflow/"
+# Shipped configs of one layout (SD 2.x ε and v): either may be chosen for the other's file.
+SAME_LAYOUT = ({"sd2-512", "sd2-768-v"},)
 DTYPES = ["auto", "fp32", "fp16", "bf16"]
 
 
@@ -84,6 +86,17 @@ def _torch_dtype(name: str, device: str, default: Any) -> Any:
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
+def _check_shipped_choice(checkpoint: Path, name: str, allow_pickle: bool) -> None:
+    """Refuse a shipped config chosen for a file of another family (before the load)."""
+    kind = checkpoint_family(checkpoint, allow_pickle=allow_pickle)
+    if kind.config == name or any({kind.config, name} <= same for same in SAME_LAYOUT):
+        return
+    raise ConfigNeededError(
+        f"{checkpoint.name} is {kind.label}, which {SHIPPED}{name} does not describe: "
+        f"choose {SHIPPED}{kind.config} or auto"
+    )
+
+
 def _config_folder(checkpoint: Path, config: str, allow_pickle: bool = False) -> Path:
     """The diffusers folder that describes a single-file checkpoint's architecture.
 
@@ -94,6 +107,7 @@ def _config_folder(checkpoint: Path, config: str, allow_pickle: bool = False) ->
         name = config.removeprefix(SHIPPED)
         if name not in {kind.config for kind in SUPPORTED}:
             raise ConfigNeededError(f"graphflow ships no config named {name}")
+        _check_shipped_choice(checkpoint, name, allow_pickle)
         return config_folder(name)
     if config != "auto":
         return (

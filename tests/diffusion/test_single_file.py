@@ -417,6 +417,29 @@ def test_shipped_configs_are_config_choices(tiny_family):
     assert {f"graphflow/{k.config}" for k in SUPPORTED} <= set(list_configs())
 
 
+def _config_errors(checkpoint: str, config: str) -> list:
+    workflow = make_workflow(
+        {
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": checkpoint, "config": config}),
+            "show": ("core.show", {"value": link("ckpt", "model")}),
+        }
+    )
+    return validate(workflow, load_plugins().registry)[1]
+
+
+def test_a_shipped_config_of_another_family_is_a_validation_error(tiny_family):
+    (error,) = _config_errors("tiny-sd1.safetensors", "graphflow/sdxl")
+    assert (error.code, error.input) == (ErrorCode.INVALID_INPUT, "config")
+    assert "tiny-sd1.safetensors is SD 1.x, which graphflow/sdxl does not describe" in (
+        error.message
+    )
+    assert "choose graphflow/sd1 or auto" in error.message
+
+
+def test_the_other_sd2_prediction_config_may_be_chosen(tiny_family):
+    assert _config_errors("tiny-sd2-768-v.safetensors", "graphflow/sd2-512") == []
+
+
 @pytest.mark.parametrize(
     ("family", "prediction"), [("sd2-768-v", "v_prediction"), ("sd2-512", "epsilon")]
 )
