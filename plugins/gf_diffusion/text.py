@@ -12,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 
 from graphflow import Boolean, Float, Int, NodeContext, NodeResult, String, node
+from graphflow.errors import GraphflowError
 from graphflow.runtime.handles import compute_device
 from graphflow.runtime.models import check_pickle_rule, file_version
 
@@ -33,6 +34,10 @@ log = logging.getLogger("graphflow.diffusion")
 
 PLACEHOLDER_ID = 0  # the id under an embedding vector (never an end token: CLIP pools there)
 _INJECTING: ContextVar = ContextVar("graphflow_embedding_rows", default=None)
+
+
+class PromptError(GraphflowError, ValueError):
+    """Tokens, encoders or conditionings that do not fit together (a one-line message)."""
 
 
 def _resolve_embeddings(pieces, allow_pickle: bool, notes: list[str]) -> dict:
@@ -172,7 +177,8 @@ def _embedding_files(text: str = "", bare_embedding_names: bool = False, **_) ->
     if EMBEDDING_PREFIX not in text and not bare_embedding_names:
         return ()
     versions: list = []
-    for piece in prompt_words(text):
+    bare = ti.bare_names() if bare_embedding_names else ()
+    for piece in prompt_words(text, None, bare):
         if isinstance(piece, EmbeddingRef):
             path = ti.find_embedding(piece.name) or ti.find_embedding(piece.name.rstrip(","))
             versions.append((piece.name, file_version(path) if path else None))
@@ -280,7 +286,7 @@ def encode_text(
 
     handles = text_encoder.encoders
     if len(handles) != len(tokens.per_tokenizer):
-        raise ValueError(
+        raise PromptError(
             f"tokens come from {len(tokens.per_tokenizer)} tokenizer(s) but the checkpoint has "
             f"{len(handles)} text encoder(s): tokenize with this checkpoint's tokenizer"
         )
@@ -298,7 +304,7 @@ def encode_text(
             )
             parts.append(states)
     if len({part.shape[0] for part in parts}) > 1:
-        raise ValueError(
+        raise PromptError(
             "the tokenizers split this prompt into different numbers of chunks "
             f"({', '.join(str(p.shape[0]) for p in parts)}); shorten it or add BREAK"
         )
@@ -333,7 +339,7 @@ def average_conditioning(
 
     first, second = a.entries[0], b.entries[0]
     if first.embeds.shape[::2] != second.embeds.shape[::2]:
-        raise ValueError(
+        raise PromptError(
             f"cannot average conditionings of shapes {tuple(first.embeds.shape)} and "
             f"{tuple(second.embeds.shape)}"
         )

@@ -229,3 +229,63 @@ def test_pickle_embedding_without_opt_in_is_a_validation_error(setup):
     assert "style.pt is a pickle file" in errors[0].message
     _, errors = validate(workflow(allow_pickle=True), setup["registry"])
     assert errors == []
+
+
+def test_embedding_hook_is_removed_when_the_encoder_fails(setup, monkeypatch):
+    import gf_diffusion.text as text
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("encoder failed")
+
+    monkeypatch.setattr(text, "_hidden", failing)
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        encode(setup, "embedding:plain cat")
+    table = setup["tiny-sd"]["text_encoder"].encoders[0].unpatched.get_input_embeddings()
+    assert not table._forward_hooks
+    assert text._INJECTING.get() is None
+
+
+def test_embedding_vectors_reach_only_the_calling_thread(setup):
+    import threading
+
+    from gf_diffusion.embeddings import TextualInversion
+    from gf_diffusion.text import _injected
+    from gf_diffusion.values import EmbeddingSlot
+
+    encoder = setup["tiny-sd"]["text_encoder"].encoders[0].unpatched
+    ids = torch.tensor([_plain(setup)])
+    with torch.no_grad():
+        plain = encoder(ids)[0]
+        inversion = TextualInversion("t", {"*": vectors(1, 9)})
+        seen = {}
+        with _injected(encoder, [EmbeddingSlot(0, 1, inversion, 0)], 0, 1):
+            here = encoder(ids)[0]
+            other = threading.Thread(target=lambda: seen.update(out=encoder(ids)[0]))
+            other.start()
+            other.join()
+    assert not torch.equal(here, plain)
+    assert torch.equal(seen["out"], plain)
+
+
+def test_replacing_a_bare_named_embedding_file_reruns_the_tokenize_node(setup, models_root):
+    executor = Executor(setup["registry"])
+    inputs = {"text": "barefile cat", "bare_embedding_names": True}
+    workflow = make_workflow(
+        {
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sd"}),
+            "tokens": ("diffusion.tokenize", {**inputs, "tokenizer": link("ckpt", "tokenizer")}),
+            "show": ("core.show", {"value": link("tokens", "tokens")}),
+        }
+    )
+    target = models_root / "embeddings" / "barefile.safetensors"
+    save_file({"emb_params": vectors(1, 10)}, str(target))
+    try:
+        first = executor.run(workflow, outputs=["tokens"])
+        assert first.ok, first.error
+        assert len(first.outputs["tokens"]["tokens"].per_tokenizer[0].embeddings) == 1
+        save_file({"emb_params": vectors(2, 11)}, str(target))
+        second = executor.run(workflow, outputs=["tokens"])
+        assert "tokens" in second.executed
+        assert len(second.outputs["tokens"]["tokens"].per_tokenizer[0].embeddings) == 2
+    finally:
+        target.unlink()

@@ -308,3 +308,36 @@ def test_average_of_prompts_of_different_lengths_cuts_or_pads_the_second(parts):
     padded = average(a=Conditioning([long]), b=Conditioning([short]), weight_a=0.25).entries[0]
     assert torch.allclose(padded.embeds[:, :77], 0.25 * long.embeds[:, :77] + 0.75 * short.embeds)
     assert torch.allclose(padded.embeds[:, 77:], 0.25 * long.embeds[:, 77:])
+
+
+def test_tokenizers_splitting_a_prompt_differently_is_a_one_line_error(parts):
+    from gf_diffusion.text import PromptError
+    from gf_diffusion.values import Tokens
+    from graphflow.errors import GraphflowError
+
+    short = tokenize(parts, "a cat", name="tiny-sdxl").outputs
+    long = tokenize(parts, "cat " * 100, name="tiny-sdxl").outputs
+    mixed = Tokens("mixed", [short.per_tokenizer[0], long.per_tokenizer[1]])
+    fn = parts["registry"]["diffusion.encode_text"].function
+    with pytest.raises(PromptError, match=r"different numbers of chunks \(1, 2\)") as raised:
+        fn(tokens=mixed, text_encoder=parts["tiny-sdxl"]["text_encoder"])
+    assert isinstance(raised.value, GraphflowError)
+
+
+def test_tokens_of_another_checkpoint_is_a_one_line_error(parts):
+    from gf_diffusion.text import PromptError
+
+    tokens = tokenize(parts, "a cat").outputs
+    fn = parts["registry"]["diffusion.encode_text"].function
+    with pytest.raises(PromptError, match="1 tokenizer"):
+        fn(tokens=tokens, text_encoder=parts["tiny-sdxl"]["text_encoder"])
+
+
+def test_averaging_conditionings_of_different_widths_is_a_one_line_error(parts):
+    from gf_diffusion.text import PromptError
+    from gf_diffusion.values import Conditioning
+
+    average = parts["registry"]["diffusion.average_conditioning"].function
+    sd, xl = encode(parts, "a cat"), encode(parts, "a cat", name="tiny-sdxl")
+    with pytest.raises(PromptError, match="cannot average"):
+        average(a=Conditioning([sd]), b=Conditioning([xl]))
