@@ -156,12 +156,15 @@ def tokenize(
 
 
 @tokenize.check
-def _embeddings_loadable(text: str = "", allow_pickle: bool = False, **_) -> list[str]:
+def _embeddings_loadable(
+    text: str = "", allow_pickle: bool = False, bare_embedding_names: bool = False, **_
+) -> list[str]:
     """Pickle embeddings named in a literal prompt need the opt-in: said before the run."""
-    if EMBEDDING_PREFIX not in text:
+    if EMBEDDING_PREFIX not in text and not bare_embedding_names:
         return []
     problems = []
-    for piece in prompt_words(text):
+    bare = ti.bare_names() if bare_embedding_names else ()
+    for piece in prompt_words(text, None, bare):
         if isinstance(piece, EmbeddingRef):
             path = ti.find_embedding(piece.name) or ti.find_embedding(piece.name.rstrip(","))
             refusal = check_pickle_rule(path.name, allow_pickle) if path else None

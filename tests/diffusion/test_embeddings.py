@@ -289,3 +289,24 @@ def test_replacing_a_bare_named_embedding_file_reruns_the_tokenize_node(setup, m
         assert len(second.outputs["tokens"]["tokens"].per_tokenizer[0].embeddings) == 2
     finally:
         target.unlink()
+
+
+def test_bare_named_pickle_embedding_without_opt_in_is_a_validation_error(setup):
+    from graphflow import ErrorCode, validate
+
+    workflow = make_workflow(
+        {
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sd"}),
+            "tokens": (
+                "diffusion.tokenize",
+                {
+                    "text": "a style",
+                    "bare_embedding_names": True,
+                    "tokenizer": link("ckpt", "tokenizer"),
+                },
+            ),
+            "show": ("core.show", {"value": link("tokens", "tokens")}),
+        }
+    )
+    _, errors = validate(workflow, setup["registry"])
+    assert [(e.code, e.input) for e in errors] == [(ErrorCode.INVALID_INPUT, "allow_pickle")]
