@@ -245,7 +245,8 @@ def _loadable(checkpoint: str, config: str, allow_pickle: bool, **_) -> str | No
         except ConfigNeededError as error:
             return f"config: {error}"
         except ModelFileError as error:
-            return f"{'checkpoint' if config == 'auto' else 'config'}: {error}"
+            detected = config == "auto" or config.startswith(SHIPPED)  # the file was read
+            return f"{'checkpoint' if detected else 'config'}: {error}"
     return None
 
 

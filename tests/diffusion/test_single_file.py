@@ -436,6 +436,19 @@ def test_a_shipped_config_of_another_family_is_a_validation_error(tiny_family):
     assert "choose graphflow/sd1 or auto" in error.message
 
 
+def test_a_lora_with_a_shipped_config_is_an_error_on_the_checkpoint(tiny_family):
+    from safetensors.torch import save_file
+
+    root, _ = tiny_family
+    target = root / "models" / "checkpoints" / "style-lora.safetensors"
+    save_file({"lora_unet_x.lora_down.weight": torch.zeros(4, 8)}, str(target))
+    try:
+        (error,) = _config_errors("style-lora.safetensors", "graphflow/sd1")
+    finally:
+        target.unlink()
+    assert error.input == "checkpoint" and "models/loras/" in error.message
+
+
 def test_the_other_sd2_prediction_config_may_be_chosen(tiny_family):
     assert _config_errors("tiny-sd2-768-v.safetensors", "graphflow/sd2-512") == []
 
