@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -289,6 +290,20 @@ def _adapter_settings(metadata: dict[str, str] | None) -> dict[str, dict]:
     return by_prefix
 
 
+def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
+    """PEFT's ``alpha_pattern`` lookup: the module's own name, else the first key that matches
+    its end at a dot boundary as a regular expression (``"to_k"``, ``"attn1.to_out.0"``)."""
+    if module in patterns:
+        return patterns[module]
+    for key, value in patterns.items():
+        try:
+            if re.match(rf"(.*\.)?({key})$", module):
+                return value
+        except re.error:
+            continue
+    return default
+
+
 def add_peft_alphas(parsed: ParsedLora, metadata: dict[str, str] | None) -> None:
     """Give PEFT layers without an ``.alpha`` tensor the ``lora_alpha`` of their adapter config
     (``alpha_pattern`` per module, ``use_rslora``: alpha/√r), so the scale is alpha / rank."""
@@ -301,7 +316,8 @@ def add_peft_alphas(parsed: ParsedLora, metadata: dict[str, str] | None) -> None
         if not config or config.get("lora_alpha") is None:
             continue
         module = layer[len(prefix) :]
-        alpha = float((config.get("alpha_pattern") or {}).get(module, config["lora_alpha"]))
+        patterns = config.get("alpha_pattern") or {}
+        alpha = float(_pattern_value(patterns, module, config["lora_alpha"]))
         if config.get("use_rslora"):
             alpha *= float(roles["down"].shape[0]) ** 0.5
         roles["alpha"] = alpha

@@ -453,6 +453,21 @@ def test_a_peft_file_takes_lora_alpha_from_its_adapter_metadata(registry, lora_r
                 torch.testing.assert_close(weights[path], reference, rtol=0, atol=1e-6)
 
 
+def test_peft_alpha_pattern_keys_match_module_name_endings_as_peft_does():
+    import json
+
+    from gf_diffusion.lora import ParsedLora, add_peft_alphas
+
+    parsed = ParsedLora({f"unet.{p}": {"down": torch.zeros(4, 8)} for p in (LINEAR, OUT, CONV)})
+    config = {
+        "unet.lora_alpha": 1.0,
+        "unet.alpha_pattern": {"to_k": 2.0, "attn1.to_out.0": 4.0, "conv": 9.0},
+    }
+    add_peft_alphas(parsed, {"lora_adapter_metadata": json.dumps(config)})
+    alphas = {layer.removeprefix("unet."): roles["alpha"] for layer, roles in parsed.layers.items()}
+    assert alphas == {LINEAR: 2.0, OUT: 4.0, CONV: 1.0}  # "conv" is not the end of "conv1"
+
+
 def test_keys_of_an_unknown_kind_are_reported_not_dropped(registry, lora_root):
     state = {**kohya_file(), "lora_unet_conv_in.oft_blocks": torch.zeros(4, 4)}
     save_file(state, str(lora_root / "loras" / "odd.safetensors"))
