@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import loader_workflow
 
 from graphflow import ErrorCode, Executor, load_plugins, validate
 from support import link, make_workflow
@@ -12,15 +13,6 @@ from support import link, make_workflow
 @pytest.fixture
 def registry(models):
     return load_plugins().registry
-
-
-def loader_workflow(**inputs):
-    return make_workflow(
-        {
-            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sd", **inputs}),
-            "show": ("core.show", {"value": link("ckpt", "model")}),
-        }
-    )
 
 
 def test_missing_checkpoint_is_a_validation_error_listing_available(registry):

@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_models import loaded_checkpoint
 
 from gf_diffusion.embeddings import EmbeddingError
 from graphflow import Executor, load_plugins
@@ -49,15 +50,7 @@ def setup(models_root):
     registry = load_plugins().registry
     parts = {"registry": registry, "vectors": files}
     for name in ("tiny-sd", "tiny-sdxl"):
-        workflow = make_workflow(
-            {
-                "ckpt": ("diffusion.load_checkpoint", {"checkpoint": name}),
-                "show": ("core.show", {"value": link("ckpt", "model")}),
-            }
-        )
-        result = Executor(registry).run(workflow, outputs=["ckpt"])
-        assert result.ok, result.error
-        parts[name] = result.outputs["ckpt"]
+        parts[name] = loaded_checkpoint(registry, name)
     yield parts
     shutil.rmtree(folder)
     monkey.undo()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import loaded_checkpoint
 
 from gf_diffusion.prompt_syntax import (
     BREAK,
@@ -13,8 +14,7 @@ from gf_diffusion.prompt_syntax import (
     parse_weights,
     prompt_words,
 )
-from graphflow import Executor, load_plugins
-from support import link, make_workflow
+from graphflow import load_plugins
 
 
 @pytest.mark.parametrize(
@@ -130,15 +130,7 @@ def parts(models_root):
     registry = load_plugins().registry
     out = {}
     for name in ("tiny-sd", "tiny-sdxl"):
-        workflow = make_workflow(
-            {
-                "ckpt": ("diffusion.load_checkpoint", {"checkpoint": name}),
-                "show": ("core.show", {"value": link("ckpt", "model")}),
-            }
-        )
-        result = Executor(registry).run(workflow, outputs=["ckpt"])
-        assert result.ok, result.error
-        out[name] = result.outputs["ckpt"]
+        out[name] = loaded_checkpoint(registry, name)
     out["registry"] = registry
     yield out
     monkey.undo()

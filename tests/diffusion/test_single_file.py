@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from ldm_export import build_checkpoint, encoder_layout, export_state, meta_state
+from tiny_models import loader_workflow
 
 from gf_diffusion import configs, detect
 from gf_diffusion.configs import clip_tokenizer, config_folder
@@ -152,12 +153,7 @@ def test_lora_in_checkpoints_is_a_validation_error_naming_its_folder(models, tmp
     target = models / "checkpoints" / "style-lora.safetensors"
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(4, 8)}, str(target))
     try:
-        workflow = make_workflow(
-            {
-                "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "style-lora.safetensors"}),
-                "show": ("core.show", {"value": link("ckpt", "model")}),
-            }
-        )
+        workflow = loader_workflow("style-lora.safetensors")
         _, errors = validate(workflow, load_plugins().registry)
         assert [(e.code, e.input) for e in errors] == [(ErrorCode.INVALID_INPUT, "checkpoint")]
         assert "models/loras/" in errors[0].message
@@ -386,12 +382,7 @@ def test_opted_in_pickle_without_config_is_detected_and_loads(tiny_family, tmp_p
 
 
 def test_single_file_loaded_twice_reuses_the_resident_model(tiny_family):
-    workflow = make_workflow(
-        {
-            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "tiny-sdxl.safetensors"}),
-            "show": ("core.show", {"value": link("ckpt", "model")}),
-        }
-    )
+    workflow = loader_workflow("tiny-sdxl.safetensors")
     executor = Executor(load_plugins().registry)
     first = executor.run(workflow, outputs=["ckpt"]).outputs["ckpt"]["model"]
     executor.cache.clear()
@@ -418,13 +409,7 @@ def test_shipped_configs_are_config_choices(tiny_family):
 
 
 def _config_errors(checkpoint: str, config: str) -> list:
-    workflow = make_workflow(
-        {
-            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": checkpoint, "config": config}),
-            "show": ("core.show", {"value": link("ckpt", "model")}),
-        }
-    )
-    return validate(workflow, load_plugins().registry)[1]
+    return validate(loader_workflow(checkpoint, config=config), load_plugins().registry)[1]
 
 
 def test_a_shipped_config_of_another_family_is_a_validation_error(tiny_family):

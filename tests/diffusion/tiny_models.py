@@ -187,3 +187,25 @@ def build_tiny_sdxl(target: Path, seed: int = 0) -> Path:
     )
     pipe.save_pretrained(target)
     return target
+
+
+def loader_workflow(checkpoint: str = "tiny-sd", **inputs):
+    """A workflow that loads ``checkpoint`` (other loader ``inputs`` as given) and shows its
+    model, so it has an output node."""
+    from support import link, make_workflow
+
+    return make_workflow(
+        {
+            "ckpt": ("diffusion.load_checkpoint", {"checkpoint": checkpoint, **inputs}),
+            "show": ("core.show", {"value": link("ckpt", "model")}),
+        }
+    )
+
+
+def loaded_checkpoint(registry, checkpoint: str) -> dict:
+    """The outputs of ``diffusion.load_checkpoint`` for ``checkpoint`` (model, vae, ...)."""
+    from graphflow import Executor
+
+    result = Executor(registry).run(loader_workflow(checkpoint), outputs=["ckpt"])
+    assert result.ok, result.error
+    return result.outputs["ckpt"]
