@@ -383,3 +383,17 @@ def test_another_thread_waits_until_the_patched_take_is_over():
         thread.join(5)
     assert order == ["patched done", "plain taken"]
     assert torch.equal(seen[0], expected)
+
+
+def test_extras_travel_with_the_module_and_through_patches():
+    net = small_net()
+    base = ModelHandle.of(net)
+    described = base.with_extras({"scheduler": "schedule-a"})
+    patched = described.with_patches(lora_like(), strength=0.5)
+    assert base.extras == {}
+    assert described.extras == {"scheduler": "schedule-a"}
+    assert patched.extras == {"scheduler": "schedule-a"}
+    assert described.identity == base.identity  # facts, not weights
+    assert patched.identity != described.identity
+    with described.on_device("cpu") as module:
+        assert module is net

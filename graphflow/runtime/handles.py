@@ -278,7 +278,8 @@ class ModelHandle:
 
     @property
     def extras(self) -> Mapping[str, Any]:
-        """A composite's entries that are not modules (tokenizers, schedulers...), read-only."""
+        """A composite's entries that are not modules (tokenizers, schedulers...), read-only;
+        on a single module, what :meth:`with_extras` attached (kept by :meth:`with_patches`)."""
         return self._extras
 
     @property
@@ -309,7 +310,32 @@ class ModelHandle:
         if not isinstance(patches, ModelPatch):
             patches = ModelPatch(patches)
         stack = (*self._stack, (patches, float(strength)))
-        return ModelHandle(self._residency, self.label, part=part, view=self._view, stack=stack)
+        return ModelHandle(
+            self._residency,
+            self.label,
+            part=part,
+            view=self._view,
+            extras=self._extras,
+            stack=stack,
+        )
+
+    def with_extras(self, extras: Mapping[str, Any]) -> ModelHandle:
+        """The same module and patch stack with ``extras`` merged into :attr:`extras`.
+
+        For facts that travel with a model without being weights (a UNet's noise schedule,
+        its prediction type); the identity is unchanged, so say nothing here that changes
+        what the model computes.
+        """
+        part = self._single("describe")
+        merged = {**self._extras, **extras}
+        return ModelHandle(
+            self._residency,
+            self.label,
+            part=part,
+            view=self._view,
+            extras=merged,
+            stack=self._stack,
+        )
 
     @contextmanager
     def on_device(self, device: Any) -> Iterator[Any]:

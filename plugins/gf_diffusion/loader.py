@@ -225,8 +225,10 @@ def load_checkpoint(
     encoders = [loaded.component(k) for k in ("text_encoder", "text_encoder_2") if k in present]
     extras = loaded.extras
     tokenizers = [extras[k] for k in ("tokenizer", "tokenizer_2") if extras.get(k) is not None]
+    # The UNet carries its noise schedule, for samplers that are given only the MODEL.
+    unet = loaded.component("unet").with_extras({"scheduler": extras["scheduler"]})
     return (
-        loaded.component("unet"),
+        unet,
         TextEncoders(encoders),
         Tokenizers(tokenizers),
         loaded.component("vae"),

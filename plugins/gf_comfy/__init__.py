@@ -1,0 +1,22 @@
+"""graphflow's ComfyUI compatibility pack: ComfyUI's core class types, under their exact
+names, on graphflow's own nodes and runtime (see ``names.py`` for how a class type is
+declared, and docs/comfyui.md).
+"""
+
+from graphflow import hookimpl
+
+from . import types
+
+MODULES = ()
+
+
+@hookimpl
+def graphflow_port_types():
+    """CLIP (ComfyUI's text encoder + tokenizer bundle)."""
+    return list(types.PORT_TYPES)
+
+
+@hookimpl
+def graphflow_nodes():
+    """Every ComfyUI class type this pack implements."""
+    return [spec for module in MODULES for spec in module.NODES]
