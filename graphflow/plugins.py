@@ -13,7 +13,7 @@ import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -50,6 +50,16 @@ class GraphflowHooks:
         """Add sub-commands to ``graphflow`` (``subparsers`` is argparse's sub-parser action).
 
         Each added parser sets ``handler=function(args) -> exit code`` with ``set_defaults``.
+        """
+
+    @hookspec
+    def graphflow_server_routes(self) -> Sequence[Callable[[object], None]]:
+        """Return installers ``install(app) -> None`` that add routes to ``graphflow serve``.
+
+        Each is called with the aiohttp application after graphflow's own routes and before
+        the editor's static catch-all; the app-wide middlewares (origin and host checks,
+        token, size limits) cover what it adds. Import aiohttp inside the installer, so
+        loading the plugin stays cheap.
         """
 
 
@@ -249,6 +259,23 @@ def load_plugins(
             )
             continue
         infos[impl.plugin_name].nodes.extend(spec.id for spec in specs)
+
+    for impl in manager.hook.graphflow_server_routes.get_hookimpls():
+        if impl.plugin_name in failed:
+            continue
+        try:
+            for install in impl.function() or ():
+                registry.add_route_installer(install, plugin=impl.plugin_name)
+        except Exception as error:
+            problems.append(
+                PluginProblem(
+                    impl.plugin_name,
+                    sources[impl.plugin_name],
+                    "register server routes",
+                    _describe(error),
+                    traceback.format_exc(),
+                )
+            )
 
     for name in failed:
         manager.unregister(name=name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .errors import DuplicateNodeError
 from .node import NodeSpec
@@ -16,6 +16,8 @@ class Registry:
         self.types = types if types is not None else TypeRegistry()
         self._nodes: dict[str, NodeSpec] = {}
         self._owners: dict[str, str] = {}
+        self.route_installers: list[tuple[str, Callable[[object], None]]] = []
+        """(plugin, ``install(app)``) pairs that add routes to ``graphflow serve``."""
 
     def register(self, spec: NodeSpec, plugin: str = "?") -> None:
         """Add a node spec; a second spec with the same id is refused, naming both plugins."""
@@ -45,6 +47,12 @@ class Registry:
             seen.add(spec.id)
         for spec in specs:
             self.register(spec, plugin)
+
+    def add_route_installer(self, install: Callable[[object], None], plugin: str = "?") -> None:
+        """Keep a plugin's server-route installer (see the ``graphflow_server_routes`` hook)."""
+        if not callable(install):
+            raise TypeError(f"plugin {plugin!r} gave {install!r} as a route installer")
+        self.route_installers.append((plugin, install))
 
     def get(self, node_id: str) -> NodeSpec | None:
         """The spec for ``node_id``, or None."""
