@@ -35,7 +35,12 @@ from .runner_local import LocalRunner
 from .security import OriginPolicy, auth_middleware, origin_middleware, security_headers
 from .state import STATE, ServerState
 
+PLUGIN_ROUTES = web.AppKey("graphflow_plugin_routes", dict)
+"""``(method, path) → plugin`` of the routes plugins added (documented by their plugin, not
+in docs/openapi.json)."""
+
 __all__ = [
+    "PLUGIN_ROUTES",
     "STATE",
     "ConfigError",
     "ServerConfig",
@@ -140,6 +145,7 @@ def _application(state: ServerState) -> web.Application:
     app.router.add_routes(routes_prompt.routes)
     app.router.add_routes(routes_files.routes)
     app.router.add_get("/ws", state.hub.handle)
+    app[PLUGIN_ROUTES] = _install_plugin_routes(app, state)
     app.router.add_routes(routes_system.routes)  # last: it holds the static catch-all
 
     async def start_jobs(app: web.Application) -> None:
@@ -158,6 +164,28 @@ def _application(state: ServerState) -> web.Application:
     app.on_shutdown.append(close_sockets)
     app.on_cleanup.append(stop_jobs)
     return app
+
+
+def _install_plugin_routes(app: web.Application, state: ServerState) -> dict[tuple[str, str], str]:
+    """Call each plugin's route installer (``graphflow_server_routes``); returns the routes
+    they added, ``(method, path) → plugin``. An installer that fails is reported as a plugin
+    problem and the server starts without it."""
+    added: dict[tuple[str, str], str] = {}
+    for plugin, install in state.registry.route_installers:
+        before = set(app.router.routes())
+        try:
+            install(app)
+        except Exception as error:
+            problem = PluginProblem(
+                plugin, "server routes", "install routes", f"{type(error).__name__}: {error}"
+            )
+            log.warning("%s", problem)
+            state.plugin_problems.append(problem)
+            continue
+        for route in app.router.routes():
+            if route not in before and route.resource is not None:
+                added[(route.method, route.resource.canonical)] = plugin
+    return added
 
 
 def ray_runner(

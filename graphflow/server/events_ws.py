@@ -11,6 +11,10 @@ in the first ``status`` message when absent). A client receives:
 - previews of its own jobs as binary frames: a 4-byte big-endian header length, a UTF-8 JSON
   header ``{"type": "preview", "data": {job_id, node, format, width, height}}``, then JPEG bytes.
 
+Another dialect of the feed (a plugin's, e.g. ComfyUI's ``/ws?clientId=``) attaches a *tap*
+(:meth:`EventHub.add_tap`): an object that is handed every job event, preview, client message
+and queue change, and a query parameter that routes ``GET /ws`` to its own handler.
+
 Each connection has its own outbound buffer and writer task, so one slow client never
 delays the others; a client that falls more than ``max_backlog`` messages behind is
 disconnected (it can reconnect and read the history). Previews are the first thing dropped
@@ -29,7 +33,7 @@ import struct
 import sys
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -137,6 +141,27 @@ class Connection:
             self.closed = True  # the peer went away; the reader side notices and cleans up
 
 
+class HubTap(Protocol):
+    """Another dialect's view of the feed (see :meth:`EventHub.add_tap`); every method is
+    called on the event loop except :meth:`wants`, which may be called from any thread."""
+
+    def wants(self, client_id: str | None) -> bool:
+        """True when this tap would deliver a job event of ``client_id`` (previews are
+        encoded only if someone wants them)."""
+
+    def job_event(self, client_id: str | None, job_id: str, event: Event) -> None:
+        """An executor event of a job."""
+
+    def preview(self, client_id: str | None, frame: bytes) -> None:
+        """A preview frame in graphflow's layout (:func:`parse_preview_frame` splits it)."""
+
+    def client_message(self, client_id: str | None, message: dict) -> None:
+        """A message for one client, e.g. ``job_done`` (sent after the history commit)."""
+
+    def queue_changed(self) -> None:
+        """The queue changed (at most once per loop iteration)."""
+
+
 class EventHub:
     """Every open websocket, by client id, and what to send to whom."""
 
@@ -145,9 +170,28 @@ class EventHub:
         self._clients: dict[str, set[Connection]] = {}
         self._status_scheduled = False
         self.status = status or (lambda: {})
+        self.taps: list[HubTap] = []
+        self._dialects: dict[str, Any] = {}
+
+    def add_tap(self, tap: HubTap, query_param: str | None = None, handler: Any = None) -> None:
+        """Hand ``tap`` everything this hub sends; ``GET /ws?<query_param>=...`` (without
+        ``client_id``) then goes to ``handler(request)`` instead of graphflow's feed."""
+        self.taps.append(tap)
+        if query_param is not None and handler is not None:
+            self._dialects[query_param] = handler
+
+    def _tap(self, method: str, *args: Any) -> None:
+        for tap in self.taps:
+            try:
+                getattr(tap, method)(*args)
+            except Exception:  # another dialect's bug must not break graphflow's feed
+                log.exception("websocket tap %r failed in %s", tap, method)
 
     def has_listeners(self, client_id: str | None) -> bool:
-        """True when ``client_id`` has an open connection (safe to call from any thread)."""
+        """True when ``client_id`` has an open connection or a tap wants its events (safe
+        to call from any thread)."""
+        if self.taps and any(tap.wants(client_id) for tap in self.taps):
+            return True
         return client_id is not None and bool(self._clients.get(client_id))
 
     @property
@@ -157,6 +201,8 @@ class EventHub:
 
     def send_to_client(self, client_id: str | None, message: dict) -> None:
         """Send a JSON message to every connection of one client."""
+        if self.taps:
+            self._tap("client_message", client_id, message)
         conns = self._clients.get(client_id) if client_id is not None else None
         if not conns:
             return
@@ -166,6 +212,8 @@ class EventHub:
 
     def send_job_event(self, client_id: str | None, job_id: str, event: Event) -> None:
         """Forward one executor event of a job to the client that queued it."""
+        if self.taps:
+            self._tap("job_event", client_id, job_id, event)
         conns = self._clients.get(client_id) if client_id is not None else None
         if not conns:
             return  # nobody listening: skip the encoding work entirely
@@ -177,6 +225,8 @@ class EventHub:
 
     def send_preview(self, client_id: str | None, frame: bytes) -> None:
         """Send an encoded preview frame, skipping clients that are behind."""
+        if self.taps:
+            self._tap("preview", client_id, frame)
         for conn in list(self._clients.get(client_id, ())) if client_id is not None else ():
             if len(conn.outbox) < PREVIEW_BACKLOG:
                 conn.send(frame)
@@ -192,17 +242,23 @@ class EventHub:
 
     def broadcast_status(self) -> None:
         """Tell everyone the queue counts, once per loop iteration however many changes."""
-        if self._clients and not self._status_scheduled:
+        if (self._clients or self.taps) and not self._status_scheduled:
             self._status_scheduled = True
             asyncio.get_running_loop().call_soon(self._send_status)
 
     def _send_status(self) -> None:
         self._status_scheduled = False
+        if self.taps:
+            self._tap("queue_changed")
         if self._clients:
             self.broadcast({"type": "status", "data": {"queue": self.status()}})
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        """The ``GET /ws`` route."""
+        """The ``GET /ws`` route (a tap's dialect when its query parameter is given)."""
+        if self._dialects and "client_id" not in request.query:
+            for param, handler in self._dialects.items():
+                if param in request.query:
+                    return await handler(request)
         client_id = request.query.get("client_id") or uuid.uuid4().hex
         if not CLIENT_ID.match(client_id):
             raise ApiError(
