@@ -80,6 +80,15 @@ class ConditioningEntry:
     embeds: Any  # (1, tokens, dim)
     pooled: Any = None  # (1, dim) for SDXL, else None
     weight: float = 1.0
+    # ComfyUI's per-prompt options (set by gf_comfy's nodes; the defaults change nothing):
+    # ConditioningSetArea's area as ComfyUI stores it, (height, width, y, x) in latent
+    # pixels (image pixels // 8), and the strength its guidance is multiplied by there.
+    area: tuple[int, int, int, int] | None = None
+    strength: float = 1.0
+    # SDXL size conditioning in image pixels: ((original h, w), (crop top, left),
+    # (target h, w)); None = the latent's own size, no crop. aesthetic_score: the refiner's.
+    sdxl_sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
+    aesthetic_score: float | None = None
 
 
 @dataclass
