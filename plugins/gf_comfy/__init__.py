@@ -5,9 +5,9 @@ declared, and docs/comfyui.md).
 
 from graphflow import hookimpl
 
-from . import types
+from . import nodes_conditioning, nodes_loaders, types
 
-MODULES = ()
+MODULES = (nodes_loaders, nodes_conditioning)
 
 
 @hookimpl
@@ -20,3 +20,15 @@ def graphflow_port_types():
 def graphflow_nodes():
     """Every ComfyUI class type this pack implements."""
     return [spec for module in MODULES for spec in module.NODES]
+
+
+@hookimpl
+def graphflow_server_routes():
+    """ComfyUI's HTTP and websocket protocol on ``graphflow serve`` (``protocol/``)."""
+
+    def install(app):
+        from .protocol import install as install_protocol  # aiohttp loads only for serve
+
+        install_protocol(app)
+
+    return [install]
