@@ -5,9 +5,9 @@ declared, and docs/comfyui.md).
 
 from graphflow import hookimpl
 
-from . import nodes_conditioning, nodes_loaders, types
+from . import nodes_conditioning, nodes_image, nodes_io, nodes_latent, nodes_loaders, types
 
-MODULES = (nodes_loaders, nodes_conditioning)
+MODULES = (nodes_loaders, nodes_conditioning, nodes_latent, nodes_image, nodes_io)
 
 
 @hookimpl
