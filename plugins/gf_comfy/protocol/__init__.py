@@ -1,0 +1,48 @@
+"""ComfyUI's HTTP and websocket protocol on ``graphflow serve`` (docs/comfyui.md).
+
+:func:`install` is the pack's ``graphflow_server_routes`` installer: it adds ComfyUI's routes
+at the unprefixed paths (``/prompt``, ``/queue``, ``/history``, ``/view``, ``/object_info``
+...; graphflow's own API stays under ``/api/``), and ComfyUI's feed as ``/ws?clientId=``
+beside graphflow's ``/ws?client_id=``. Both dialects share the one SQLite queue, history and
+worker; graphflow's middlewares (origin and host checks, token, size limits) cover every
+route added here.
+
+- :mod:`.prompts` — API prompt → graphflow/1 document, ComfyUI's validation shapes;
+- :mod:`.records` — queue items and history entries from graphflow's job records;
+- :mod:`.feed` — the websocket dialect (a tap on graphflow's event hub);
+- ``routes_*`` — the routes (jobs, files, catalogue and system).
+"""
+
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+
+from graphflow.server.state import STATE
+
+from . import routes_files, routes_info, routes_jobs
+from .feed import ComfyFeed
+from .state import COMFY, ComfyState, comfy_replies
+
+PREVIEWS_ENV = "GRAPHFLOW_COMFY_PREVIEWS"
+"""Set to 1 to send binary type-1 previews to ComfyUI sockets that did not ask for type 4."""
+
+
+def install(app: web.Application) -> None:
+    """Add ComfyUI's routes and websocket dialect to a graphflow server application."""
+    state = app[STATE]
+    feed = ComfyFeed(state, previews=os.environ.get(PREVIEWS_ENV, "") in ("1", "true", "yes"))
+    app[COMFY] = ComfyState(feed)
+    state.hub.add_tap(feed, "clientId", feed.handle)
+    for table in (routes_jobs.routes, routes_files.routes, routes_info.routes):
+        for route in table:
+            app.router.add_route(route.method, route.path, comfy_replies(route.handler))
+
+    async def close_sockets(app: web.Application) -> None:
+        await feed.close_all()
+
+    app.on_shutdown.append(close_sockets)
+
+
+__all__ = ["COMFY", "install"]

@@ -1,0 +1,461 @@
+"""``POST /prompt`` bodies: an API-format prompt → a graphflow/1 document, checked and
+reported in ComfyUI's error shapes (``error`` + ``node_errors``, every problem listed).
+
+A class type is a ComfyUI name declared in :data:`gf_comfy.names.CLASSES` or, as an
+extension, a graphflow node id (``core.add``). A link ``["4", 0]`` becomes
+``{"link": ["4", <name of output 0>]}``; node ids are kept, so ``executing.node`` is the
+prompt's id. Values are coerced as ComfyUI does (``int()``, ``float()``, ``str()``,
+``bool()``), seeds stay Python ints (never floats). graphflow then validates the document
+and its findings are rendered per COMFY_COMPAT §2.3; outputs whose ancestors are all valid
+still run (200 with ``node_errors``), as in ComfyUI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphflow.errors import ErrorCode, GraphError, WorkflowFormatError
+from graphflow.graph import ValidatedGraph, validate
+from graphflow.node import NodeSpec
+from graphflow.registry import Registry
+from graphflow.workflow import workflow_from_dict
+
+from .. import names
+
+MAX_LISTED_CHOICES = 20
+
+
+class PromptRefused(Exception):
+    """A prompt refused with ComfyUI's 400 body ``{"error": {...}, "node_errors": {...}}``."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        details: str = "",
+        node_errors: dict | None = None,
+        status: int = 400,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.body = {
+            "error": {"type": kind, "message": message, "details": details, "extra_info": {}},
+            "node_errors": node_errors or {},
+        }
+
+
+@dataclass
+class Accepted:
+    """A prompt that will run: its document, what runs, and the errors of skipped outputs."""
+
+    document: dict
+    prompt: dict
+    outputs: list[str]
+    validated: ValidatedGraph
+    node_errors: dict = field(default_factory=dict)
+    partial: bool = False
+    """Only some outputs run (targets given, or others invalid): the job's ``outputs``."""
+
+
+def spec_for(registry: Registry, class_type: Any) -> NodeSpec | None:
+    """The graphflow spec of a ComfyUI class type (or of a graphflow node id), or None."""
+    if not isinstance(class_type, str):
+        return None
+    entry = names.CLASSES.get(class_type)
+    if entry is not None:
+        return registry.get(entry.spec.id)
+    return registry.get(class_type)
+
+
+def class_type_of(node_type: str) -> str:
+    """The ComfyUI class type of a graphflow node id (the id itself when it has none)."""
+    entry = names.BY_NODE_ID.get(node_type)
+    return entry.class_type if entry is not None else node_type
+
+
+def _err(kind: str, message: str, details: str, **extra: Any) -> dict:
+    return {"type": kind, "message": message, "details": details, "extra_info": extra}
+
+
+def input_config(spec: NodeSpec, name: str) -> list | None:
+    """``[TYPE, {options}]`` of an input as /object_info shows it (None past 20 choices)."""
+    item = spec.inputs_by_name.get(name)
+    if item is None:
+        return None
+    choices = item.allowed_choices()
+    if choices is not None:
+        return None if len(choices) > MAX_LISTED_CHOICES else [choices, {}]
+    options = {k: getattr(item, k) for k in ("min", "max", "step") if getattr(item, k) is not None}
+    if not item.required:
+        options["default"] = item.default
+    return [item.type, options]
+
+
+_COERCE = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+
+
+def _coerce(spec: NodeSpec, name: str, value: Any) -> tuple[Any, dict | None]:
+    if isinstance(value, dict) and set(value) == {"__value__"}:
+        value = value["__value__"]
+    item = spec.inputs_by_name[name]
+    convert = _COERCE.get(item.type)
+    if convert is None or item.allowed_choices() is not None or isinstance(value, list):
+        return value, None
+    if type(value) is convert:
+        return value, None  # an int stays the very int (seeds up to 2^64 − 1)
+    try:
+        return convert(value), None
+    except (TypeError, ValueError, OverflowError) as error:
+        return value, _err(
+            "invalid_input_type",
+            f"Failed to convert an input value to a {item.type} value",
+            f"{name}, {value}, {error}",
+            input_name=name,
+            input_config=input_config(spec, name),
+            received_value=value,
+            exception_message=str(error),
+        )
+
+
+def check_shape(prompt: Any) -> None:
+    """Refuse a UI-format workflow (with a message saying what to do) or a non-object."""
+    if isinstance(prompt, dict) and isinstance(prompt.get("nodes"), list) and "links" in prompt:
+        raise PromptRefused(
+            "invalid_prompt",
+            "This is a UI-format workflow (litegraph 'nodes' and 'links'); /prompt takes the API"
+            " format. Convert it with `graphflow convert WORKFLOW OUT --to comfy-api`, or run it"
+            " with `graphflow run WORKFLOW`.",
+        )
+    if not isinstance(prompt, dict):
+        raise PromptRefused("invalid_prompt", "'prompt' must be an object of node id → node")
+
+
+def _class_problems(registry: Registry, prompt: dict) -> dict:
+    problems: dict[str, dict] = {}
+    for node_id, node in prompt.items():
+        if not isinstance(node, dict) or "class_type" not in node:
+            problems[node_id] = _err(
+                "invalid_prompt",
+                "Cannot execute because a node is missing the class_type property.",
+                f"Node ID '#{node_id}'",
+            )
+        elif spec_for(registry, node["class_type"]) is None:
+            problems[node_id] = _err(
+                "missing_node_type",
+                f"Cannot execute because node {node['class_type']} does not exist.",
+                f"Node ID '#{node_id}'",
+                class_type=node["class_type"],
+            )
+        elif not isinstance(node.get("inputs", {}), dict):
+            problems[node_id] = _err(
+                "invalid_prompt", "A node's 'inputs' must be an object.", f"Node ID '#{node_id}'"
+            )
+    return problems
+
+
+def convert_prompt(registry: Registry, prompt: dict) -> tuple[dict, dict, dict[str, list[dict]]]:
+    """The graphflow/1 document of a checked prompt, the coerced prompt, and the problems
+    found while converting (per node id)."""
+    nodes: dict[str, dict] = {}
+    coerced: dict[str, dict] = {}
+    problems: dict[str, list[dict]] = {}
+    for node_id, node in prompt.items():
+        spec = spec_for(registry, node["class_type"])
+        assert spec is not None
+        inputs: dict[str, Any] = {}
+        kept = dict(node.get("inputs") or {})
+        for name, value in kept.items():
+            if name not in spec.inputs_by_name:
+                continue  # ComfyUI keeps unknown inputs and ignores them
+            if isinstance(value, list):
+                link, error = _link(registry, prompt, spec, name, value)
+                if error is not None:
+                    problems.setdefault(node_id, []).append(error)
+                else:
+                    inputs[name] = link
+                continue
+            value, error = _coerce(spec, name, value)
+            if error is not None:
+                problems.setdefault(node_id, []).append(error)
+                continue
+            kept[name] = value
+            inputs[name] = value
+        nodes[node_id] = {"type": spec.id, "inputs": inputs}
+        coerced[node_id] = {**node, "inputs": kept}
+    return {"format": "graphflow/1", "nodes": nodes}, coerced, problems
+
+
+def _link(
+    registry: Registry, prompt: dict, spec: NodeSpec, name: str, value: list
+) -> tuple[dict | None, dict | None]:
+    config = input_config(spec, name)
+    if len(value) != 2 or not isinstance(value[1], int) or isinstance(value[1], bool):
+        return None, _err(
+            "bad_linked_input",
+            "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+            name,
+            input_name=name,
+            input_config=config,
+            received_value=value,
+        )
+    source, index = str(value[0]), value[1]
+    if source not in prompt:
+        return None, _err(
+            "exception_during_validation",
+            "Exception when validating node",
+            f"input {name!r} links to node {source!r}, which is not in the prompt",
+            exception_type="KeyError",
+            traceback=[],
+        )
+    source_spec = spec_for(registry, prompt[source].get("class_type"))
+    if source_spec is None:
+        return None, None  # reported on the source node itself
+    if not 0 <= index < len(source_spec.outputs):
+        return None, _err(
+            "exception_during_validation",
+            "Exception when validating node",
+            f"input {name!r} links to output {index} of node {source!r}, which has "
+            f"{len(source_spec.outputs)} output(s)",
+            exception_type="IndexError",
+            traceback=[],
+        )
+    return {"link": [source, source_spec.outputs[index].name]}, None
+
+
+def render_graph_error(
+    error: GraphError, document: dict, registry: Registry, cycles: dict[str, list[str]]
+) -> dict:
+    """One graphflow finding as a ComfyUI ``err`` (COMFY_COMPAT §7's mapping table)."""
+    name = error.input or ""
+    spec = None
+    if error.node is not None and error.node in document["nodes"]:
+        spec = registry.get(document["nodes"][error.node]["type"])
+    config = input_config(spec, name) if spec is not None and name else None
+    value = document["nodes"].get(error.node or "", {}).get("inputs", {}).get(name)
+    code = error.code
+    if code is ErrorCode.MISSING_INPUT:
+        return _err("required_input_missing", "Required input is missing", name, input_name=name)
+    if code is ErrorCode.TYPE_MISMATCH:
+        return _err(
+            "return_type_mismatch",
+            "Return type mismatch between linked nodes",
+            f"{name}, {error.message}",
+            input_name=name,
+            input_config=config,
+            linked_node=(value or {}).get("link") if isinstance(value, dict) else None,
+        )
+    if code is ErrorCode.OUT_OF_RANGE:
+        item = spec.inputs_by_name.get(name) if spec is not None else None
+        low = item is not None and item.min is not None and _below(value, item.min)
+        kind, word, bound = (
+            ("value_smaller_than_min", "smaller than min", item.min)
+            if low
+            else ("value_bigger_than_max", "bigger than max", item.max if item else None)
+        )
+        return _err(
+            kind,
+            f"Value {value} {word} of {bound}",
+            name,
+            input_name=name,
+            input_config=config,
+            received_value=value,
+        )
+    if code is ErrorCode.NOT_IN_CHOICES:
+        choices = spec.inputs_by_name[name].allowed_choices() if spec is not None else None
+        shown = (
+            f"(list of length {len(choices)})"
+            if choices is not None and len(choices) > MAX_LISTED_CHOICES
+            else repr(choices)
+        )
+        return _err(
+            "value_not_in_list",
+            "Value not in list",
+            f"{name}: {value!r} not in {shown}",
+            input_name=name,
+            input_config=config,
+            received_value=value,
+        )
+    if code is ErrorCode.INVALID_LITERAL:
+        return _err(
+            "invalid_input_type",
+            "Failed to convert an input value to a "
+            f"{spec.inputs_by_name[name].type if spec and name in spec.inputs_by_name else ''}"
+            " value",
+            f"{name}, {value}, {error.message}",
+            input_name=name,
+            input_config=config,
+            received_value=value,
+            exception_message=error.message,
+        )
+    if code is ErrorCode.INVALID_INPUT:
+        return _err(
+            "custom_validation_failed",
+            "Custom validation failed for node",
+            f"{name} - {error.message}" if name else error.message,
+            input_name=name,
+        )
+    if code is ErrorCode.CYCLE:
+        path = cycles.get(error.node or "", [])
+        return _err(
+            "dependency_cycle",
+            "Dependency cycle: links form a loop",
+            " → ".join(path) if path else error.message,
+            nodes=path,
+        )
+    return _err("exception_during_validation", "Exception when validating node", error.message)
+
+
+def _below(value: Any, bound: float) -> bool:
+    try:
+        return value < bound
+    except TypeError:
+        return False
+
+
+def _cycles(document: dict) -> dict[str, list[str]]:
+    """Node id → the loop it lies on (``a → b → a``), for every node on a cycle."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for node_id, node in document["nodes"].items():
+        for value in node["inputs"].values():
+            if isinstance(value, dict) and "link" in value:
+                graph.add_edge(value["link"][0], node_id)
+    found: dict[str, list[str]] = {}
+    for component in nx.strongly_connected_components(graph):
+        if len(component) == 1 and not graph.has_edge(*(next(iter(component)),) * 2):
+            continue
+        edges = nx.find_cycle(graph.subgraph(component))
+        path = [edge[0] for edge in edges] + [edges[0][0]]
+        for node_id in component:
+            found[node_id] = path
+    return found
+
+
+def _ancestors(document: dict, start: str) -> set[str]:
+    seen = {start}
+    stack = [start]
+    nodes = document["nodes"]
+    while stack:
+        for value in nodes.get(stack.pop(), {}).get("inputs", {}).values():
+            if isinstance(value, dict) and "link" in value:
+                source = value["link"][0]
+                if source not in seen:
+                    seen.add(source)
+                    stack.append(source)
+    return seen
+
+
+def output_nodes(registry: Registry, document: dict) -> list[str]:
+    """The document's output nodes, in document order."""
+    nodes = document["nodes"]
+    return [
+        node_id
+        for node_id, node in nodes.items()
+        if (spec := registry.get(node["type"])) is not None and spec.output_node
+    ]
+
+
+def _validate(document: dict, registry: Registry) -> tuple[ValidatedGraph | None, list]:
+    try:
+        return validate(workflow_from_dict(document), registry)
+    except (WorkflowFormatError, RecursionError) as error:
+        return None, [GraphError(ErrorCode.INVALID_DOCUMENT, str(error))]
+
+
+def accept(registry: Registry, prompt: Any, targets: Iterable[str] | None = None) -> Accepted:
+    """Check a prompt as ComfyUI's ``POST /prompt`` does (raises :class:`PromptRefused`)."""
+    check_shape(prompt)
+    unknown = _class_problems(registry, prompt)
+    if unknown:
+        first = next(iter(unknown.values()))
+        raise PromptRefused(
+            "invalid_prompt",
+            first["message"],
+            "; ".join(f"#{node_id}: {err['message']}" for node_id, err in unknown.items()),
+            {
+                node_id: {
+                    "errors": [err],
+                    "dependent_outputs": [],
+                    "class_type": (prompt[node_id] or {}).get("class_type")
+                    if isinstance(prompt[node_id], dict)
+                    else None,
+                }
+                for node_id, err in unknown.items()
+            },
+        )
+    document, coerced, problems = convert_prompt(registry, prompt)
+    outputs = output_nodes(registry, document)
+    if targets is not None:
+        wanted = {str(t) for t in targets}
+        outputs = [node_id for node_id in outputs if node_id in wanted]
+    if not outputs:
+        raise PromptRefused("prompt_no_outputs", "Prompt has no outputs")
+    validated, errors = _validate(document, registry)
+    cycles = _cycles(document) if any(e.code is ErrorCode.CYCLE for e in errors) else {}
+    seen = {(node_id, err.get("details")) for node_id, errs in problems.items() for err in errs}
+    for error in errors:
+        if error.code is ErrorCode.CYCLE:
+            for node_id in dict.fromkeys(cycles.get(error.node or "", [error.node])):
+                problems.setdefault(node_id, []).append(
+                    render_graph_error(
+                        error, document, registry, {node_id: cycles.get(node_id, [])}
+                    )
+                )
+            continue
+        node_id = error.node or ""
+        if (node_id, error.input) in seen or node_id not in document["nodes"]:
+            continue  # a bad link already reported; the missing input is the same problem
+        problems.setdefault(node_id, []).append(render_graph_error(error, document, registry, {}))
+    return _accept_valid_outputs(registry, document, coerced, outputs, problems, validated, targets)
+
+
+def _accept_valid_outputs(
+    registry: Registry,
+    document: dict,
+    coerced: dict,
+    outputs: list[str],
+    problems: dict[str, list[dict]],
+    validated: ValidatedGraph | None,
+    targets: Iterable[str] | None,
+) -> Accepted:
+    ancestry = {out: _ancestors(document, out) for out in outputs}
+    good = [out for out in outputs if not ancestry[out] & problems.keys()]
+    node_errors = {
+        node_id: {
+            "errors": errs,
+            "dependent_outputs": [out for out in outputs if node_id in ancestry[out]],
+            "class_type": coerced[node_id]["class_type"],
+        }
+        for node_id, errs in problems.items()
+    }
+    if not good:
+        own = [
+            f"{err['message']}: {err['details']}"
+            for out in outputs
+            for err in problems.get(out, [])
+        ]
+        raise PromptRefused(
+            "prompt_outputs_failed_validation",
+            "Prompt outputs failed validation",
+            "\n".join(own),
+            node_errors,
+        )
+    if problems or validated is None:
+        keep = set().union(*(ancestry[out] for out in good))
+        document = {
+            "format": "graphflow/1",
+            "nodes": {k: v for k, v in document["nodes"].items() if k in keep},
+        }
+        validated, errors = _validate(document, registry)
+        if validated is None:  # cannot happen when the pruned part was clean; say so plainly
+            raise PromptRefused(
+                "prompt_outputs_failed_validation",
+                "Prompt outputs failed validation",
+                "\n".join(str(e) for e in errors),
+                node_errors,
+            )
+    partial = bool(problems) or targets is not None
+    return Accepted(document, coerced, good, validated, node_errors, partial)

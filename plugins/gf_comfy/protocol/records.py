@@ -1,0 +1,164 @@
+"""graphflow's job records in ComfyUI's shapes: queue items and history entries (§2.4).
+
+A job queued through the ComfyUI dialect keeps what ComfyUI echoes back in its document's
+editor data (``doc["editor"]["comfy"]``: the coerced ``prompt``, ``extra_data``, ``number``
+and ``outputs``), stored as JSON text in graphflow's SQLite queue — so a seed of 2^64 − 1
+never passes through a float or an integer column. A job queued through graphflow's own API
+is shown too: its prompt is derived from the graphflow document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphflow.jobs import Job, JobStatus
+from graphflow.registry import Registry
+
+from .prompts import class_type_of, output_nodes
+
+COMFY_KEY = "comfy"
+
+
+def comfy_data(job: Job) -> dict | None:
+    """The ComfyUI data a job was queued with (None for a graphflow-dialect job)."""
+    editor = job.workflow.get("editor") if isinstance(job.workflow, dict) else None
+    data = editor.get(COMFY_KEY) if isinstance(editor, dict) else None
+    return data if isinstance(data, dict) and "prompt" in data else None
+
+
+def derived_prompt(registry: Registry, document: dict) -> dict:
+    """An API-format prompt for a graphflow document (links by output index)."""
+    prompt: dict[str, Any] = {}
+    for node_id, node in (document.get("nodes") or {}).items():
+        spec = registry.get(node.get("type", ""))
+        inputs: dict[str, Any] = {}
+        for name, value in (node.get("inputs") or {}).items():
+            if isinstance(value, dict) and "link" in value:
+                source, output = value["link"]
+                source_spec = registry.get(document["nodes"].get(source, {}).get("type", ""))
+                index = 0
+                if source_spec is not None:
+                    found = [i for i, o in enumerate(source_spec.outputs) if o.name == output]
+                    index = found[0] if found else 0
+                inputs[name] = [source, index]
+            else:
+                inputs[name] = value
+        entry: dict[str, Any] = {
+            "inputs": inputs,
+            "class_type": class_type_of(node.get("type", "")),
+        }
+        title = node.get("title") or (spec.display_name if spec is not None else None)
+        if title:
+            entry["_meta"] = {"title": title}
+        prompt[node_id] = entry
+    return prompt
+
+
+def queue_item(registry: Registry, job: Job) -> list:
+    """``[number, prompt_id, prompt, extra_data, outputs_to_execute]`` of a job."""
+    data = comfy_data(job)
+    if data is not None:
+        return [
+            data.get("number", job.seq),
+            job.id,
+            data["prompt"],
+            data.get("extra_data", {}),
+            data.get("outputs", []),
+        ]
+    extra = {"client_id": job.client_id} if job.client_id else {}
+    outputs = job.outputs or output_nodes(registry, job.workflow)
+    return [job.seq, job.id, derived_prompt(registry, job.workflow), extra, list(outputs)]
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
+
+
+def status_messages(job: Job, item: list) -> list[list]:
+    """The ``status.messages`` of a finished job."""
+    result = job.result or {}
+    error = job.error or {}
+    executed = list((result.get("nodes") or {}).keys())
+    base = {"prompt_id": job.id}
+    messages: list[list] = [["execution_start", {**base, "timestamp": _ms(job.started_at)}]]
+    cached = (
+        [n for n in item[2] if n not in result.get("nodes", {})]
+        if job.status is JobStatus.DONE
+        else []
+    )
+    messages.append(
+        ["execution_cached", {"nodes": cached, **base, "timestamp": _ms(job.started_at)}]
+    )
+    end = _ms(job.finished_at)
+    if job.status is JobStatus.DONE:
+        messages.append(["execution_success", {**base, "timestamp": end}])
+    elif job.status is JobStatus.CANCELLED:
+        node = error.get("node")
+        messages.append(
+            [
+                "execution_interrupted",
+                {
+                    **base,
+                    "node_id": node,
+                    "node_type": _node_type(item, node),
+                    "executed": executed,
+                    "timestamp": end,
+                },
+            ]
+        )
+    else:
+        messages.append(["execution_error", error_message(job, item, executed)])
+    return messages
+
+
+def _node_type(item: list, node: str | None) -> str | None:
+    if node is None:
+        return None
+    entry = item[2].get(node)
+    return entry.get("class_type") if isinstance(entry, dict) else None
+
+
+def error_message(job: Job, item: list, executed: list[str]) -> dict:
+    """The data of ``execution_error`` for a failed job (§3.2 fields)."""
+    error = job.error or {}
+    node = error.get("node")
+    trace = error.get("traceback") or ""
+    return {
+        "prompt_id": job.id,
+        "node_id": node,
+        "node_type": _node_type(item, node),
+        "executed": executed,
+        "exception_message": error.get("exception_message") or error.get("message", ""),
+        "exception_type": error.get("exception_type") or error.get("code", ""),
+        "traceback": trace.splitlines(keepends=True) if isinstance(trace, str) else list(trace),
+        "current_inputs": {},
+        "current_outputs": [],
+        "timestamp": _ms(job.finished_at),
+    }
+
+
+def history_entry(registry: Registry, job: Job) -> dict:
+    """A finished job as ComfyUI's ``/history`` shows it."""
+    item = queue_item(registry, job)
+    done = job.status is JobStatus.DONE
+    outputs = (job.result or {}).get("ui") or {}
+    return {
+        "prompt": item,
+        "outputs": outputs,
+        "status": {
+            "status_str": "success" if done else "error",
+            "completed": done,
+            "messages": status_messages(job, item),
+        },
+        "meta": {
+            node: {"node_id": node, "display_node": node, "parent_node": None, "real_node_id": node}
+            for node in outputs
+        },
+    }
+
+
+def shown_in_history(job: Job) -> bool:
+    """ComfyUI's history holds prompts that ran; one cancelled while pending is not there."""
+    return job.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED) and (
+        job.started_at is not None
+    )

@@ -1,0 +1,184 @@
+"""ComfyUI's catalogue and system routes: ``/object_info[/{class}]``, ``/system_stats``,
+``/embeddings``, ``/models[/{folder}]``, ``/features`` (§2.1, §2.8, §2.9)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from graphflow import __version__
+from graphflow.runtime.models import PICKLE_SUFFIXES, SAFE_SUFFIXES, list_models
+from graphflow.server.routes_common import json_response
+from graphflow.server.state import STATE, ServerState
+
+from .feed import FEATURES
+from .state import comfy_error
+
+routes = web.RouteTableDef()
+
+COMFYUI_VERSION = "0.3.64"
+FRONTEND_VERSION = "1.27.10"
+MODEL_FOLDERS = (
+    "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models",
+    "clip_vision", "style_models", "embeddings", "diffusers", "vae_approx", "controlnet",
+    "gligen", "upscale_models", "custom_nodes", "hypernetworks", "photomaker", "classifiers",
+    "model_patches", "audio_encoders",
+)  # fmt: skip
+MODEL_SUFFIXES = SAFE_SUFFIXES | PICKLE_SUFFIXES | {".gguf", ".sft", ".onnx", ".yaml", ".json"}
+
+
+def _catalogue() -> Any:
+    """The pack's /object_info renderer (``gf_comfy.object_info``); a plain rendering of the
+    declared class types while that module is not installed."""
+    try:
+        from .. import object_info
+    except ImportError:
+        return _Plain
+    return object_info
+
+
+class _Plain:
+    """A plain /object_info: inputs from the graphflow specs, ComfyUI's keys and order."""
+
+    @staticmethod
+    def object_info_for(registry: Any, class_type: str) -> dict | None:
+        """One class type's entry, or None."""
+        from .. import names
+        from .prompts import input_config
+
+        entry = names.CLASSES.get(class_type)
+        spec = registry.get(entry.spec.id) if entry is not None else None
+        if spec is None:
+            return None
+        required = {i.name: input_config(spec, i.name) or [i.type] for i in spec.inputs
+                    if i.required}  # fmt: skip
+        optional = {i.name: input_config(spec, i.name) or [i.type] for i in spec.inputs
+                    if not i.required}  # fmt: skip
+        return {
+            "input": {"required": required, "optional": optional},
+            "input_order": {"required": list(required), "optional": list(optional)},
+            "output": [o.type for o in spec.outputs],
+            "output_is_list": [False for _ in spec.outputs],
+            "output_name": list(entry.output_names) or [o.type for o in spec.outputs],
+            "name": class_type,
+            "display_name": entry.display_name,
+            "description": spec.description,
+            "python_module": "gf_comfy",
+            "category": entry.category,
+            "output_node": spec.output_node,
+        }
+
+    @staticmethod
+    def object_info(registry: Any) -> dict:
+        """Every declared class type."""
+        from .. import names
+
+        found = {name: _Plain.object_info_for(registry, name) for name in names.CLASSES}
+        return {name: info for name, info in found.items() if info is not None}
+
+
+@routes.get("/object_info")
+async def object_info(request: web.Request) -> web.Response:
+    """Every class type in ComfyUI's grammar (key order, ``input_order``, combos as lists)."""
+    state: ServerState = request.app[STATE]
+    return json_response(_catalogue().object_info(state.registry))
+
+
+@routes.get("/object_info/{class_type}")
+async def object_info_one(request: web.Request) -> web.Response:
+    """``{class_type: info}``, or ``{}`` for an unknown class (200, as ComfyUI)."""
+    state: ServerState = request.app[STATE]
+    class_type = request.match_info["class_type"]
+    info = _catalogue().object_info_for(state.registry, class_type)
+    return json_response({} if info is None else {class_type: info})
+
+
+def _ram() -> tuple[int, int]:
+    try:
+        with open("/proc/meminfo") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        return (
+            int(fields["MemTotal"].split()[0]) * 1024,
+            int(fields["MemAvailable"].split()[0]) * 1024,
+        )
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+def _devices() -> list[dict]:
+    torch = sys.modules.get("torch")  # never import torch for a health check
+    if torch is not None and torch.cuda.is_available():
+        out = []
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            out.append({
+                "name": f"cuda:{index} {torch.cuda.get_device_name(index)}", "type": "cuda",
+                "index": index, "vram_total": total, "vram_free": free,
+                "torch_vram_total": torch.cuda.memory_reserved(index),
+                "torch_vram_free": torch.cuda.memory_reserved(index)
+                - torch.cuda.memory_allocated(index),
+            })  # fmt: skip
+        return out
+    total, free = _ram()
+    return [{"name": "cpu", "type": "cpu", "index": None, "vram_total": total, "vram_free": free,
+             "torch_vram_total": total, "torch_vram_free": free}]  # fmt: skip
+
+
+@routes.get("/system_stats")
+async def system_stats(request: web.Request) -> web.Response:
+    """ComfyUI's system block (every field, values from this machine) and devices."""
+    total, free = _ram()
+    torch = sys.modules.get("torch")
+    system = {
+        "os": os.name,
+        "ram_total": total,
+        "ram_free": free,
+        "comfyui_version": COMFYUI_VERSION,
+        "required_frontend_version": FRONTEND_VERSION,
+        "installed_templates_version": "",
+        "required_templates_version": "",
+        "python_version": sys.version,
+        "pytorch_version": getattr(torch, "__version__", "") if torch is not None else "",
+        "embedded_python": False,
+        "argv": list(sys.argv),
+        "graphflow_version": __version__,
+        "platform": platform.platform(),
+    }
+    return json_response({"system": system, "devices": _devices()})
+
+
+def _names(folder: str) -> list[str]:
+    return list_models(folder, MODEL_SUFFIXES)
+
+
+@routes.get("/embeddings")
+async def embeddings(request: web.Request) -> web.Response:
+    """Embedding names without their extension."""
+    return json_response(sorted({str(Path(n).with_suffix("")) for n in _names("embeddings")}))
+
+
+@routes.get("/models")
+async def model_folders(request: web.Request) -> web.Response:
+    """ComfyUI's model folder names."""
+    return json_response(list(MODEL_FOLDERS))
+
+
+@routes.get("/models/{folder}")
+async def models_in(request: web.Request) -> web.Response:
+    """File names (relative, ``/``-separated) in one model folder; 404 for an unknown one."""
+    folder = request.match_info["folder"]
+    if folder not in MODEL_FOLDERS:
+        raise comfy_error(404, "unknown_folder", f"no model folder {folder!r}")
+    return json_response(_names(folder))
+
+
+@routes.get("/features")
+async def features(request: web.Request) -> web.Response:
+    """What this server supports (ComfyUI's feature flags)."""
+    state: ServerState = request.app[STATE]
+    return json_response({**FEATURES, "max_upload_size": state.config.max_upload_bytes})
