@@ -155,12 +155,15 @@ def _class_problems(registry: Registry, prompt: dict) -> dict:
     return problems
 
 
-def convert_prompt(registry: Registry, prompt: dict) -> tuple[dict, dict, dict[str, list[dict]]]:
-    """The graphflow/1 document of a checked prompt, the coerced prompt, and the problems
-    found while converting (per node id)."""
+def convert_prompt(
+    registry: Registry, prompt: dict
+) -> tuple[dict, dict, dict[str, list[dict]], set[tuple[str, str]]]:
+    """The graphflow/1 document of a checked prompt, the coerced prompt, the problems found
+    while converting (per node id) and the (node, input) pairs they concern."""
     nodes: dict[str, dict] = {}
     coerced: dict[str, dict] = {}
     problems: dict[str, list[dict]] = {}
+    bad: set[tuple[str, str]] = set()
     for node_id, node in prompt.items():
         spec = spec_for(registry, node["class_type"])
         assert spec is not None
@@ -173,18 +176,20 @@ def convert_prompt(registry: Registry, prompt: dict) -> tuple[dict, dict, dict[s
                 link, error = _link(registry, prompt, spec, name, value)
                 if error is not None:
                     problems.setdefault(node_id, []).append(error)
+                    bad.add((node_id, name))
                 else:
                     inputs[name] = link
                 continue
             value, error = _coerce(spec, name, value)
             if error is not None:
                 problems.setdefault(node_id, []).append(error)
+                bad.add((node_id, name))
                 continue
             kept[name] = value
             inputs[name] = value
         nodes[node_id] = {"type": spec.id, "inputs": inputs}
         coerced[node_id] = {**node, "inputs": kept}
-    return {"format": "graphflow/1", "nodes": nodes}, coerced, problems
+    return {"format": "graphflow/1", "nodes": nodes}, coerced, problems, bad
 
 
 def _link(
@@ -386,7 +391,7 @@ def accept(registry: Registry, prompt: Any, targets: Iterable[str] | None = None
                 for node_id, err in unknown.items()
             },
         )
-    document, coerced, problems = convert_prompt(registry, prompt)
+    document, coerced, problems, seen = convert_prompt(registry, prompt)
     outputs = output_nodes(registry, document)
     if targets is not None:
         wanted = {str(t) for t in targets}
@@ -395,7 +400,6 @@ def accept(registry: Registry, prompt: Any, targets: Iterable[str] | None = None
         raise PromptRefused("prompt_no_outputs", "Prompt has no outputs")
     validated, errors = _validate(document, registry)
     cycles = _cycles(document) if any(e.code is ErrorCode.CYCLE for e in errors) else {}
-    seen = {(node_id, err.get("details")) for node_id, errs in problems.items() for err in errs}
     for error in errors:
         if error.code is ErrorCode.CYCLE:
             for node_id in dict.fromkeys(cycles.get(error.node or "", [error.node])):
