@@ -293,7 +293,7 @@ CHANNELS = ["alpha", "red", "green", "blue"]
     category="mask",
     inputs={"image": ComfyInput(image_upload=True)},
 )
-def load_image_mask(image: Choice(list_input_files), channel: Choice(CHANNELS) = "alpha") -> Mask:
+def load_image_mask(image: Choice(list_input_files), channel: Choice(CHANNELS)) -> Mask:
     """Load one channel of an input-folder image as a mask (its first frame).
 
     red, green or blue give the channel's value; alpha gives 1 − alpha (transparent = 1).
