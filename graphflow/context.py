@@ -49,6 +49,7 @@ class RunServices:
         models: ModelLoader | None = None,
         workflow: Any = None,
         settings: Settings | None = None,
+        png_chunks: Callable[[dict], dict[str, str]] | None = None,
     ):
         self.run_id = run_id
         self.emit = emit
@@ -65,6 +66,8 @@ class RunServices:
         self.settings = settings if settings is not None else current_settings()
         self.workflow = workflow  # the Workflow model; JSON data made only if a node asks
         self._workflow_json: dict | None = None
+        self.png_chunks = png_chunks  # workflow JSON → other formats' PNG text chunks
+        self._png_chunks: dict[str, str] | None = None
 
 
 class NodeContext:
@@ -127,6 +130,19 @@ class NodeContext:
         if run._workflow_json is None and run.workflow is not None:
             run._workflow_json = run.workflow.to_dict()
         return run._workflow_json
+
+    def workflow_png_chunks(self) -> dict[str, str]:
+        """PNG text chunks holding the running workflow in other tools' formats.
+
+        What the registered workflow exporters write (see graphflow.formats), e.g. so that
+        another node editor opens graphflow's saved images; empty when there is none.
+        """
+        run = self._run
+        if run._png_chunks is None:
+            workflow = self.workflow
+            chunks = run.png_chunks(workflow) if workflow and run.png_chunks else {}
+            run._png_chunks = chunks
+        return dict(run._png_chunks)
 
     @property
     def settings(self) -> Settings:

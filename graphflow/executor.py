@@ -10,6 +10,7 @@ nothing of itself in the cache.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from .events import (
     RunInterrupted,
     RunStarted,
 )
+from .formats import png_chunks_for
 from .gcpause import gc_paused
 from .graph import ValidatedGraph, build_graph, plan_execution
 from .registry import Registry
@@ -269,6 +271,7 @@ class _Run:
             models=executor.models,
             workflow=validated.workflow,
             settings=executor.settings,
+            png_chunks=functools.partial(png_chunks_for, registry=executor.registry),
         )
         self.result = RunResult(run_id, RunStatus.RUNNING)
 

@@ -62,6 +62,16 @@ class GraphflowHooks:
         loading the plugin stays cheap.
         """
 
+    @hookspec
+    def graphflow_workflow_importers(self) -> Sequence[object]:
+        """Return :class:`graphflow.formats.WorkflowImporter` objects: other tools' workflow
+        formats that ``graphflow run``, ``validate`` and ``convert`` read (tried in order)."""
+
+    @hookspec
+    def graphflow_workflow_exporters(self) -> Sequence[object]:
+        """Return :class:`graphflow.formats.WorkflowExporter` objects: formats ``graphflow
+        convert --to`` writes; one with a ``png_key`` also fills that chunk in saved PNGs."""
+
 
 @dataclass
 class PluginInfo:
@@ -277,7 +287,33 @@ def load_plugins(
                 )
             )
 
+    _collect(manager, registry, failed, sources, problems)
     for name in failed:
         manager.unregister(name=name)
     plugins = [info for name, info in infos.items() if name not in failed]
     return LoadedPlugins(registry, plugins, problems, manager)
+
+
+def _collect(manager, registry: Registry, failed: set[str], sources, problems) -> None:
+    """Workflow importers and exporters of the plugins whose nodes registered."""
+    hooks = (
+        (manager.hook.graphflow_workflow_importers, registry.add_importer, "importers"),
+        (manager.hook.graphflow_workflow_exporters, registry.add_exporter, "exporters"),
+    )
+    for hook, add, what in hooks:
+        for impl in hook.get_hookimpls():
+            if impl.plugin_name in failed:
+                continue
+            try:
+                for item in impl.function() or ():
+                    add(item, plugin=impl.plugin_name)
+            except Exception as error:
+                problems.append(
+                    PluginProblem(
+                        impl.plugin_name,
+                        sources[impl.plugin_name],
+                        f"register workflow {what}",
+                        _describe(error),
+                        traceback.format_exc(),
+                    )
+                )

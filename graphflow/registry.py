@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from .errors import DuplicateNodeError
 from .node import NodeSpec
 from .types import TypeRegistry
+
+if TYPE_CHECKING:
+    from .formats import WorkflowExporter, WorkflowImporter
 
 
 class Registry:
@@ -18,6 +22,10 @@ class Registry:
         self._owners: dict[str, str] = {}
         self.route_installers: list[tuple[str, Callable[[object], None]]] = []
         """(plugin, ``install(app)``) pairs that add routes to ``graphflow serve``."""
+        self.importers: list[WorkflowImporter] = []
+        """Foreign workflow formats that can be read (see graphflow.formats), tried in order."""
+        self.exporters: list[WorkflowExporter] = []
+        """Formats workflows can be written in (``convert --to``, extra PNG chunks)."""
 
     def register(self, spec: NodeSpec, plugin: str = "?") -> None:
         """Add a node spec; a second spec with the same id is refused, naming both plugins."""
@@ -53,6 +61,26 @@ class Registry:
         if not callable(install):
             raise TypeError(f"plugin {plugin!r} gave {install!r} as a route installer")
         self.route_installers.append((plugin, install))
+
+    def add_importer(self, importer: WorkflowImporter, plugin: str = "?") -> None:
+        """Add a workflow importer; a second one with the same name is refused."""
+        from .formats import WorkflowImporter
+
+        if not isinstance(importer, WorkflowImporter):
+            raise TypeError(f"plugin {plugin!r} gave {importer!r} as a workflow importer")
+        if any(known.name == importer.name for known in self.importers):
+            raise DuplicateNodeError(f"workflow importer {importer.name!r} is registered twice")
+        self.importers.append(importer)
+
+    def add_exporter(self, exporter: WorkflowExporter, plugin: str = "?") -> None:
+        """Add a workflow exporter; a second one with the same name is refused."""
+        from .formats import GRAPHFLOW, WorkflowExporter
+
+        if not isinstance(exporter, WorkflowExporter):
+            raise TypeError(f"plugin {plugin!r} gave {exporter!r} as a workflow exporter")
+        if exporter.name == GRAPHFLOW or any(e.name == exporter.name for e in self.exporters):
+            raise DuplicateNodeError(f"workflow exporter {exporter.name!r} is registered twice")
+        self.exporters.append(exporter)
 
     def get(self, node_id: str) -> NodeSpec | None:
         """The spec for ``node_id``, or None."""

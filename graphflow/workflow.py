@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
@@ -32,6 +32,9 @@ from pydantic import ValidationError as PydanticValidationError
 from .errors import WorkflowFormatError
 from .gcpause import gc_paused
 from .pngmeta import PngMetadataError, is_png, workflow_text_from_png
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 CURRENT_FORMAT = "graphflow/1"
 
@@ -270,17 +273,24 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def workflow_from_dict(doc: object) -> Workflow:
+def workflow_from_dict(doc: object, registry: Registry | None = None) -> Workflow:
     """Build a :class:`Workflow` from parsed JSON, migrating older formats first.
 
     Every problem is a :class:`WorkflowFormatError`: not an object, no or a bad "format", a
     shape the model refuses, nesting too deep, text that is not Unicode (lone surrogates).
+    A document with no "format" field is given to ``registry``'s workflow importers (other
+    tools' formats, see graphflow.formats) when a registry is passed.
     """
     if not isinstance(doc, dict):
         raise WorkflowFormatError(f"a workflow must be a JSON object, got {type(doc).__name__}")
     if "format" not in doc:
+        if registry is not None:
+            from .formats import import_document
+
+            return import_document(doc, registry)[0]
         raise WorkflowFormatError(
-            f'the document has no "format" field (expected "{CURRENT_FORMAT}")'
+            f'the document has no "format" field (expected "{CURRENT_FORMAT}"; other tools\''
+            " formats are read through their importer plugins, e.g. by `graphflow run`)"
         )
     try:
         doc = migrate(doc)
@@ -302,6 +312,11 @@ def workflow_from_dict(doc: object) -> Workflow:
 
 def loads_workflow(text: str | bytes) -> Workflow:
     """Parse a workflow from JSON text (UTF-8; bytes in UTF-16 or UTF-32 are read too)."""
+    return workflow_from_dict(parse_json(text))
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse JSON text (UTF-8, -16 or -32); every problem is one WorkflowFormatError line."""
     try:
         with gc_paused():
             doc = json.loads(text)
@@ -317,7 +332,7 @@ def loads_workflow(text: str | bytes) -> Workflow:
         raise WorkflowFormatError("the JSON is nested too deeply") from None
     except ValueError as error:  # a number with more digits than int() reads (about 4,300)
         raise WorkflowFormatError(f"invalid JSON: {_cut(str(error), 120)}") from None
-    return workflow_from_dict(doc)
+    return doc
 
 
 def load_workflow(path: str | Path) -> Workflow:

@@ -40,7 +40,9 @@ def _safe_prefix(prefix: str) -> tuple[str, str]:
     return "/".join(parts[:-1]), parts[-1]
 
 
-def _png_info(ctx: NodeContext, node_id: str):
+def _png_info(ctx: NodeContext, node_id: str, foreign_formats: bool = True):
+    """graphflow's workflow and parameters chunks, then (``foreign_formats``) the chunks the
+    registered workflow exporters add (e.g. ComfyUI's ``prompt`` and ``workflow``)."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
@@ -50,6 +52,11 @@ def _png_info(ctx: NodeContext, node_id: str):
         info.add_text(WORKFLOW_KEY, json.dumps(workflow, ensure_ascii=True))
         parameters = {"node": node_id, "nodes": _literal_parameters(workflow)}
         info.add_text(PARAMETERS_KEY, json.dumps(parameters, ensure_ascii=True))
+        # Then the same workflow in other tools' formats (e.g. ComfyUI's prompt and
+        # workflow chunks), from the registered exporters; graphflow's own chunk stays first.
+        for key, text in ctx.workflow_png_chunks().items() if foreign_formats else ():
+            if key not in (WORKFLOW_KEY, PARAMETERS_KEY):
+                info.add_text(key, text)
     return info
 
 
