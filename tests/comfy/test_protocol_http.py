@@ -146,9 +146,8 @@ async def test_catalogue_and_system_routes(client):
     assert "GFTestSeed" in info
     one = await (await client.get("/object_info/GFTestSeed")).json()
     assert list(one) == ["GFTestSeed"] and one["GFTestSeed"]["name"] == "GFTestSeed"
-    assert "seed" in one["GFTestSeed"]["input_order"]["optional"] + one["GFTestSeed"][
-        "input_order"
-    ].get("required", [])
+    order = one["GFTestSeed"]["input_order"]
+    assert order.get("required", []) + order.get("optional", []) == ["seed", "scale"]
     assert await (await client.get("/object_info/NoSuchClass")).json() == {}
     stats = await (await client.get("/system_stats")).json()
     for key in ("os", "ram_total", "ram_free", "comfyui_version", "python_version",

@@ -7,7 +7,6 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -16,6 +15,7 @@ from graphflow.runtime.models import PICKLE_SUFFIXES, SAFE_SUFFIXES, list_models
 from graphflow.server.routes_common import json_response
 from graphflow.server.state import STATE, ServerState
 
+from .. import object_info as catalogue
 from .feed import FEATURES
 from .state import comfy_error
 
@@ -32,70 +32,20 @@ MODEL_FOLDERS = (
 MODEL_SUFFIXES = SAFE_SUFFIXES | PICKLE_SUFFIXES | {".gguf", ".sft", ".onnx", ".yaml", ".json"}
 
 
-def _catalogue() -> Any:
-    """The pack's /object_info renderer (``gf_comfy.object_info``); a plain rendering of the
-    declared class types while that module is not installed."""
-    try:
-        from .. import object_info
-    except ImportError:
-        return _Plain
-    return object_info
-
-
-class _Plain:
-    """A plain /object_info: inputs from the graphflow specs, ComfyUI's keys and order."""
-
-    @staticmethod
-    def object_info_for(registry: Any, class_type: str) -> dict | None:
-        """One class type's entry, or None."""
-        from .. import names
-        from .prompts import input_config
-
-        entry = names.CLASSES.get(class_type)
-        spec = registry.get(entry.spec.id) if entry is not None else None
-        if spec is None:
-            return None
-        required = {i.name: input_config(spec, i.name) or [i.type] for i in spec.inputs
-                    if i.required}  # fmt: skip
-        optional = {i.name: input_config(spec, i.name) or [i.type] for i in spec.inputs
-                    if not i.required}  # fmt: skip
-        return {
-            "input": {"required": required, "optional": optional},
-            "input_order": {"required": list(required), "optional": list(optional)},
-            "output": [o.type for o in spec.outputs],
-            "output_is_list": [False for _ in spec.outputs],
-            "output_name": list(entry.output_names) or [o.type for o in spec.outputs],
-            "name": class_type,
-            "display_name": entry.display_name,
-            "description": spec.description,
-            "python_module": "gf_comfy",
-            "category": entry.category,
-            "output_node": spec.output_node,
-        }
-
-    @staticmethod
-    def object_info(registry: Any) -> dict:
-        """Every declared class type."""
-        from .. import names
-
-        found = {name: _Plain.object_info_for(registry, name) for name in names.CLASSES}
-        return {name: info for name, info in found.items() if info is not None}
-
-
 @routes.get("/object_info")
 async def object_info(request: web.Request) -> web.Response:
     """Every class type in ComfyUI's grammar (key order, ``input_order``, combos as lists)."""
     state: ServerState = request.app[STATE]
-    return json_response(_catalogue().object_info(state.registry))
+    return json_response(catalogue.object_info(state.registry))
 
 
 @routes.get("/object_info/{class_type}")
 async def object_info_one(request: web.Request) -> web.Response:
     """``{class_type: info}``, or ``{}`` for an unknown class (200, as ComfyUI)."""
     state: ServerState = request.app[STATE]
-    class_type = request.match_info["class_type"]
-    info = _catalogue().object_info_for(state.registry, class_type)
-    return json_response({} if info is None else {class_type: info})
+    return json_response(
+        catalogue.object_info_for(state.registry, request.match_info["class_type"])
+    )
 
 
 def _ram() -> tuple[int, int]:
