@@ -431,3 +431,64 @@ def test_conditionings_of_different_widths_are_a_one_line_error(class_type):
         function(to, frm)
     with pytest.raises(PromptError, match="conditioning_from is an empty conditioning"):
         function(to, Conditioning([]))
+
+
+# -- ComfyUI-named and graphflow nodes in one workflow ----------------------------------------
+
+
+def _txt2img(comfy: bool) -> dict:
+    """graphflow's README job on graphflow-tiny (3 steps); with ``comfy`` the model and the
+    prompts come from CheckpointLoaderSimple and CLIPTextEncode instead."""
+    ckpt = "comfy_ckpt" if comfy else "ckpt"
+    nodes = {
+        "ckpt": ("diffusion.load_checkpoint", {"checkpoint": "graphflow-tiny"}),
+        "comfy_ckpt": ("comfy.checkpoint_loader_simple", {"ckpt_name": "graphflow-tiny"}),
+        "scheduler": (
+            "diffusion.scheduler",
+            {"scheduler": link("ckpt", "scheduler"), "name": "euler"},
+        ),
+        "latent": (
+            "diffusion.empty_latent",
+            {"width": 32, "height": 32, "vae": link("ckpt", "vae")},
+        ),
+        "sampler": (
+            "diffusion.sampler",
+            {
+                "model": link(ckpt, "model"),
+                "positive": link("positive", "conditioning"),
+                "negative": link("negative", "conditioning"),
+                "latent": link("latent", "latent"),
+                "scheduler": link("scheduler", "scheduler"),
+                "seed": 3,
+                "steps": 3,
+                "cfg": 4.0,
+            },
+        ),
+        "show": ("core.show", {"value": link("sampler", "latent")}),
+    }
+    for name, text in (("positive", "a (red:1.2) sneaker"), ("negative", "")):
+        if comfy:
+            nodes[name] = (
+                "comfy.clip_text_encode",
+                {"text": text, "clip": link("comfy_ckpt", "clip")},
+            )
+        else:
+            nodes[f"{name}_tokens"] = (
+                "diffusion.tokenize",
+                {"text": text, "tokenizer": link("ckpt", "tokenizer")},
+            )
+            nodes[name] = (
+                "diffusion.encode_text",
+                {
+                    "tokens": link(f"{name}_tokens", "tokens"),
+                    "text_encoder": link("ckpt", "text_encoder"),
+                },
+            )
+    return nodes
+
+
+def test_comfyui_named_nodes_feed_graphflows_sampler_with_the_same_result(executor):
+    comfy = _run(executor, _txt2img(comfy=True), "sampler").outputs["sampler"]["latent"]
+    graphflow = _run(executor, _txt2img(comfy=False), "sampler").outputs["sampler"]["latent"]
+    assert comfy.samples.shape[0] == 1 and comfy.samples.abs().sum() > 0
+    assert torch.equal(comfy.samples, graphflow.samples)
