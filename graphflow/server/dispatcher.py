@@ -137,7 +137,7 @@ class Dispatcher:
             self.queue.finish(job_id, outcome)
         except Exception:  # e.g. a full disk: the job stays "running" and a restart fails it
             log.exception("could not record the outcome of job %s", job_id)
-        self.hub.send_to_client(
+        self.hub.send_job_done(
             client_id,
             {
                 "type": "job_done",
@@ -147,6 +147,7 @@ class Dispatcher:
                     "error": _public_error(outcome.error),
                 },
             },
+            outcome,
         )
         if not self._stopping:
             self.pump()

@@ -12,7 +12,7 @@ in the first ``status`` message when absent). A client receives:
   header ``{"type": "preview", "data": {job_id, node, format, width, height}}``, then JPEG bytes.
 
 Another dialect of the feed (a plugin's, e.g. ComfyUI's ``/ws?clientId=``) attaches a *tap*
-(:meth:`EventHub.add_tap`): an object that is handed every job event, preview, client message
+(:meth:`EventHub.add_tap`): an object that is handed every job event, preview, job outcome
 and queue change, and a query parameter that routes ``GET /ws`` to its own handler.
 
 Each connection has its own outbound buffer and writer task, so one slow client never
@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from ..events import Event
+from ..jobs import JobOutcome
 from .queue_base import to_json
 from .routes_common import ApiError
 
@@ -155,8 +156,8 @@ class HubTap(Protocol):
     def preview(self, client_id: str | None, frame: bytes) -> None:
         """A preview frame in graphflow's layout (:func:`parse_preview_frame` splits it)."""
 
-    def client_message(self, client_id: str | None, message: dict) -> None:
-        """A message for one client, e.g. ``job_done`` (sent after the history commit)."""
+    def job_done(self, client_id: str | None, job_id: str, outcome: JobOutcome) -> None:
+        """A job ended and its record is committed to the history."""
 
     def queue_changed(self) -> None:
         """The queue changed (at most once per loop iteration)."""
@@ -201,14 +202,19 @@ class EventHub:
 
     def send_to_client(self, client_id: str | None, message: dict) -> None:
         """Send a JSON message to every connection of one client."""
-        if self.taps:
-            self._tap("client_message", client_id, message)
         conns = self._clients.get(client_id) if client_id is not None else None
         if not conns:
             return
         text = to_json(message)
         for conn in list(conns):
             conn.send(text)
+
+    def send_job_done(self, client_id: str | None, message: dict, outcome: JobOutcome) -> None:
+        """``job_done`` to the job's client, and the outcome to the taps (both after the
+        history commit)."""
+        if self.taps:
+            self._tap("job_done", client_id, message["data"]["job_id"], outcome)
+        self.send_to_client(client_id, message)
 
     def send_job_event(self, client_id: str | None, job_id: str, event: Event) -> None:
         """Forward one executor event of a job to the client that queued it."""
