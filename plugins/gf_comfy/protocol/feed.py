@@ -39,7 +39,7 @@ from graphflow.events import (
     RunInterrupted,
     RunStarted,
 )
-from graphflow.jobs import JobStatus, to_json
+from graphflow.jobs import JobOutcome, JobStatus, to_json
 from graphflow.server.events_ws import CLIENT_ID, Connection, parse_preview_frame
 from graphflow.server.queue_base import JobNotFound
 
@@ -103,11 +103,18 @@ class ComfyFeed:
         self.expected: dict[str, float] = {}  # client id → hold messages until this time
         self.held: dict[str, _Held] = {}
         self.tracks: dict[str, _Track] = {}
+        self.class_types: dict[str, dict[str, str]] = {}  # prompt id → node → class type
 
     # -- sending -----------------------------------------------------------------------------
 
-    def expect(self, client_id: str | None) -> None:
-        """A prompt for ``client_id`` was queued: hold its messages until it connects."""
+    def expect(self, client_id: str | None, prompt_id: str, prompt: dict) -> None:
+        """A prompt for ``client_id`` was queued: hold its messages until it connects, and
+        keep its class types for the error messages."""
+        self.class_types[prompt_id] = {
+            node_id: node.get("class_type") for node_id, node in prompt.items()
+        }
+        while len(self.class_types) > 10_000:  # prompts cancelled while pending never end
+            self.class_types.pop(next(iter(self.class_types)))
         if client_id is not None:
             self.expected[client_id] = time.monotonic() + self.hold_seconds
             if len(self.expected) > 10_000:  # forget the stalest ids first
@@ -258,64 +265,58 @@ class ComfyFeed:
             elif self.previews:
                 conn.send(struct.pack(">II", 1, 1) + jpeg)
 
-    def client_message(self, client_id: str | None, message: dict) -> None:
-        """graphflow's ``job_done`` (after the history commit) ends the job's messages."""
-        if message.get("type") != "job_done":
-            return
-        job_id = message["data"]["job_id"]
+    def job_done(self, client_id: str | None, job_id: str, outcome: JobOutcome) -> None:
+        """A job ended, its history committed: its last messages (§3.3 order)."""
         track = self.tracks.pop(job_id, None) or _Track(client_id)
+        class_types = self.class_types.pop(job_id, None)
         if client_id is None:
-            if message["data"]["status"] == JobStatus.CANCELLED.value and self.sockets:
-                self.broadcast(
-                    "execution_interrupted",
-                    {
-                        "prompt_id": job_id,
-                        "node_id": track.stopped_at,
-                        "node_type": None,
-                        "executed": track.executed,
-                        "timestamp": _now_ms(),
-                    },
-                )
+            if outcome.status is JobStatus.CANCELLED and self.sockets:
+                self.broadcast("execution_interrupted", {
+                    "prompt_id": job_id, "node_id": track.stopped_at, "node_type": None,
+                    "executed": track.executed, "timestamp": _now_ms()})  # fmt: skip
             return
-        self._finish(client_id, job_id, message["data"]["status"], track)
+        self._finish(client_id, job_id, outcome, track, class_types)
 
-    def _finish(self, client_id: str, job_id: str, status: str, track: _Track) -> None:
-        if status == JobStatus.DONE.value:
+    def _class_type(self, job_id: str, node: str | None, known: dict | None) -> str | None:
+        if node is None:
+            return None
+        if known is not None:
+            return known.get(node)
+        try:  # a graphflow-dialect job: read its document (only on failure or interrupt)
+            job = self.state.queue.get(job_id)
+        except JobNotFound:
+            return None
+        return records.node_type(records.queue_item(self.state.registry, job), node)
+
+    def _finish(
+        self, client_id: str, job_id: str, outcome: JobOutcome, track: _Track, known: dict | None
+    ) -> None:
+        status = outcome.status
+        if status is JobStatus.DONE:
             # Nodes behind a cached node are never reached, so graphflow does not report them;
             # for ComfyUI they came from the cache too.
             done = set(track.executed) | set(track.cached)
             track.cached.extend(node for node in track.planned if node not in done)
         self._flush_cached(job_id, track)
-        try:
-            job = self.state.queue.get(job_id)
-        except JobNotFound:
-            job = None
-        item = records.queue_item(self.state.registry, job) if job is not None else None
-        ui = ((job.result or {}).get("ui") or {}) if job is not None else {}
         for node in track.cached:  # ComfyUI re-sends executed for cached output nodes
-            if node in ui and node not in track.shown:
-                self.send(
-                    client_id,
-                    "executed",
-                    {"node": node, "display_node": node, "output": ui[node], "prompt_id": job_id},
-                )
-        base = {"prompt_id": job_id, "timestamp": _now_ms()}
-        if status == JobStatus.DONE.value:
-            self.send(client_id, "execution_success", base)
-        elif status == JobStatus.CANCELLED.value:
+            if node in outcome.ui and node not in track.shown:
+                data = {"node": node, "display_node": node, "output": outcome.ui[node]}
+                self.send(client_id, "executed", {**data, "prompt_id": job_id})
+        now = _now_ms()
+        if status is JobStatus.DONE:
+            self.send(client_id, "execution_success", {"prompt_id": job_id, "timestamp": now})
+        elif status is JobStatus.CANCELLED:
             node = track.stopped_at
-            node_type = records._node_type(item, node) if item else None
-            self.send(
-                client_id,
-                "execution_interrupted",
-                {**base, "node_id": node, "node_type": node_type, "executed": track.executed},
-            )
+            self.send(client_id, "execution_interrupted", {
+                "prompt_id": job_id, "node_id": node,
+                "node_type": self._class_type(job_id, node, known), "executed": track.executed,
+                "timestamp": now})  # fmt: skip
         else:
-            data = records.error_message(job, item, track.executed) if job and item else base
+            error = dict(outcome.error or {})
             if track.failure is not None:
-                data["node_id"] = track.failure.node
-                data["node_type"] = records._node_type(item, track.failure.node) if item else None
-            data["timestamp"] = base["timestamp"]
+                error.setdefault("node", track.failure.node)
+            node_type = self._class_type(job_id, error.get("node"), known)
+            data = records.error_message(job_id, error, node_type, track.executed, now)
             self.send(client_id, "execution_error", data)
         self.send(client_id, "status", self.status_data())
         self.send(client_id, "executing", {"node": None, "display_node": None, "prompt_id": job_id})

@@ -107,8 +107,15 @@ def status_messages(job: Job, item: list) -> list[list]:
             ]
         )
     else:
-        messages.append(["execution_error", error_message(job, item, executed)])
+        node_type = _node_type(item, error.get("node"))
+        data = error_message(job.id, error, node_type, executed, end)
+        messages.append(["execution_error", data])
     return messages
+
+
+def node_type(item: list, node: str | None) -> str | None:
+    """The class type of ``node`` in a queue item's prompt."""
+    return _node_type(item, node)
 
 
 def _node_type(item: list, node: str | None) -> str | None:
@@ -118,22 +125,24 @@ def _node_type(item: list, node: str | None) -> str | None:
     return entry.get("class_type") if isinstance(entry, dict) else None
 
 
-def error_message(job: Job, item: list, executed: list[str]) -> dict:
-    """The data of ``execution_error`` for a failed job (§3.2 fields)."""
-    error = job.error or {}
-    node = error.get("node")
+def error_message(
+    prompt_id: str, error: dict | None, node_type: str | None, executed: list[str],
+    timestamp: int | None,
+) -> dict:  # fmt: skip
+    """The data of ``execution_error`` for a job's recorded error (§3.2 fields)."""
+    error = error or {}
     trace = error.get("traceback") or ""
     return {
-        "prompt_id": job.id,
-        "node_id": node,
-        "node_type": _node_type(item, node),
+        "prompt_id": prompt_id,
+        "node_id": error.get("node"),
+        "node_type": node_type,
         "executed": executed,
         "exception_message": error.get("exception_message") or error.get("message", ""),
         "exception_type": error.get("exception_type") or error.get("code", ""),
         "traceback": trace.splitlines(keepends=True) if isinstance(trace, str) else list(trace),
         "current_inputs": {},
         "current_outputs": [],
-        "timestamp": _ms(job.finished_at),
+        "timestamp": timestamp,
     }
 
 

@@ -41,10 +41,19 @@ SECRET_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 async def read_any_json(request: web.Request, limit: int, *, allow_empty: bool = False) -> Any:
     """A JSON body whatever its Content-Type (urllib sends form-urlencoded); ``{}`` when empty
     and allowed. Refusals are ComfyUI-shaped 400s (never a 500)."""
+    return parse_any_json(await read_raw(request, limit), allow_empty=allow_empty)
+
+
+async def read_raw(request: web.Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes (413 in ComfyUI's shape beyond)."""
     try:
-        raw = await read_body(request, limit)
+        return await read_body(request, limit)
     except ApiError as error:
         raise comfy_error(error.status, error.code, error.message) from None
+
+
+def parse_any_json(raw: bytes, *, allow_empty: bool = False) -> Any:
+    """Parse a body as JSON, every failure a ComfyUI-shaped 400."""
     if not raw.strip():
         if allow_empty:
             return {}
@@ -102,8 +111,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     """Queue an API-format prompt: ``{prompt_id, number, node_errors}`` or ComfyUI's 400."""
     state: ServerState = request.app[STATE]
     comfy = request.app[COMFY]
-    body = await read_any_json(request, state.config.max_body_bytes)
-    prompt, prompt_id, number, priority, extra, targets = _parse(body, comfy)
+    raw = await read_raw(request, state.config.max_body_bytes)
+    prompt, prompt_id, number, priority, extra, targets = _parse(parse_any_json(raw), comfy)
     if isinstance(prompt, dict) and len(prompt) > state.config.max_nodes:
         raise comfy_error(413, "prompt_too_large", f"at most {state.config.max_nodes} nodes")
     try:
@@ -112,7 +121,7 @@ async def post_prompt(request: web.Request) -> web.Response:
         pass
     else:
         raise comfy_error(400, "invalid_prompt", f"prompt_id {prompt_id!r} is already used")
-    if len(prompt) * 200 > INLINE_BYTES:  # big prompts validate off the event loop
+    if len(raw) > INLINE_BYTES:  # big prompts validate off the event loop (as graphflow's)
         context = contextvars.copy_context()
         accepted = await asyncio.get_running_loop().run_in_executor(
             None, context.run, prompts.accept, state.registry, prompt, targets
@@ -138,7 +147,7 @@ async def post_prompt(request: web.Request) -> web.Response:
         outputs=accepted.outputs if accepted.partial else None,
         node_count=len(document["nodes"]),
     )
-    comfy.feed.expect(client_id)
+    comfy.feed.expect(client_id, prompt_id, accepted.prompt)
     state.queue.put(job)
     state.dispatcher.accepted(job, accepted.validated)
     return json_response(
