@@ -11,8 +11,8 @@ CheckpointLoaderSimple starts the value at :func:`default_layer`. graphflow's ow
 - SD 1.x: diffusers uses the last layer (through the final norm) → ``n − 1``.
 - SD 2.x: diffusers' conversion drops OpenCLIP ViT-H's last layer (23 of 24 remain), so its
   last layer is ComfyUI's penultimate → ``n − 2`` (ComfyUI's −1 does not exist here).
-- SDXL: diffusers uses the penultimate hidden states (no final norm) → ``n − 2``; ComfyUI's
-  −1 (the last layer) is ``encode_text``'s −1 (hidden state −1).
+- SDXL (and its refiner): diffusers uses the penultimate hidden states (no final norm) →
+  ``n − 2``; ComfyUI's −1 (the last layer) is ``encode_text``'s −1 (hidden state −1).
 
 A layer past the encoder's depth is the last layer, as ComfyUI treats it. Encoders that are
 not CLIP (graphflow-tiny's MiniLM) have no layer choice: their default is kept, with a note.
@@ -46,11 +46,18 @@ def _is_sd2(encoders: list[Any]) -> bool:
     )
 
 
+def _is_sdxl(encoders: list[Any]) -> bool:
+    """SDXL's two encoders, or the refiner's OpenCLIP G alone (a projection model)."""
+    return len(encoders) > 1 or any(
+        hasattr(handle.unpatched, "text_projection") for handle in encoders
+    )
+
+
 def default_layer(text_encoders: Any) -> int:
     """ComfyUI's default layer for a checkpoint's encoders as a ``clip_skip``: 2 (the
-    penultimate) for SDXL's two encoders and SD 2.x's, else 1 (the last)."""
+    penultimate) for SDXL (base and refiner) and SD 2.x, else 1 (the last)."""
     encoders = list(text_encoders.encoders)
-    if len(encoders) > 1 or (encoders and _is_sd2(encoders)):
+    if encoders and (_is_sdxl(encoders) or _is_sd2(encoders)):
         return 2
     return 1
 
@@ -80,8 +87,7 @@ def encode_clip_skip(clip: ClipValue) -> tuple[int, str | None]:
         )
     if wanted > comfy_layer_count(clip.text_encoder):
         wanted = 1  # ComfyUI: a layer past the encoder's depth is the last layer
-    sdxl = len(encoders) > 1
-    if sdxl:
+    if _is_sdxl(encoders):
         return wanted - 2, None
     if _is_sd2(encoders):
         if wanted < 2:
