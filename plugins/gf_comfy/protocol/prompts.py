@@ -12,7 +12,7 @@ still run (200 with ``node_errors``), as in ComfyUI.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -370,8 +370,16 @@ def _validate(document: dict, registry: Registry) -> tuple[ValidatedGraph | None
         return None, [GraphError(ErrorCode.INVALID_DOCUMENT, str(error))]
 
 
-def accept(registry: Registry, prompt: Any, targets: Iterable[str] | None = None) -> Accepted:
-    """Check a prompt as ComfyUI's ``POST /prompt`` does (raises :class:`PromptRefused`)."""
+def accept(
+    registry: Registry,
+    prompt: Any,
+    targets: Iterable[str] | None = None,
+    editor: Callable[[dict, list[str]], dict] | None = None,
+) -> Accepted:
+    """Check a prompt as ComfyUI's ``POST /prompt`` does (raises :class:`PromptRefused`).
+
+    ``editor(coerced_prompt, outputs)`` gives the document's editor data (what nodes read
+    as ``ctx.workflow["editor"]``, e.g. the prompt for SaveImage's PNG chunks)."""
     check_shape(prompt)
     unknown = _class_problems(registry, prompt)
     if unknown:
@@ -413,7 +421,14 @@ def accept(registry: Registry, prompt: Any, targets: Iterable[str] | None = None
         if (node_id, error.input) in seen or node_id not in document["nodes"]:
             continue  # a bad link already reported; the missing input is the same problem
         problems.setdefault(node_id, []).append(render_graph_error(error, document, registry, {}))
-    return _accept_valid_outputs(registry, document, coerced, outputs, problems, validated, targets)
+    accepted = _accept_valid_outputs(
+        registry, document, coerced, outputs, problems, validated, targets
+    )
+    if editor is not None:  # editor data never changes validity: set it on both forms
+        data = editor(coerced, accepted.outputs)
+        accepted.document["editor"] = data
+        accepted.validated.workflow.editor = data
+    return accepted
 
 
 def _accept_valid_outputs(

@@ -121,24 +121,27 @@ async def post_prompt(request: web.Request) -> web.Response:
         pass
     else:
         raise comfy_error(400, "invalid_prompt", f"prompt_id {prompt_id!r} is already used")
+    client_id = extra.get("client_id")
+
+    def editor(coerced: dict, outputs: list[str]) -> dict:
+        return {
+            records.COMFY_KEY: {
+                "prompt": coerced,
+                "extra_data": extra,
+                "number": number,
+                "outputs": outputs,
+                "extra_pnginfo": extra.get("extra_pnginfo") or {},
+            }
+        }
+
     if len(raw) > INLINE_BYTES:  # big prompts validate off the event loop (as graphflow's)
         context = contextvars.copy_context()
         accepted = await asyncio.get_running_loop().run_in_executor(
-            None, context.run, prompts.accept, state.registry, prompt, targets
+            None, context.run, prompts.accept, state.registry, prompt, targets, editor
         )
     else:
-        accepted = prompts.accept(state.registry, prompt, targets)
+        accepted = prompts.accept(state.registry, prompt, targets, editor)
     document = accepted.document
-    client_id = extra.get("client_id")
-    document["editor"] = {
-        records.COMFY_KEY: {
-            "prompt": accepted.prompt,
-            "extra_data": extra,
-            "number": number,
-            "outputs": accepted.outputs,
-            "extra_pnginfo": extra.get("extra_pnginfo") or {},
-        }
-    }
     job = Job(
         id=prompt_id,
         workflow=document,
