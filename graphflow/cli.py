@@ -1,4 +1,4 @@
-"""The ``graphflow`` command: run, validate, serve, list nodes and plugins, print the schema.
+"""The ``graphflow`` command: run, validate, convert, serve, list nodes and plugins, the schema.
 
 Plugins may add sub-commands (hook ``graphflow_cli_commands``).
 
@@ -16,17 +16,19 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .cancel import CancelToken
 from .errors import GraphflowError, RunStatus, ValidationFailed
 from .executor import Executor, RunResult
+from .formats import GRAPHFLOW, export_workflow, exporter_names, read_workflow_file
 from .plugins import LoadedPlugins, load_plugins
 from .progress import ConsoleProgress
 from .server import add_backend_arguments, add_serve_arguments, run_serve
 from .settings import LoadedSettings, load_settings, use_settings
-from .workflow import Workflow, load_workflow, workflow_json_schema
+from .workflow import Workflow, workflow_json_schema
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -41,6 +43,15 @@ def _load_plugins(args: argparse.Namespace) -> LoadedPlugins:
     for problem in loaded.problems:
         print(f"warning: {problem}", file=sys.stderr)
     return loaded
+
+
+def _read(args: argparse.Namespace, loaded: LoadedPlugins) -> Workflow:
+    """Read the workflow file in any known format; say in one line what a foreign one was
+    read as (on stderr, so ``--json`` output stays clean)."""
+    workflow, label = read_workflow_file(args.workflow, loaded.registry)
+    if not label.startswith("graphflow/"):
+        print(f"read as {label}", file=sys.stderr)
+    return workflow
 
 
 def parse_assignment(text: str) -> tuple[str, str, Any]:
@@ -136,9 +147,13 @@ def _run_on_ray(
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a workflow with a progress bar and print what it produced."""
-    workflow = load_workflow(args.workflow)
-    _apply_sets(workflow, args.set or [])
     loaded = _load_plugins(args)
+    try:
+        workflow = _read(args, loaded)
+    except ValidationFailed as error:  # an imported workflow that cannot be mapped
+        _print_validation(args.workflow, error)
+        return EXIT_INVALID
+    _apply_sets(workflow, args.set or [])
     executor = Executor(loaded.registry, output_dir=args.output)
     outputs = args.outputs.split(",") if args.outputs else None
     progress = ConsoleProgress(disable=args.quiet or args.json)
@@ -190,17 +205,43 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a workflow and list every problem."""
-    workflow = load_workflow(args.workflow)
-    _apply_sets(workflow, args.set or [])
     loaded = _load_plugins(args)
     executor = Executor(loaded.registry)
     try:
+        workflow = _read(args, loaded)
+        _apply_sets(workflow, args.set or [])
         validated = executor.validate(workflow)
     except ValidationFailed as error:
         _print_validation(args.workflow, error)
         return EXIT_INVALID
     outputs = ", ".join(validated.output_nodes)
     print(f"{args.workflow}: valid ({len(validated.order)} nodes; outputs: {outputs})")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a workflow (any readable format, PNGs too) to graphflow/1 or an exporter's."""
+    loaded = _load_plugins(args)
+    known = exporter_names(loaded.registry)
+    if args.to not in known:
+        raise CommandError(f"--to {args.to!r} is not a known format (known: {', '.join(known)})")
+    try:
+        workflow = _read(args, loaded)
+    except ValidationFailed as error:
+        _print_validation(args.workflow, error)
+        return EXIT_INVALID
+    text = export_workflow(workflow, args.to, loaded.registry)
+    if args.out == "-":
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.out)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    except OSError as error:
+        raise CommandError(f"cannot write {target}: {error.strerror}") from None
+    print(f"wrote {target} ({args.to}, {len(workflow.nodes)} nodes)")
     return 0
 
 
@@ -333,6 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("workflow")
     validate.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE")
     validate.set_defaults(handler=cmd_validate)
+
+    convert = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert a workflow between formats (graphflow/1, ComfyUI API and UI, PNGs)",
+    )
+    convert.add_argument("workflow", metavar="IN")
+    convert.add_argument("out", metavar="OUT", help="file to write ('-': standard output)")
+    convert.add_argument(
+        "--to",
+        default=GRAPHFLOW,
+        metavar="FORMAT",
+        help="graphflow (default) or a plugin's format, e.g. comfy-api, comfy-ui",
+    )
+    convert.set_defaults(handler=cmd_convert)
 
     nodes = sub.add_parser("nodes", parents=[common], help="list available nodes")
     nodes.add_argument("--json", action="store_true", help="full specs as JSON")

@@ -32,3 +32,19 @@ def graphflow_server_routes():
         install_protocol(app)
 
     return [install]
+
+
+@hookimpl
+def graphflow_workflow_importers():
+    """ComfyUI's API and UI workflow formats (JSON files and PNG chunks) read by graphflow."""
+    from .workflow_formats import IMPORTERS
+
+    return list(IMPORTERS)
+
+
+@hookimpl
+def graphflow_workflow_exporters():
+    """``convert --to comfy-api|comfy-ui``; saved PNGs get ComfyUI's prompt/workflow chunks."""
+    from .workflow_formats import EXPORTERS
+
+    return list(EXPORTERS)
