@@ -104,13 +104,18 @@ def _comfy_metadata(ctx: NodeContext) -> tuple[Any, dict]:
 
 
 def png_metadata(ctx: NodeContext):
-    """PNG text chunks: ComfyUI's ``prompt`` and extra_pnginfo keys, then graphflow's."""
-    info = _png_info(ctx, ctx.node_id)  # graphflow_workflow + graphflow_parameters
+    """PNG text chunks: graphflow's workflow and parameters, then ComfyUI's.
+
+    A run that came from ComfyUI gets its own API prompt (``prompt``) and one chunk per
+    extra_pnginfo key (``workflow``...), as ComfyUI writes them; any other run gets what the
+    registered workflow exporters make of the graphflow document (see gf_image/io.py).
+    """
     prompt, extra = _comfy_metadata(ctx)
+    info = _png_info(ctx, ctx.node_id, foreign_formats=prompt is None)
     if prompt is not None:
         info.add_text("prompt", json.dumps(prompt))
-    for key, value in extra.items():
-        info.add_text(str(key), json.dumps(value))
+        for key, value in extra.items():
+            info.add_text(str(key), json.dumps(value))
     return info
 
 
@@ -176,6 +181,18 @@ def save_image(images: Image, filename_prefix: String = "ComfyUI", ctx: NodeCont
     (ComfyUI's prompt and workflow chunks and graphflow's), so either program reopens it.
     """
     return save_images(images, ctx.output_dir, filename_prefix, "output", SAVE_COMPRESS_LEVEL, ctx)
+
+
+@save_image.check
+def _prefix_stays_inside(filename_prefix: str = "ComfyUI", **_) -> str | None:
+    """Prefixes that leave any output folder (``..``, absolute paths) are refused before the
+    run; links inside the folder that point out are caught when saving."""
+    if not filename_prefix.strip():
+        return "filename_prefix: is empty"
+    path = os.path.normpath(expand_placeholders(filename_prefix, 1, 1))
+    if os.path.isabs(path) or path == os.pardir or path.startswith(os.pardir + os.sep):
+        return f"filename_prefix: {OUTSIDE}"
+    return None
 
 
 @comfy_node(

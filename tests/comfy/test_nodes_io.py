@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 
 from gf_comfy import nodes_io
 from gf_comfy.names import CLASSES
-from graphflow import Executor, Image, Int, Workflow, load_plugins, node
+from graphflow import Executor, Image, Int, ValidationFailed, Workflow, load_plugins, node
 from graphflow.pngmeta import WORKFLOW_KEY, png_text_chunks
 from support import link
 
@@ -140,13 +140,20 @@ def test_placeholders_are_filled_in(registry, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("prefix", ["../evil", "a/../../evil", "/tmp/evil", ""])
-def test_a_prefix_leaving_the_output_folder_is_refused(registry, tmp_path, prefix):
-    result = Executor(registry, output_dir=tmp_path / "out").run(save_workflow(prefix=prefix))
-    assert not result.ok and result.error.node == "9"
-    expected = "filename_prefix is empty" if not prefix else "Saving image outside the output"
-    assert expected in result.error.message
-    assert not list(tmp_path.glob("*.png")) and not (tmp_path / "evil_00001_.png").exists()
+@pytest.mark.parametrize("prefix", ["../evil", "a/../../evil", "/tmp/evil", "%width%/../../x", ""])
+def test_a_prefix_leaving_the_output_folder_is_refused_before_the_run(registry, tmp_path, prefix):
+    with pytest.raises(ValidationFailed) as caught:
+        Executor(registry, output_dir=tmp_path / "out").run(save_workflow(prefix=prefix))
+    (error,) = caught.value.errors
+    assert (error.node, error.input) == ("9", "filename_prefix")
+    expected = "is empty" if not prefix else "Saving image outside the output folder"
+    assert expected in error.message
+
+
+@pytest.mark.parametrize("prefix", ["../evil", "/tmp/evil", "a/../../evil"])
+def test_saving_outside_the_output_folder_raises_even_without_validation(tmp_path, prefix):
+    with pytest.raises(nodes_io.SavePathError, match="outside the output folder"):
+        nodes_io.save_target(tmp_path / "out", prefix, 8, 8)
 
 
 def test_a_link_inside_the_output_folder_that_points_out_is_refused(registry, tmp_path):
@@ -161,20 +168,35 @@ def test_a_link_inside_the_output_folder_that_points_out_is_refused(registry, tm
 # --------------------------------------------------------------------------- metadata
 
 
-def test_png_carries_comfyuis_prompt_and_extra_chunks_and_graphflows(registry, tmp_path):
+def text_chunk_count(data: bytes, key: str) -> int:
+    """How many tEXt chunks named ``key`` a PNG holds."""
+    return data.count(b"tEXt" + key.encode("latin-1") + b"\0")
+
+
+def test_png_carries_the_imported_prompt_and_extra_chunks_once(registry, tmp_path):
     comfy = {"prompt": PROMPT, "extra_pnginfo": {"workflow": UI_WORKFLOW, "note": "hi"}}
     (saved,) = run_save(registry, tmp_path, comfy=comfy)
-    texts = png_text_chunks((tmp_path / "out" / saved["filename"]).read_bytes())
+    data = (tmp_path / "out" / saved["filename"]).read_bytes()
+    texts = png_text_chunks(data)
     assert json.loads(texts["prompt"]) == PROMPT
     assert json.loads(texts["workflow"]) == UI_WORKFLOW
     assert json.loads(texts["note"]) == "hi"
     assert json.loads(texts[WORKFLOW_KEY])["nodes"]["9"]["type"] == "comfy.save_image"
+    assert text_chunk_count(data, "prompt") == text_chunk_count(data, "workflow") == 1
 
 
-def test_a_graphflow_run_writes_no_comfyui_prompt(registry, tmp_path):
-    (saved,) = run_save(registry, tmp_path)
+def test_an_api_prompt_without_a_ui_workflow_writes_no_workflow_chunk(registry, tmp_path):
+    (saved,) = run_save(registry, tmp_path, comfy={"prompt": PROMPT, "extra_pnginfo": {}})
     texts = png_text_chunks((tmp_path / "out" / saved["filename"]).read_bytes())
-    assert "prompt" not in texts and WORKFLOW_KEY in texts
+    assert json.loads(texts["prompt"]) == PROMPT and "workflow" not in texts
+
+
+def test_a_graphflow_run_carries_graphflows_workflow_chunk(registry, tmp_path):
+    (saved,) = run_save(registry, tmp_path)
+    data = (tmp_path / "out" / saved["filename"]).read_bytes()
+    texts = png_text_chunks(data)
+    assert json.loads(texts[WORKFLOW_KEY])["nodes"]["src"]["type"] == "t.comfy_io_image"
+    assert text_chunk_count(data, "prompt") <= 1  # the exporters' ComfyUI prompt, if any
 
 
 def test_pixels_are_truncated_to_eight_bits_as_comfyui_writes_them(registry, tmp_path):
