@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .context import NodeContext
-from .types import TypeRef
+from .types import TypeRef, resolve_choice_labels
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 NODE_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$")
@@ -54,6 +54,7 @@ class InputSpec:
     choices: Any = field(default=None, compare=False)
     multiline: bool = False
     description: str = ""
+    choice_labels: Any = field(default=None, compare=False)
 
     @property
     def required(self) -> bool:
@@ -82,6 +83,9 @@ class InputSpec:
         choices = self.allowed_choices()
         if choices is not None:
             data["choices"] = choices
+            labels = resolve_choice_labels(self.choice_labels, choices)
+            if labels:
+                data["choice_labels"] = labels
         if self.multiline:
             data["multiline"] = True
         if self.description:
@@ -291,6 +295,7 @@ def _input_from_parameter(node_id: str, param: inspect.Parameter) -> InputSpec:
         choices=ref.choices,
         multiline=ref.multiline,
         description=ref.description,
+        choice_labels=ref.choice_labels,
     )
 
 

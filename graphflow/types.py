@@ -8,13 +8,16 @@ the widget constraints of one input.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any as _AnyValue
 
 from .errors import DuplicateTypeError
+
+log = logging.getLogger("graphflow.types")
 
 ANY_TYPE = "ANY"
 
@@ -124,6 +127,9 @@ class TypeRegistry:
 
 
 ChoiceSource = Sequence[object] | Callable[[], Sequence[object]]
+ChoiceLabels = Mapping[object, str] | Callable[[object], str | None]
+"""Labels shown beside choices: a mapping value → label, or a function of one value that
+returns its label (None or "" for none)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,7 @@ class TypeRef:
     multiline: bool = False
     lazy: bool = False
     description: str = ""
+    choice_labels: ChoiceLabels | None = field(default=None, compare=False)
 
     def __call__(
         self,
@@ -179,9 +186,37 @@ def Lazy(ref: TypeRef) -> TypeRef:
     return replace(ref, lazy=True)
 
 
-def Choice(values: ChoiceSource, type_name: str = "STRING") -> TypeRef:
-    """A dropdown input; ``values`` is a list or a function returning the list."""
-    return TypeRef(type_name, choices=values)
+def Choice(
+    values: ChoiceSource, type_name: str = "STRING", *, labels: ChoiceLabels | None = None
+) -> TypeRef:
+    """A dropdown input; ``values`` is a list or a function returning the list.
+
+    ``labels`` adds a short text the editor shows beside each value (the value itself is
+    what the workflow stores): a mapping value → label, or a function of one value
+    returning its label or None. A function is called for every value each time the node
+    catalog is built, so it must be cheap (cache what it reads).
+    """
+    return TypeRef(type_name, choices=values, choice_labels=labels)
+
+
+def resolve_choice_labels(labels: ChoiceLabels | None, values: Iterable[object]) -> dict[str, str]:
+    """``{str(value): label}`` for the values that have a label (JSON object keys are text).
+
+    A label function that fails for one value gives that value no label: labels are help
+    for the reader, never a reason for the node catalog to fail.
+    """
+    if labels is None:
+        return {}
+    found: dict[str, str] = {}
+    for value in values:
+        try:
+            label = labels.get(value) if isinstance(labels, Mapping) else labels(value)
+        except Exception:  # a plugin's label function must not break /api/nodes
+            log.debug("no label for choice %r", value, exc_info=True)
+            continue
+        if label:
+            found[str(value)] = str(label)
+    return found
 
 
 def port_type(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from graphflow.cli_groups import command_group
+
 from . import ncnn_convert  # light: torch loads only when a conversion runs
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``models import-ncnn`` to the graphflow command."""
-    models = subparsers.add_parser("models", help="manage model files")
-    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub = command_group(subparsers, "models", help="list, inspect and import model files")
     convert = models_sub.add_parser(
         "import-ncnn", help="convert a Real-ESRGAN ncnn model (.param + .bin) to .safetensors"
     )
