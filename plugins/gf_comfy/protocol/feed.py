@@ -91,12 +91,14 @@ class ComfyFeed:
         previews: bool = False,
         hold_seconds: float = 30.0,
         hold_bytes: int = 4 << 20,
+        hold_total: int = 64 << 20,
         max_backlog: int = 50_000,
     ):
         self.state = state
         self.previews = previews
         self.hold_seconds = hold_seconds
         self.hold_bytes = hold_bytes
+        self.hold_total = hold_total
         self.max_backlog = max_backlog
         self.sockets: dict[str, Connection] = {}
         self.metadata: set[Connection] = set()  # sockets that asked for type-4 previews
@@ -117,29 +119,45 @@ class ComfyFeed:
             self.class_types.pop(next(iter(self.class_types)))
         if client_id is not None:
             self.expected[client_id] = time.monotonic() + self.hold_seconds
-            if len(self.expected) > 10_000:  # forget the stalest ids first
-                for stale in sorted(self.expected, key=self.expected.__getitem__)[:1000]:
-                    self.expected.pop(stale, None)
-                    self.held.pop(stale, None)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Forget clients whose hold time ran out (none of their prompts running), then the
+        stalest until all held messages fit ``hold_total`` bytes and 10,000 clients."""
+        now = time.monotonic()
+        running = self.tracks_clients()
+        for client_id, until in list(self.expected.items()):
+            if now > until and client_id not in running:
+                del self.expected[client_id]
+                self.held.pop(client_id, None)
+        total = sum(held.size for held in self.held.values())
+        if total <= self.hold_total and len(self.expected) <= 10_000:
+            return
+        for client_id in sorted(self.expected, key=self.expected.__getitem__):
+            if total <= self.hold_total and len(self.expected) <= 10_000:
+                break
+            del self.expected[client_id]
+            held = self.held.pop(client_id, None)
+            total -= held.size if held is not None else 0
 
     def send(self, client_id: str | None, kind: str, data: dict) -> None:
         """One JSON message to a client (held if it has no socket yet); None: to nobody."""
         if client_id is None:
             return
-        text = to_json({"type": kind, "data": data})
         conn = self.sockets.get(client_id)
         if conn is not None and not conn.closed:
-            conn.send(text)
+            conn.send(to_json({"type": kind, "data": data}))
             return
-        now = time.monotonic()
         until = self.expected.get(client_id)
         if until is None:
-            return
+            return  # nobody is expected under this id: nothing to encode
+        now = time.monotonic()
         if now > until and client_id not in self.tracks_clients():
             self.expected.pop(client_id, None)
             self.held.pop(client_id, None)
             return
         self.expected[client_id] = max(until, now + self.hold_seconds)
+        text = to_json({"type": kind, "data": data})
         self.held.setdefault(client_id, _Held()).add(text, now, self.hold_seconds, self.hold_bytes)
 
     def tracks_clients(self) -> set[str | None]:
@@ -269,6 +287,7 @@ class ComfyFeed:
         """A job ended, its history committed: its last messages (§3.3 order)."""
         track = self.tracks.pop(job_id, None) or _Track(client_id)
         class_types = self.class_types.pop(job_id, None)
+        self.sweep()
         if client_id is None:
             if outcome.status is JobStatus.CANCELLED and self.sockets:
                 self.broadcast("execution_interrupted", {
