@@ -75,10 +75,28 @@ def empty_latent_image(
     return Latent(samples, None, scaling, shift, factor)
 
 
+def whole_then_tiled(run):
+    """``run("off")`` — the whole image at once, as ComfyUI decodes and encodes — and, when
+    the accelerator runs out of memory, ``run("on")`` in 512-pixel tiles."""
+    import torch
+
+    try:
+        return run("off")
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return run("on")
+
+
 @comfy_node("VAEDecode", display_name="VAE Decode", category="latent")
 def vae_decode_comfy(samples: LatentType, vae: Vae, ctx: NodeContext = None) -> Image:
-    """Decode latents into images (large ones in tiles, so memory stays bounded)."""
-    return vae_decode.function(vae=vae, latent=samples, ctx=ctx)
+    """Decode latents into images (in tiles only if the whole image does not fit in
+    memory)."""
+    return whole_then_tiled(
+        lambda tiling: vae_decode.function(
+            vae=vae, latent=samples, tiling=tiling, tile_size=512, ctx=ctx
+        )
+    )
 
 
 def crop_to_factor(pixels: Any, factor: int) -> Any:
@@ -104,8 +122,9 @@ def _encode(vae, pixels, ctx, tiling: str, tile_size: int) -> Latent:
 
 @comfy_node("VAEEncode", display_name="VAE Encode", category="latent")
 def vae_encode_comfy(pixels: Image, vae: Vae, ctx: NodeContext = None) -> LatentType:
-    """Encode images into latents (sides cut to multiples of 8, centred, as ComfyUI does)."""
-    return _encode(vae, pixels, ctx, "auto", 512)
+    """Encode images into latents (sides cut to multiples of 8, centred, as ComfyUI does;
+    in tiles only if the whole image does not fit in memory)."""
+    return whole_then_tiled(lambda tiling: _encode(vae, pixels, ctx, tiling, 512))
 
 
 @contextmanager

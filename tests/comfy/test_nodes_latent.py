@@ -326,6 +326,28 @@ def test_vae_encode_crops_to_the_vaes_block_and_decode_restores_images(tiny_vae)
     assert torch.equal(images, vae_decode.function(vae=tiny_vae, latent=encoded))
 
 
+@pytest.mark.parametrize("step", ["decode", "encode"])
+def test_whole_image_vae_falls_back_to_tiles_when_memory_runs_out(tiny_vae, monkeypatch, step):
+    module = tiny_vae.unpatched
+    real = getattr(module, step)
+    tiling_seen = []
+
+    def short_of_memory(*args, **kwargs):
+        tiling_seen.append(module.use_tiling)
+        if not module.use_tiling:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, step, short_of_memory)
+    if step == "decode":
+        out = latents.vae_decode_comfy(latent(batch=1, height=8, width=8), tiny_vae)
+        assert out.shape == (1, 32, 32, 3)
+    else:
+        out = latents.vae_encode_comfy(torch.rand(1, 32, 32, 3), tiny_vae)
+        assert out.samples.shape == (1, 4, 8, 8)
+    assert tiling_seen == [False, True] and module.use_tiling is False
+
+
 def _decoder_calls(vae):
     calls = []
     hook = vae.unpatched.decoder.register_forward_hook(lambda *args: calls.append(1))
