@@ -57,6 +57,33 @@ def with_samples(latent: Latent, samples: Any, **changes: Any) -> Latent:
 # --------------------------------------------------------------------------- empty and VAE
 
 
+def fit_empty_latent(latent: Latent, geometry: tuple[int, int, float, float]) -> Latent:
+    """An all-zero latent remade in another VAE's geometry for the same image size.
+
+    EmptyLatentImage cannot see the model, so it makes SD's geometry (8×, 4 channels); a
+    sampler that knows its model's VAE (``vae_geometry``: factor, channels, scaling, shift)
+    calls this so that, say, graphflow-tiny (4×) gets a latent for the image size asked
+    for. Latents with content, or already in that geometry, are returned as they are.
+    """
+    import torch
+
+    factor, channels, scaling, shift = geometry
+    samples = latent.samples
+    same = (latent.downscale, samples.shape[1]) == (factor, channels)
+    if same or samples.count_nonzero():
+        return latent
+    height, width = (side * latent.downscale // factor for side in samples.shape[-2:])
+    zeros = torch.zeros(samples.shape[0], channels, height, width, dtype=samples.dtype)
+    return dataclasses.replace(
+        latent,
+        samples=zeros.to(samples.device),
+        posterior=None,
+        scaling_factor=scaling,
+        shift_factor=shift,
+        downscale=factor,
+    )
+
+
 @comfy_node("EmptyLatentImage", display_name="Empty Latent Image", category="latent")
 def empty_latent_image(
     width: Int(min=16, max=MAX_RESOLUTION, step=8) = 512,

@@ -170,6 +170,18 @@ def test_empty_latent_image_is_zeros_at_an_eighth_with_sd_geometry():
     assert (empty.downscale, empty.scaling_factor, empty.shift_factor) == (8, 0.18215, 0.0)
 
 
+def test_an_empty_latent_is_remade_in_the_models_vae_geometry(tiny_vae):
+    from gf_diffusion.latents import vae_geometry
+
+    empty = latents.empty_latent_image(width=32, height=40, batch_size=2)
+    fitted = latents.fit_empty_latent(empty, vae_geometry(tiny_vae))
+    assert fitted.samples.shape == (2, 4, 10, 8) and not fitted.samples.any()
+    assert (fitted.downscale, round(fitted.scaling_factor, 4)) == (4, 0.6825)
+    assert latents.fit_empty_latent(empty, latents.SD_GEOMETRY) is empty
+    content = latent(batch=1)
+    assert latents.fit_empty_latent(content, vae_geometry(tiny_vae)) is content
+
+
 # --------------------------------------------------------------------------- resampling
 
 
