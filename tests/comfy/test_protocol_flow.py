@@ -203,3 +203,15 @@ async def test_both_dialects_share_one_queue(client):
     assert list(history) == [running["prompt_id"], "my-own-id", graphflow_job]
     record = await (await client.get("/api/history/my-own-id")).json()
     assert record["status"] == "done" and record["outputs"]["9"] == {"text": ["3"]}
+
+
+async def test_a_reused_prompt_id_after_delete_shows_its_new_run(client):
+    ws = await ComfyWs.open(client, "reuse")
+    for seed in (21, 22):
+        body = await post(client, seed_prompt(seed), client_id="reuse", prompt_id="same")
+        await ws.until_done("same")
+        history = await (await client.get("/history")).json()
+        assert history["same"]["outputs"]["9"] == {"text": [str(seed)]}
+        await client.post("/history", json={"delete": ["same"]})
+        assert body["prompt_id"] == "same"
+    assert await (await client.get("/history")).json() == {}

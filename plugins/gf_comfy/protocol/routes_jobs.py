@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import math
 import uuid
 from typing import Any
 
 from aiohttp import web
 
-from graphflow.jobs import Job
+from graphflow.gcpause import gc_paused
+from graphflow.jobs import Job, to_json
 from graphflow.server.queue_base import JobNotFound
 from graphflow.server.routes_common import ApiError, json_response, parse_json, read_body
 from graphflow.server.state import STATE, ServerState
@@ -222,7 +224,7 @@ def _history_slice(state: ServerState, max_items: int | None, offset: int | None
     if count == 0:
         return []
     jobs, _ = state.queue.history(count, max(0, total - skip_oldest - count))
-    return list(reversed(_full(state, jobs)))
+    return list(reversed(jobs))  # summaries: the documents are read only for new entries
 
 
 def _int_param(request: web.Request, name: str) -> int | None:
@@ -239,14 +241,24 @@ def _int_param(request: web.Request, name: str) -> int | None:
 async def get_history(request: web.Request) -> web.Response:
     """``{prompt_id: entry}`` oldest first; ``?max_items=N`` (last N), ``&offset=K``."""
     state: ServerState = request.app[STATE]
+    comfy = request.app[COMFY]
     jobs = _history_slice(state, _int_param(request, "max_items"), _int_param(request, "offset"))
-    return json_response(
-        {
-            job.id: records.history_entry(state.registry, job)
-            for job in jobs
-            if records.shown_in_history(job)
-        }
-    )
+    parts = []
+    with gc_paused():  # parsing and rendering big prompts: cycle-free allocation bursts
+        for job in jobs:
+            if records.shown_in_history(job):
+                text = comfy.history_text(job, lambda j: _entry_text(state, j))
+                if text is not None:
+                    parts.append(f"{json.dumps(job.id)}:{text}")
+    return web.Response(text="{" + ",".join(parts) + "}", content_type="application/json")
+
+
+def _entry_text(state: ServerState, summary: Job) -> str | None:
+    try:
+        job = state.queue.get(summary.id)
+    except JobNotFound:  # deleted between the listing and this read
+        return None
+    return to_json(records.history_entry(state.registry, job))
 
 
 @routes.get("/history/{prompt_id}")
