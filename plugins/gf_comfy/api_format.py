@@ -171,8 +171,11 @@ def _entry(prompt: dict, registry: Registry, node_id: str, node: dict, spec: Nod
             inputs[name] = coerce(spec, name, value)
     entry: dict[str, Any] = {"type": spec.id, "inputs": inputs}
     meta = node.get("_meta")
-    if isinstance(meta, dict) and isinstance(meta.get("title"), str):
-        entry["title"] = meta["title"]
+    title = meta.get("title") if isinstance(meta, dict) else None
+    comfy = names.BY_NODE_ID.get(spec.id)
+    display = (comfy.display_name if comfy else None) or spec.display_name
+    if isinstance(title, str) and title != display:  # the frontend always writes one
+        entry["title"] = title
     return entry
 
 

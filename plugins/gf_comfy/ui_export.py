@@ -14,11 +14,11 @@ import uuid
 from collections import deque
 from typing import Any
 
-from graphflow.errors import WorkflowFormatError
+from graphflow.errors import GraphflowError, WorkflowFormatError
 from graphflow.registry import Registry
 
 from . import names
-from .api_format import class_type_of, graphflow_to_api
+from .api_format import api_to_graphflow, class_type_of
 from .ui_format import default_value, widget_slots
 
 COLUMN, ROW = 320, 260
@@ -29,9 +29,11 @@ def _unchanged_original(doc: dict, registry: Registry) -> dict | None:
     comfy = editor.get("comfy") if isinstance(editor, dict) else None
     if not isinstance(comfy, dict) or not isinstance(comfy.get("workflow"), dict):
         return None
-    if comfy.get("prompt") != graphflow_to_api(doc, registry):
+    try:  # the stored prompt, read again, must give this very document's nodes
+        imported = api_to_graphflow(comfy.get("prompt"), registry)
+    except GraphflowError:
         return None
-    return comfy["workflow"]
+    return comfy["workflow"] if imported["nodes"] == doc.get("nodes") else None
 
 
 def _int_ids(nodes: dict) -> dict[str, int]:

@@ -323,7 +323,7 @@ def widget_values(node: FlatNode, spec: NodeSpec, comfy) -> dict[str, Any]:
     for name, kind in widget_slots(spec, comfy):
         if kind == "control":
             value = positional[index] if index < len(positional) else None
-            if value in CONTROL_VALUES or isinstance(value, bool):
+            if isinstance(value, bool) or (isinstance(value, str) and value in CONTROL_VALUES):
                 index += 1  # a legacy file without the slot keeps its next value
             continue
         if kind == "upload":
