@@ -99,6 +99,11 @@ class Settings(BaseModel):
     attention: Literal["auto", "triton", "sdpa"] = Field(
         "auto", description="Attention backend: auto (Triton on CUDA), triton or sdpa"
     )
+    comfy_previews: bool = Field(
+        False,
+        description="Send ComfyUI websocket clients binary type-1 previews even when they did "
+        "not ask (ComfyUI's --preview-method; feature_flags clients get type 4 anyway)",
+    )
 
     @field_validator(
         "device", "auth_token", "upscale_bytes", "data_dir", "input_dir", mode="before"

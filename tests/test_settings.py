@@ -65,6 +65,7 @@ def test_every_existing_environment_variable_still_works():
         "GRAPHFLOW_DATA_DIR": "/d",
         "GRAPHFLOW_AUTH_TOKEN": "t" * 16,
         "GRAPHFLOW_ATTENTION": " SDPA ",
+        "GRAPHFLOW_COMFY_PREVIEWS": "1",
     }
     settings = load_settings(environ=environ).settings
     assert settings.model_dump() == {
@@ -82,6 +83,7 @@ def test_every_existing_environment_variable_still_works():
         "data_dir": Path("/d"),
         "auth_token": "t" * 16,
         "attention": "sdpa",
+        "comfy_previews": True,
     }
     assert settings.plugin_folders == [Path("/p1"), Path("/p2")]
 
