@@ -215,3 +215,14 @@ async def test_a_reused_prompt_id_after_delete_shows_its_new_run(client):
         await client.post("/history", json={"delete": ["same"]})
         assert body["prompt_id"] == "same"
     assert await (await client.get("/history")).json() == {}
+
+
+async def test_type_1_previews_when_the_comfy_previews_setting_is_on(make_client):
+    from graphflow.settings import Settings
+
+    client = await make_client(settings=Settings(comfy_previews=True))
+    ws = await ComfyWs.open(client, "legacy")
+    body = await post(client, image_prompt(steps=2, prefix="legacy"), client_id="legacy")
+    await ws.until_done(body["prompt_id"])
+    assert [frame_type(f) for f in ws.frames] == [1, 1]
+    assert all(f[4:8] == b"\x00\x00\x00\x01" and f[8:10] == b"\xff\xd8" for f in ws.frames)

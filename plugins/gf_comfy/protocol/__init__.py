@@ -15,8 +15,6 @@ route added here.
 
 from __future__ import annotations
 
-import os
-
 from aiohttp import web
 
 from graphflow.server.state import STATE
@@ -25,14 +23,11 @@ from . import routes_files, routes_info, routes_jobs
 from .feed import ComfyFeed
 from .state import COMFY, ComfyState, comfy_replies
 
-PREVIEWS_ENV = "GRAPHFLOW_COMFY_PREVIEWS"
-"""Set to 1 to send binary type-1 previews to ComfyUI sockets that did not ask for type 4."""
-
 
 def install(app: web.Application) -> None:
     """Add ComfyUI's routes and websocket dialect to a graphflow server application."""
     state = app[STATE]
-    feed = ComfyFeed(state, previews=os.environ.get(PREVIEWS_ENV, "") in ("1", "true", "yes"))
+    feed = ComfyFeed(state, previews=state.settings.comfy_previews)
     app[COMFY] = ComfyState(feed)
     state.hub.add_tap(feed, "clientId", feed.handle)
     for table in (routes_jobs.routes, routes_files.routes, routes_info.routes):
