@@ -6,7 +6,7 @@ a node runs, not when the pack is registered.
 
 from graphflow import hookimpl
 
-from . import latents, loader, lora, sampler, schedulers, text, types, vae
+from . import commands, latents, loader, lora, sampler, schedulers, text, types, vae
 
 MODULES = (loader, text, schedulers, latents, sampler, vae, lora)
 
@@ -21,3 +21,9 @@ def graphflow_port_types():
 def graphflow_nodes():
     """Every node of the diffusion pack."""
     return [spec for module in MODULES for spec in module.NODES]
+
+
+@hookimpl
+def graphflow_cli_commands(subparsers):
+    """``graphflow models list`` and ``graphflow models inspect``."""
+    commands.add_commands(subparsers)

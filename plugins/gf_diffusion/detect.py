@@ -385,7 +385,25 @@ def checkpoint_family(path: Path, header: Header | None = None, allow_pickle: bo
 
 def describe(path: Path, allow_pickle: bool = False) -> dict[str, Any]:
     """What a file is, for listings: kind name, label, folder, dtype, parameter count."""
-    header = read_header(path, allow_pickle)
+    return describe_header(read_header(path, allow_pickle))
+
+
+# What _text_encoders answers → the encoders' usual names, in the order the model uses them.
+TEXT_ENCODER_NAMES = {
+    "clip-l": ("CLIP ViT-L",),
+    "openclip-h": ("OpenCLIP ViT-H",),
+    "xl": ("CLIP ViT-L", "OpenCLIP ViT-bigG"),
+    "xl-refiner": ("OpenCLIP ViT-bigG",),
+}
+
+
+def checkpoint_text_encoders(header: Header) -> tuple[str, ...]:
+    """The text encoders a single-file checkpoint holds, by name (empty: none)."""
+    return TEXT_ENCODER_NAMES.get(_text_encoders(header) or "", ())
+
+
+def describe_header(header: Header) -> dict[str, Any]:
+    """:func:`describe` of a header already read."""
     kind = detect(header)
     count = 0
     for shape in header.shapes.values():

@@ -136,6 +136,33 @@ def vectors_of(state: Any, name: str) -> dict[str, Any]:
     )
 
 
+def vector_shapes(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, int]]:
+    """:func:`vectors_of` from a file header's key → shape table: key → (count, width).
+
+    The same rules, read without the tensors (for listings); empty when the keys are not an
+    embedding's.
+    """
+
+    def matrix(shape: tuple[int, ...]) -> tuple[int, int] | None:
+        if len(shape) not in (1, 2) or not all(shape):
+            return None
+        return (1, shape[0]) if len(shape) == 1 else (shape[0], shape[1])
+
+    params = sorted(k for k in shapes if k.startswith("string_to_param."))
+    if params:
+        chosen = {"*": shapes[params[0]]}
+    elif "emb_params" in shapes:
+        chosen = {"*": shapes["emb_params"]}
+    elif any(key in shapes for key in SDXL_KEYS):
+        chosen = {k: shapes[k] for k in SDXL_KEYS if k in shapes}
+    elif len(shapes) == 1:
+        chosen = {"*": next(iter(shapes.values()))}
+    else:
+        return {}
+    found = {key: matrix(tuple(shape)) for key, shape in chosen.items()}
+    return {key: value for key, value in found.items() if value is not None}
+
+
 def load_embedding(path: Path, name: str, allow_pickle: bool = False) -> TextualInversion:
     """Read an embedding file (cached per file version); pickle files need the opt-in."""
     suffix = path.suffix.lower()

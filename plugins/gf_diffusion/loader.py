@@ -57,6 +57,14 @@ def list_checkpoints() -> list[str]:
     return CHECKPOINTS.names()
 
 
+def checkpoint_label(name: str) -> str | None:
+    """The dropdown label of a checkpoint: its detected family ("SD 1.x", "SDXL base",
+    "graphflow-tiny (embedded)"), read from headers only and cached by file version."""
+    from .model_listing import choice_label
+
+    return choice_label(checkpoint_path(name))
+
+
 def _models_folder_checkpoints() -> list[str]:
     return list_models("checkpoints", CHECKPOINT_SUFFIXES, is_model_folder=is_diffusers_folder)
 
@@ -184,7 +192,7 @@ def _set_attention(components: dict[str, Any], attention: str) -> None:
     display_name="Load Checkpoint",
 )
 def load_checkpoint(
-    checkpoint: Choice(list_checkpoints),
+    checkpoint: Choice(list_checkpoints, labels=checkpoint_label),
     config: Choice(list_configs) = "auto",
     dtype: Choice(DTYPES) = "auto",
     allow_pickle: Boolean = False,

@@ -335,6 +335,14 @@ def list_loras() -> list[str]:
     return LORAS.names()
 
 
+def lora_label(name: str) -> str | None:
+    """The dropdown label of a LoRA file ("LoRA rank 8, SDXL"), from its header only and
+    cached by file version."""
+    from .model_listing import choice_label
+
+    return choice_label(LORAS.path(name))
+
+
 def _report(name: str, result: LoraPatches, counts: dict[str, int]) -> dict:
     """The node's ui: layers patched per component and warnings for what did not apply."""
     warnings = []
@@ -390,7 +398,7 @@ STRENGTH = Float(-100.0, 100.0, step=0.01)
 def load_lora(
     model: Model,
     text_encoder: TextEncoder,
-    lora: Choice(list_loras),
+    lora: Choice(list_loras, labels=lora_label),
     strength_model: STRENGTH = 1.0,
     strength_text: STRENGTH = 1.0,
     allow_pickle: Boolean = False,
@@ -415,7 +423,7 @@ def load_lora(
 )
 def load_lora_model_only(
     model: Model,
-    lora: Choice(list_loras),
+    lora: Choice(list_loras, labels=lora_label),
     strength_model: STRENGTH = 1.0,
     allow_pickle: Boolean = False,
     ctx: NodeContext = None,
