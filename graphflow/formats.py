@@ -122,7 +122,15 @@ def import_document(
             f'the document has no "format" field and is in none of the formats this '
             f"graphflow reads ({known})"
         )
-    graph = importer.to_graphflow(doc, registry, png_texts=png_texts)
+    try:
+        graph = importer.to_graphflow(doc, registry, png_texts=png_texts)
+    except GraphflowError:
+        raise
+    except Exception as error:  # a shape the plugin did not foresee: one line, no traceback
+        log.debug("workflow importer %r failed", importer.name, exc_info=True)
+        raise WorkflowFormatError(
+            f"not a readable {importer.label} document ({type(error).__name__}: {error})"
+        ) from None
     try:
         workflow = workflow_from_dict(graph)
     except WorkflowFormatError as error:

@@ -105,7 +105,7 @@ def test_a_document_no_importer_knows_names_the_known_formats(registry):
 
 
 def test_without_a_registry_the_no_format_error_points_at_importers():
-    with pytest.raises(WorkflowFormatError, match='no "format" field .*importer plugins'):
+    with pytest.raises(WorkflowFormatError, match=r'no "format" field .*importer plugins'):
         workflow_from_dict({"toy": {"a": 1}})
 
 

@@ -97,12 +97,16 @@ def count_nodes(doc: Any) -> int:
 def _links(raw_links: Any) -> dict[Any, tuple[Any, int]]:
     """link id → (origin node id, origin slot), from arrays (0.4) or objects (schema 1)."""
     links: dict[Any, tuple[Any, int]] = {}
-    for link in raw_links or ():
-        if isinstance(link, list) and len(link) >= 5:
+    for link in _list(raw_links):
+        if isinstance(link, list) and len(link) >= 5 and isinstance(link[0], (int, str)):
             links[link[0]] = (link[1], link[2])
-        elif isinstance(link, dict) and "id" in link:
+        elif isinstance(link, dict) and isinstance(link.get("id"), (int, str)):
             links[link["id"]] = (link.get("origin_id"), link.get("origin_slot", 0))
     return links
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -115,13 +119,17 @@ class _Flattener:
     def __init__(self, workflow: dict, problems: list[GraphError]):
         definitions = workflow.get("definitions") or {}
         subgraphs = definitions.get("subgraphs") if isinstance(definitions, dict) else None
-        self.subgraphs = {s["id"]: s for s in subgraphs or () if isinstance(s, dict) and "id" in s}
+        self.subgraphs = {
+            s["id"]: s
+            for s in _list(subgraphs)
+            if isinstance(s, dict) and isinstance(s.get("id"), str)
+        }
         self.nodes: dict[str, FlatNode] = {}
         self.aliases: dict[tuple[str, int], Source | None] = {}
         self.problems = problems
 
     def run(self, workflow: dict) -> None:
-        work = [("", workflow.get("nodes") or [], workflow.get("links"), None, None, 0)]
+        work = [("", _list(workflow.get("nodes")), workflow.get("links"), None, None, 0)]
         while work:
             prefix, raw_nodes, raw_links, instance, definition, depth = work.pop()
             links = _links(raw_links)
@@ -142,7 +150,7 @@ class _Flattener:
                     work.append(
                         (
                             node.id + ":",
-                            sub.get("nodes") or [],
+                            _list(sub.get("nodes")),
                             sub.get("links"),
                             node,
                             sub,
@@ -162,19 +170,20 @@ class _Flattener:
             widgets_values=raw.get("widgets_values"),
             named_values=raw.get("widgets_values_named"),
         )
-        for item in raw.get("inputs") or ():
+        for item in _list(raw.get("inputs")):
             if not isinstance(item, dict):
                 continue
             widget = item.get("widget")
             widget_name = widget.get("name") if isinstance(widget, dict) else None
-            link = links.get(item.get("link")) if item.get("link") is not None else None
+            link_id = item.get("link")
+            link = links.get(link_id) if isinstance(link_id, (int, str)) else None
             source = None if link is None else self._source(prefix, link, instance, definition)
             node.inputs.append(
                 FlatInput(
                     str(item.get("name", "")), str(item.get("type", "*")), widget_name, source
                 )
             )
-        for item in raw.get("outputs") or ():
+        for item in _list(raw.get("outputs")):
             node.output_types.append(str(item.get("type", "*")) if isinstance(item, dict) else "*")
         return node
 
@@ -187,7 +196,7 @@ class _Flattener:
     def _from_instance_input(self, instance: FlatNode, definition: dict, slot: int):
         """An inner link from the input node: the instance's input of that name (linked →
         its source; an unlinked widget-type input → the instance's promoted widget value)."""
-        sub_inputs = definition.get("inputs") or []
+        sub_inputs = [i for i in _list(definition.get("inputs")) if isinstance(i, dict)]
         if not 0 <= slot < len(sub_inputs):
             return None
         name = sub_inputs[slot].get("name")
@@ -204,7 +213,7 @@ class _Flattener:
 
     def _alias_outputs(self, instance: FlatNode, definition: dict) -> None:
         """Instance output k → whatever feeds the subgraph's output node slot k."""
-        for link in definition.get("links") or ():
+        for link in _list(definition.get("links")):
             if isinstance(link, dict):
                 target, target_slot = link.get("target_id"), link.get("target_slot", 0)
                 origin, origin_slot = link.get("origin_id"), link.get("origin_slot", 0)

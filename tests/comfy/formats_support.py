@@ -78,9 +78,7 @@ def _declare() -> list:
         """A mask from an image."""
         return image
 
-    @comfy_node(
-        "TSave", display_name="Test Save", category="testing", output=True, output_names=()
-    )
+    @comfy_node("TSave", display_name="Test Save", category="testing", output=True, output_names=())
     def t_save(images: Image, filename_prefix: String = "ComfyUI") -> None:
         """Pretend to save images."""
         return {}

@@ -60,8 +60,10 @@ def test_prompt_maps_one_to_one_with_ids_kept_and_links_named(registry):
         },
         "title": "KSampler (main)",
     }
-    assert doc["nodes"]["9"]["inputs"] == {"images": {"link": ["55:52", "image"]},
-                                            "filename_prefix": "7"}
+    assert doc["nodes"]["9"]["inputs"] == {
+        "images": {"link": ["55:52", "image"]},
+        "filename_prefix": "7",
+    }
     workflow = workflow_from_dict(doc)  # a valid graphflow/1 document
     assert workflow.nodes["55:52"].inputs["seed"] == 2**64 - 1
 
@@ -89,8 +91,10 @@ def test_wrapped_list_values_are_unwrapped(registry):
 
 
 def test_a_graphflow_node_id_works_as_a_class_type(registry):
-    data = {"a": {"class_type": "test.double", "inputs": {"value": "4"}},
-            "b": {"class_type": "TNumber", "inputs": {"value": ["a", 0]}}}
+    data = {
+        "a": {"class_type": "test.double", "inputs": {"value": "4"}},
+        "b": {"class_type": "TNumber", "inputs": {"value": ["a", 0]}},
+    }
     doc = api_to_graphflow(data, registry)
     assert doc["nodes"]["a"] == {"type": "test.double", "inputs": {"value": 4}}
     assert doc["nodes"]["b"]["inputs"] == {"value": {"link": ["a", "doubled"]}}
@@ -163,11 +167,17 @@ def test_export_gives_class_types_and_output_indices_back(registry):
 
 
 def test_export_of_graphflow_native_nodes_uses_their_ids_and_wraps_lists(registry):
-    doc = {"format": "graphflow/1", "nodes": {
-        "a": {"type": "test.double", "inputs": {"value": 3}},
-        "t": {"type": "comfy.t_text", "inputs": {"text": ["x", "y"]}},
-    }}
+    doc = {
+        "format": "graphflow/1",
+        "nodes": {
+            "a": {"type": "test.double", "inputs": {"value": 3}},
+            "t": {"type": "comfy.t_text", "inputs": {"text": ["x", "y"]}},
+        },
+    }
     exported = graphflow_to_api(doc, registry)
-    assert exported["a"] == {"inputs": {"value": 3}, "class_type": "test.double",
-                             "_meta": {"title": "Double"}}
+    assert exported["a"] == {
+        "inputs": {"value": 3},
+        "class_type": "test.double",
+        "_meta": {"title": "Double"},
+    }
     assert exported["t"]["inputs"] == {"text": {"__value__": ["x", "y"]}}

@@ -21,16 +21,19 @@ from graphflow.pngmeta import PARAMETERS_KEY, WORKFLOW_KEY, png_text_chunks
 from tests.comfy.formats_support import ui_node, ui_workflow
 
 PROMPT = {
-    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1,
-                                                  "color": 0x336699}},
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0x336699},
+    },
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
     "3": {"class_type": "image.save", "inputs": {"images": ["2", 0], "filename_prefix": "gf"}},
 }
 UI = ui_workflow(
     [
         ui_node(1, "EmptyImage", [8, 8, 1, 0x336699], outputs=[("IMAGE", "IMAGE", [1])]),
-        ui_node(2, "ImageInvert", [], inputs=[("image", "IMAGE", 1)],
-                outputs=[("IMAGE", "IMAGE", [2])]),
+        ui_node(
+            2, "ImageInvert", [], inputs=[("image", "IMAGE", 1)], outputs=[("IMAGE", "IMAGE", [2])]
+        ),
         ui_node(4, "Note", ["made by hand"]),
         ui_node(3, "image.save", ["gf"], inputs=[("images", "IMAGE", 2)]),
     ],
@@ -65,7 +68,7 @@ def comfy_png(path: Path, texts: dict) -> Path:
 
 def test_run_api_json_says_what_it_was_read_as(capsys, tmp_path):
     path = write_json(tmp_path / "api.json", PROMPT)
-    code, out, err = cli(capsys, "run", path, "--output", tmp_path / "out", "--quiet")
+    code, _, err = cli(capsys, "run", path, "--output", tmp_path / "out", "--quiet")
     assert code == 0, err
     assert err.strip() == "read as ComfyUI API format (3 nodes)"
     assert (tmp_path / "out" / "gf_00001.png").is_file()
@@ -73,20 +76,25 @@ def test_run_api_json_says_what_it_was_read_as(capsys, tmp_path):
 
 def test_run_ui_json_counts_the_nodes_it_dropped(capsys, tmp_path):
     path = write_json(tmp_path / "ui.json", UI)
-    code, out, err = cli(capsys, "run", path, "--output", tmp_path / "out", "--quiet")
+    code, _, err = cli(capsys, "run", path, "--output", tmp_path / "out", "--quiet")
     assert code == 0, err
     assert err.strip() == "read as ComfyUI UI format (4 nodes → 3)"
 
 
 def test_validate_lists_missing_class_types_without_a_traceback(capsys, tmp_path):
-    prompt = {**PROMPT, "7": {"class_type": "FaceDetailer", "inputs": {"image": ["2", 0]}},
-              "8": {"class_type": "FaceDetailer", "inputs": {}}}
+    prompt = {
+        **PROMPT,
+        "7": {"class_type": "FaceDetailer", "inputs": {"image": ["2", 0]}},
+        "8": {"class_type": "FaceDetailer", "inputs": {}},
+    }
     path = write_json(tmp_path / "api.json", prompt)
     code, _, err = cli(capsys, "validate", path)
     assert code == 1
     assert f"{path}: 1 problem" in err
-    assert "unknown_node_type: 1 ComfyUI class type graphflow does not have: FaceDetailer " \
-           "(nodes 7, 8)" in err
+    assert (
+        "unknown_node_type: 1 ComfyUI class type graphflow does not have: FaceDetailer "
+        "(nodes 7, 8)" in err
+    )
     assert "Traceback" not in err
 
 
@@ -103,8 +111,10 @@ def test_convert_ui_to_api_graphflow_and_back_to_ui(capsys, tmp_path, registry):
     graph = json.loads((tmp_path / "g.json").read_text())
     assert graph["format"] == "graphflow/1" and graph["editor"]["comfy"]["workflow"] == UI
     # an imported, unchanged UI workflow is given back as it was
-    assert cli(capsys, "convert", tmp_path / "g.json", tmp_path / "ui2.json", "--to",
-               "comfy-ui")[0] == 0
+    assert (
+        cli(capsys, "convert", tmp_path / "g.json", tmp_path / "ui2.json", "--to", "comfy-ui")[0]
+        == 0
+    )
     assert json.loads((tmp_path / "ui2.json").read_text()) == UI
 
 
@@ -115,8 +125,9 @@ def test_convert_to_an_unknown_format_is_a_usage_error(capsys, tmp_path):
     assert "--to 'a1111' is not a known format (known: graphflow, comfy-api, comfy-ui)" in err
 
 
-def test_graphflow_pngs_carry_comfyui_prompt_and_workflow_after_their_own(capsys, tmp_path,
-                                                                          registry):
+def test_graphflow_pngs_carry_comfyui_prompt_and_workflow_after_their_own(
+    capsys, tmp_path, registry
+):
     path = write_json(tmp_path / "api.json", PROMPT)
     assert cli(capsys, "run", path, "--output", tmp_path / "out", "--quiet")[0] == 0
     png = (tmp_path / "out" / "gf_00001.png").read_bytes()
@@ -142,8 +153,7 @@ def test_graphflow_run_on_its_own_png_reads_graphflows_chunk(capsys, tmp_path):
     assert (tmp_path / "again" / "gf_00001.png").is_file()
 
 
-def test_comfyui_png_runs_from_its_prompt_chunk_keeping_the_workflow(capsys, tmp_path,
-                                                                     registry):
+def test_comfyui_png_runs_from_its_prompt_chunk_keeping_the_workflow(capsys, tmp_path, registry):
     png = comfy_png(tmp_path / "ComfyUI_00001_.png", {"prompt": PROMPT, "workflow": UI})
     workflow, label = read_workflow_file(png, registry)
     assert label == "ComfyUI API format (from the PNG's 'prompt' chunk) (3 nodes)"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 
 import pytest
 
+from gf_comfy.ui_export import graphflow_to_ui
 from gf_comfy.ui_format import is_ui_workflow, ui_to_api, ui_to_graphflow
-from graphflow.errors import ValidationFailed
+from gf_comfy.workflow_formats import IMPORTERS
+from graphflow.errors import GraphflowError, ValidationFailed
+from graphflow.formats import read_workflow
 from tests.comfy.formats_support import format_classes, ui_node, ui_workflow
 
 
@@ -83,14 +88,16 @@ def test_widgets_values_skip_the_hidden_control_and_upload_slots(registry):
 
 
 def test_old_files_true_in_the_control_slot_is_randomize_and_consumed(registry):
-    workflow = ui_workflow([load(), sampler(widgets=(123, True, 30, 7.5, "heun", 0.8)), save()],
-                           CHAIN_LINKS)
+    workflow = ui_workflow(
+        [load(), sampler(widgets=(123, True, 30, 7.5, "heun", 0.8)), save()], CHAIN_LINKS
+    )
     assert ui_to_api(workflow, registry) == expected_chain()
 
 
 def test_old_files_without_a_control_slot_keep_their_next_value(registry):
-    workflow = ui_workflow([load(), sampler(widgets=(123, 30, 7.5, "heun", 0.8)), save()],
-                           CHAIN_LINKS)
+    workflow = ui_workflow(
+        [load(), sampler(widgets=(123, 30, 7.5, "heun", 0.8)), save()], CHAIN_LINKS
+    )
     assert ui_to_api(workflow, registry) == expected_chain()
 
 
@@ -144,8 +151,12 @@ def test_primitive_node_writes_its_value_into_the_target_widget(registry):
 def test_reroute_chains_are_followed_to_the_real_origin(registry):
     first = ui_node(6, "Reroute", None, inputs=[("", "*", 1)], outputs=[("", "IMAGE", [5])])
     second = ui_node(7, "Reroute", None, inputs=[("", "*", 5)], outputs=[("", "IMAGE", [6])])
-    links = [[1, 1, 0, 6, 0, "IMAGE"], [5, 6, 0, 7, 0, "IMAGE"], [6, 7, 0, 2, 0, "IMAGE"],
-             [2, 2, 0, 3, 0, "IMAGE"]]
+    links = [
+        [1, 1, 0, 6, 0, "IMAGE"],
+        [5, 6, 0, 7, 0, "IMAGE"],
+        [6, 7, 0, 2, 0, "IMAGE"],
+        [2, 2, 0, 3, 0, "IMAGE"],
+    ]
     nodes = [load(), first, second, sampler(image_link=6), save()]
     assert ui_to_api(ui_workflow(nodes, links), registry) == expected_chain()
 
@@ -166,11 +177,17 @@ def test_bypassed_node_passes_the_input_of_the_same_slot(registry):
 
 def test_bypassed_node_passes_the_first_input_of_the_wanted_type(registry):
     # TMix's slot 0 is a MASK, its output an IMAGE: the IMAGE input (slot 1) is passed on.
-    mix = ui_node(4, "TMix", [0.3], mode=4,
-                  inputs=[("mask", "MASK", 3), ("image", "IMAGE", 1)],
-                  outputs=[("IMAGE", "IMAGE", [2])])
-    source = ui_node(1, "TLoad", ["a.png", "image"],
-                     outputs=[("IMAGE", "IMAGE", [1]), ("MASK", "MASK", [3])])
+    mix = ui_node(
+        4,
+        "TMix",
+        [0.3],
+        mode=4,
+        inputs=[("mask", "MASK", 3), ("image", "IMAGE", 1)],
+        outputs=[("IMAGE", "IMAGE", [2])],
+    )
+    source = ui_node(
+        1, "TLoad", ["a.png", "image"], outputs=[("IMAGE", "IMAGE", [1]), ("MASK", "MASK", [3])]
+    )
     links = [[1, 1, 0, 4, 1, "IMAGE"], [3, 1, 1, 4, 0, "MASK"], [2, 4, 0, 3, 0, "IMAGE"]]
     prompt = ui_to_api(ui_workflow([source, mix, save()], links), registry)
     assert set(prompt) == {"1", "3"}
@@ -179,10 +196,16 @@ def test_bypassed_node_passes_the_first_input_of_the_wanted_type(registry):
 
 def test_bypass_without_a_matching_input_leaves_the_input_unset(registry):
     # TMask (IMAGE → MASK) bypassed: nothing of type MASK to pass on to TMix.mask.
-    mask = ui_node(4, "TMask", None, mode=4, inputs=[("image", "IMAGE", 1)],
-                   outputs=[("MASK", "MASK", [3])])
-    mix = ui_node(5, "TMix", [0.3], inputs=[("mask", "MASK", 3), ("image", "IMAGE", 4)],
-                  outputs=[("IMAGE", "IMAGE", [])])
+    mask = ui_node(
+        4, "TMask", None, mode=4, inputs=[("image", "IMAGE", 1)], outputs=[("MASK", "MASK", [3])]
+    )
+    mix = ui_node(
+        5,
+        "TMix",
+        [0.3],
+        inputs=[("mask", "MASK", 3), ("image", "IMAGE", 4)],
+        outputs=[("IMAGE", "IMAGE", [])],
+    )
     links = [[1, 1, 0, 4, 0, "IMAGE"], [3, 4, 0, 5, 0, "MASK"], [4, 1, 0, 5, 1, "IMAGE"]]
     prompt = ui_to_api(ui_workflow([load(links=(1, 4)), mask, mix], links), registry)
     assert prompt["5"]["inputs"] == {"amount": 0.3, "image": ["1", 0]}
@@ -220,8 +243,9 @@ def test_dynamic_prompt_chooses_one_option_per_group(registry):
     assert ui_to_api(workflow, registry, FixedRandom(0.99))["4"]["inputs"]["text"] == (
         "a blue small car"
     )
-    seen = {ui_to_api(workflow, registry, random.Random(s))["4"]["inputs"]["text"]
-            for s in range(40)}
+    seen = {
+        ui_to_api(workflow, registry, random.Random(s))["4"]["inputs"]["text"] for s in range(40)
+    }
     assert seen <= {f"a {c} {s} car" for c in ("red", "green", "blue") for s in ("big", "small")}
     assert len(seen) > 1
 
@@ -263,29 +287,54 @@ SUBGRAPH = {
     "outputs": [{"id": "o0", "name": "IMAGE", "type": "IMAGE", "linkIds": [103]}],
     "widgets": [],
     "nodes": [
-        ui_node(1, "TSampler", [5, "fixed", 10, 7.0, "euler", 1.0],
-                inputs=[("image", "IMAGE", 101), ("w:steps", "INT", 102)],
-                outputs=[("IMAGE", "IMAGE", [103])])
+        ui_node(
+            1,
+            "TSampler",
+            [5, "fixed", 10, 7.0, "euler", 1.0],
+            inputs=[("image", "IMAGE", 101), ("w:steps", "INT", 102)],
+            outputs=[("IMAGE", "IMAGE", [103])],
+        )
     ],
     "links": [
-        {"id": 101, "origin_id": -10, "origin_slot": 0, "target_id": 1, "target_slot": 0,
-         "type": "IMAGE"},
-        {"id": 102, "origin_id": -10, "origin_slot": 1, "target_id": 1, "target_slot": 1,
-         "type": "INT"},
-        {"id": 103, "origin_id": 1, "origin_slot": 0, "target_id": -20, "target_slot": 0,
-         "type": "IMAGE"},
+        {
+            "id": 101,
+            "origin_id": -10,
+            "origin_slot": 0,
+            "target_id": 1,
+            "target_slot": 0,
+            "type": "IMAGE",
+        },
+        {
+            "id": 102,
+            "origin_id": -10,
+            "origin_slot": 1,
+            "target_id": 1,
+            "target_slot": 1,
+            "type": "INT",
+        },
+        {
+            "id": 103,
+            "origin_id": 1,
+            "origin_slot": 0,
+            "target_id": -20,
+            "target_slot": 0,
+            "type": "IMAGE",
+        },
     ],
 }
 INNER_SAMPLER = {"seed": 5, "cfg": 7.0, "sampler_name": "euler", "denoise": 1.0}
 
 
 def test_subgraph_instance_is_expanded_with_its_promoted_widget(registry):
-    instance = ui_node(10, SUBGRAPH["id"], [25],
-                       inputs=[("image", "IMAGE", 1), ("w:steps", "INT", None)],
-                       outputs=[("IMAGE", "IMAGE", [2])])
+    instance = ui_node(
+        10,
+        SUBGRAPH["id"],
+        [25],
+        inputs=[("image", "IMAGE", 1), ("w:steps", "INT", None)],
+        outputs=[("IMAGE", "IMAGE", [2])],
+    )
     links = [[1, 1, 0, 10, 0, "IMAGE"], [2, 10, 0, 3, 0, "IMAGE"]]
-    workflow = ui_workflow([load(), instance, save()], links,
-                           definitions={"subgraphs": [SUBGRAPH]})
+    workflow = ui_workflow([load(), instance, save()], links, definitions={"subgraphs": [SUBGRAPH]})
     prompt = ui_to_api(workflow, registry)
     assert set(prompt) == {"1", "10:1", "3"}
     assert prompt["10:1"]["inputs"] == {**INNER_SAMPLER, "steps": 25, "image": ["1", 0]}
@@ -300,16 +349,24 @@ def test_nested_subgraphs_get_nested_ids(registry):
         "outputNode": {"id": -20},
         "inputs": [{"id": "j0", "name": "image", "type": "IMAGE", "linkIds": [201]}],
         "outputs": [{"id": "p0", "name": "IMAGE", "type": "IMAGE", "linkIds": [202]}],
-        "nodes": [ui_node(4, SUBGRAPH["id"], [30],
-                          inputs=[("image", "IMAGE", 201), ("w:steps", "INT", None)],
-                          outputs=[("IMAGE", "IMAGE", [202])])],
+        "nodes": [
+            ui_node(
+                4,
+                SUBGRAPH["id"],
+                [30],
+                inputs=[("image", "IMAGE", 201), ("w:steps", "INT", None)],
+                outputs=[("IMAGE", "IMAGE", [202])],
+            )
+        ],
         "links": [[201, -10, 0, 4, 0, "IMAGE"], [202, 4, 0, -20, 0, "IMAGE"]],
     }
-    instance = ui_node(11, outer["id"], [], inputs=[("image", "IMAGE", 1)],
-                       outputs=[("IMAGE", "IMAGE", [2])])
+    instance = ui_node(
+        11, outer["id"], [], inputs=[("image", "IMAGE", 1)], outputs=[("IMAGE", "IMAGE", [2])]
+    )
     links = [[1, 1, 0, 11, 0, "IMAGE"], [2, 11, 0, 3, 0, "IMAGE"]]
-    workflow = ui_workflow([load(), instance, save()], links,
-                           definitions={"subgraphs": [SUBGRAPH, outer]})
+    workflow = ui_workflow(
+        [load(), instance, save()], links, definitions={"subgraphs": [SUBGRAPH, outer]}
+    )
     prompt = ui_to_api(workflow, registry)
     assert set(prompt) == {"1", "11:4:1", "3"}
     assert prompt["11:4:1"]["inputs"] == {**INNER_SAMPLER, "steps": 30, "image": ["1", 0]}
@@ -317,8 +374,14 @@ def test_nested_subgraphs_get_nested_ids(registry):
 
 
 def test_unknown_class_types_are_one_error_with_their_node_ids(registry):
-    nodes = [load(), sampler(), save(), ui_node(20, "FancyUpscaler", [2]),
-             ui_node(21, "FancyUpscaler", [4]), ui_node(22, "MagicPrompt", ["x"])]
+    nodes = [
+        load(),
+        sampler(),
+        save(),
+        ui_node(20, "FancyUpscaler", [2]),
+        ui_node(21, "FancyUpscaler", [4]),
+        ui_node(22, "MagicPrompt", ["x"]),
+    ]
     with pytest.raises(ValidationFailed) as caught:
         ui_to_graphflow(ui_workflow(nodes, CHAIN_LINKS), registry)
     (error,) = caught.value.errors
@@ -343,3 +406,83 @@ def test_import_keeps_the_original_workflow_and_positions(registry):
     assert comfy["workflow"] is workflow and comfy["extra_pnginfo"] == {"workflow": workflow}
     assert comfy["prompt"] == expected_chain()
     assert doc["editor"]["positions"]["2"] == [100, 200]
+
+
+JUNK = [None, True, -1, 2.5, "x", [], {}, [1, 2], {"id": 1}, [[1, 2, 3, 4, 5, 6]]]
+
+
+def _mutate(doc, rng: random.Random):
+    """A copy of ``doc`` with one value somewhere replaced by junk."""
+    doc = json.loads(json.dumps(doc))
+    parent, key = None, None
+    here = doc
+    for _ in range(rng.randint(1, 6)):
+        keys = list(here) if isinstance(here, dict) else list(range(len(here)))
+        if not keys:
+            break
+        parent, key = here, rng.choice(keys)
+        here = here[key]
+        if not isinstance(here, (dict, list)):
+            break
+    if parent is not None:
+        parent[key] = rng.choice(JUNK)
+    return doc
+
+
+def test_damaged_workflows_are_graphflow_errors_never_other_exceptions(registry):
+    base = ui_workflow(
+        [load(), sampler(inputs=[("w:seed", "INT", None)]), save()],
+        CHAIN_LINKS,
+        definitions={"subgraphs": [SUBGRAPH]},
+    )
+    rng = random.Random(7)
+    for _ in range(400):
+        doc = _mutate(base, rng)
+        with contextlib.suppress(GraphflowError):  # the importer itself, no catch-all
+            ui_to_graphflow(doc, registry)
+
+
+def test_the_engine_reads_ui_workflows_through_the_registered_importer(registry):
+    for importer in IMPORTERS:
+        registry.add_importer(importer)
+    workflow, label = read_workflow(ui_workflow([load(), sampler(), save()], CHAIN_LINKS), registry)
+    assert label == "ComfyUI UI format (3 nodes)"
+    assert workflow.nodes["2"].inputs["steps"] == 30
+
+
+def test_ui_export_writes_hidden_slots_converted_widgets_and_numbers_other_ids(registry):
+    doc = {
+        "format": "graphflow/1",
+        "nodes": {
+            "loader": {"type": "comfy.t_load", "inputs": {"image": "b.png"}},
+            "n": {"type": "comfy.t_number", "inputs": {"value": 9}},
+            "7": {
+                "type": "comfy.t_sampler",
+                "inputs": {
+                    "image": {"link": ["loader", "image"]},
+                    "seed": {"link": ["n", "int"]},
+                    "steps": 12,
+                },
+            },
+        },
+    }
+    ui = graphflow_to_ui(doc, registry)
+    by_id = {node["id"]: node for node in ui["nodes"]}
+    assert set(by_id) == {7, 8, 9} and by_id[8]["title"] == "loader"
+    assert by_id[8]["widgets_values"] == ["b.png", "image"]
+    assert by_id[9]["widgets_values"] == [9, "fixed", 1.5]
+    assert by_id[7]["widgets_values"] == [0, "fixed", 12, 8.0, "euler", 1.0]
+    assert by_id[7]["inputs"] == [
+        {"name": "image", "type": "IMAGE", "link": 1},
+        {"name": "seed", "type": "INT", "link": 2, "widget": {"name": "seed"}},
+    ]
+    assert ui["links"] == [[1, 8, 0, 7, 0, "IMAGE"], [2, 9, 0, 7, 1, "INT"]]
+    back = ui_to_api(ui, registry)
+    assert back["7"]["inputs"] == {
+        "seed": ["9", 0],
+        "steps": 12,
+        "cfg": 8.0,
+        "sampler_name": "euler",
+        "denoise": 1.0,
+        "image": ["8", 0],
+    }
