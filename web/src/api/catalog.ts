@@ -25,6 +25,8 @@ export interface InputSpec {
   max?: number;
   step?: number;
   choices?: unknown[];
+  /** Text shown beside a choice (e.g. a model file's detected family), keyed by the choice's text. */
+  choice_labels?: Record<string, string>;
   multiline?: boolean;
   description?: string;
 }
@@ -59,6 +61,16 @@ function asString(value: unknown, fallback = ""): string {
   return typeof value === "string" ? value : fallback;
 }
 
+/** The string-valued entries of a choice_labels object (anything else is ignored). */
+function parseChoiceLabels(raw: unknown): Record<string, string> | undefined {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return undefined;
+  const labels: Record<string, string> = {};
+  for (const [value, label] of Object.entries(raw)) {
+    if (typeof label === "string" && label) labels[value] = label;
+  }
+  return Object.keys(labels).length > 0 ? labels : undefined;
+}
+
 function parseInput(raw: Record<string, unknown>): InputSpec {
   const spec: InputSpec = {
     name: asString(raw.name),
@@ -71,6 +83,8 @@ function parseInput(raw: Record<string, unknown>): InputSpec {
     if (typeof raw[key] === "number") spec[key] = raw[key] as number;
   }
   if (Array.isArray(raw.choices)) spec.choices = raw.choices;
+  const labels = parseChoiceLabels(raw.choice_labels);
+  if (labels) spec.choice_labels = labels;
   if (raw.multiline === true) spec.multiline = true;
   if (typeof raw.description === "string") spec.description = raw.description;
   return spec;

@@ -1,7 +1,7 @@
 // Plain input widgets for literal node inputs (numbers, sliders, choices, text, booleans).
 import { useEffect, useState } from "react";
 import type { InputSpec } from "../api/catalog";
-import { parseNumber } from "../graph/values";
+import { choiceText, parseNumber } from "../graph/values";
 
 export interface FieldProps {
   input: InputSpec;
@@ -77,6 +77,7 @@ export function ChoiceField({ input, value, testId, onChange }: FieldProps) {
     <select
       className="gf-field nodrag"
       data-testid={testId}
+      title={index >= 0 ? choiceText(input, choices[index]) : undefined}
       value={index >= 0 ? String(index) : "missing"}
       onChange={(event) => onChange(choices[Number(event.target.value)])}
     >
@@ -87,7 +88,7 @@ export function ChoiceField({ input, value, testId, onChange }: FieldProps) {
       )}
       {choices.map((choice, i) => (
         <option key={String(choice)} value={String(i)}>
-          {String(choice)}
+          {choiceText(input, choice)}
         </option>
       ))}
     </select>

@@ -46,6 +46,14 @@ export function widgetKind(catalog: Catalog, spec: NodeSpec, input: InputSpec): 
   return "text";
 }
 
+/** What a dropdown shows for one choice: the value, and its label when the server gave one
+ * ("sd15.safetensors — SD 1.x"). The value alone is what the workflow stores. */
+export function choiceText(input: InputSpec, choice: unknown): string {
+  const text = String(choice);
+  const label = input.choice_labels?.[text];
+  return label ? `${text} — ${label}` : text;
+}
+
 /** The value a fresh node shows for an input; undefined leaves it unset (must be linked). */
 export function initialValue(catalog: Catalog, input: InputSpec): unknown {
   if (!takesLiteral(catalog, input)) return undefined;
