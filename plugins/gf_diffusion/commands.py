@@ -78,6 +78,7 @@ def format_listing(folders: list[dict[str, Any]]) -> str:
             lines.append("  (empty)")
         width = max((len(m["name"]) for m in folder["models"]), default=0)
         label_width = max((len(m["label"]) for m in folder["models"]), default=0)
+        dtype_width = max((len(m.get("dtype") or "-") for m in folder["models"]), default=0)
         for model in folder["models"]:
             extra = []
             if model.get("bundled"):
@@ -87,7 +88,8 @@ def format_listing(folders: list[dict[str, Any]]) -> str:
             note = f"  [{'; '.join(extra)}]" if extra else ""
             lines.append(
                 f"  {model['name']:<{width}}  {model['label']:<{label_width}}  "
-                f"{model.get('dtype') or '-':<8} {human_size(model.get('size')):>9}{note}"
+                f"{model.get('dtype') or '-':<{dtype_width}}  {human_size(model.get('size')):>8}"
+                f"{note}"
             )
     return "\n".join(lines)
 
