@@ -125,7 +125,9 @@ def ui_workflow(nodes, links, **extra):
     """A UI-format workflow (version 0.4) from nodes and ``[id, from, slot, to, slot, type]``."""
     return {
         "last_node_id": max((n["id"] for n in nodes), default=0),
-        "last_link_id": max((link[0] for link in links), default=0),
+        "last_link_id": max(
+            (link["id"] if isinstance(link, dict) else link[0] for link in links), default=0
+        ),
         "nodes": nodes,
         "links": links,
         "groups": [],

@@ -486,3 +486,43 @@ def test_ui_export_writes_hidden_slots_converted_widgets_and_numbers_other_ids(r
         "denoise": 1.0,
         "image": ["8", 0],
     }
+
+
+def test_schema_1_links_as_objects_are_read(registry):
+    links = [
+        {
+            "id": 1,
+            "origin_id": 1,
+            "origin_slot": 0,
+            "target_id": 2,
+            "target_slot": 0,
+            "type": "IMAGE",
+        },
+        {
+            "id": 2,
+            "origin_id": 2,
+            "origin_slot": 0,
+            "target_id": 3,
+            "target_slot": 0,
+            "type": "IMAGE",
+        },
+    ]
+    workflow = ui_workflow([load(), sampler(), save()], links, version=1)
+    assert ui_to_api(workflow, registry) == expected_chain()
+
+
+def test_2023_converted_widgets_with_config_are_read(registry):
+    number = ui_node(4, "TNumber", [5, "fixed", 1.0], outputs=[("INT", "INT", [3])])
+    linked = sampler(inputs=[("w:seed", "INT", 3)])
+    linked["inputs"][1]["widget"]["config"] = ["INT", {"default": 0, "min": 0}]
+    links = [*CHAIN_LINKS, [3, 4, 0, 2, 1, "INT"]]
+    prompt = ui_to_api(ui_workflow([load(), linked, save(), number], links), registry)
+    assert prompt["2"]["inputs"]["seed"] == ["4", 0]
+
+
+def test_widgets_values_as_an_object_are_read_by_name(registry):
+    number = ui_node(4, "TNumber", {"scale": 3.0, "value": 11})
+    assert ui_to_api(ui_workflow([number], []), registry)["4"]["inputs"] == {
+        "value": 11,
+        "scale": 3.0,
+    }
