@@ -228,6 +228,8 @@ def png_chunks_for(doc: dict, registry: Registry | None) -> dict[str, str]:
         try:
             document = exporter.from_graphflow(doc, registry)
             chunks[exporter.png_key] = json.dumps(document, ensure_ascii=True)
-        except (GraphflowError, ValueError, TypeError, KeyError) as error:
-            log.warning("saved image: no %s chunk (%s)", exporter.label, error)
+        except Exception as error:  # a plugin's exporter must never fail a save
+            log.warning(
+                "saved image: no %s chunk (%s: %s)", exporter.label, type(error).__name__, error
+            )
     return chunks

@@ -58,7 +58,7 @@ def toy_from_graphflow(doc, registry):
 
 
 def broken_from_graphflow(doc, registry):
-    raise ValueError("no room for that")
+    raise AttributeError("a plugin bug")
 
 
 TOY_OUT = WorkflowExporter("toy", "Toy format", toy_from_graphflow, png_key="toy")
