@@ -120,7 +120,7 @@ def missing_class_error(missing: Mapping[str, list[str]]) -> GraphError:
     return GraphError(
         ErrorCode.UNKNOWN_NODE_TYPE,
         f"{len(missing)} ComfyUI class type{'s' if len(missing) > 1 else ''} graphflow does "
-        f"not have: {'; '.join(parts)} (a custom node pack that is not installed?)",
+        f"not have: {'; '.join(parts)}",
     )
 
 
