@@ -35,6 +35,7 @@ from typing import Any
 from graphflow.errors import ErrorCode, GraphError, ValidationFailed, WorkflowFormatError
 from graphflow.node import REQUIRED, NodeSpec
 from graphflow.registry import Registry
+from graphflow.types import ANY_TYPE
 
 from . import names
 from .api_format import api_to_graphflow, spec_for
@@ -297,7 +298,9 @@ def widget_slots(spec: NodeSpec, comfy: names.ComfyClass | None) -> list[tuple[s
     for item in spec.inputs:
         facts = comfy.input(item.name) if comfy else names.ComfyInput()
         is_combo = item.choices is not None
-        if facts.force_input or not (item.type in WIDGET_TYPES or is_combo):
+        # graphflow's own nodes (no ComfyUI class): ANY inputs take literals too
+        widget_types = WIDGET_TYPES if comfy else WIDGET_TYPES | {ANY_TYPE}
+        if facts.force_input or not (item.type in widget_types or is_combo):
             continue
         slots.append((item.name, "widget"))
         seedlike = item.type == "INT" and item.name in SEED_NAMES
@@ -339,12 +342,14 @@ def widget_values(node: FlatNode, spec: NodeSpec, comfy) -> dict[str, Any]:
             index += 1
             continue
         if named is not None and name in named:
-            result[name] = named[name]
+            value = named[name]
         elif named is None and index < len(positional):
-            result[name] = positional[index]
+            value = positional[index]
         else:
-            result[name] = default_value(spec, name)
+            value = default_value(spec, name)
         index += 1
+        if value is not None or not spec.inputs_by_name[name].required:
+            result[name] = value  # a null for a required input stays missing
     return result
 
 
@@ -428,6 +433,35 @@ def _positions(workflow: dict) -> dict[str, list]:
     return positions
 
 
+def _graphflow_ids(prompt: dict, workflow: dict) -> tuple[dict, dict[str, str]]:
+    """Give nodes back the graphflow ids a graphflow export renumbered (``extra.graphflow``):
+    (the prompt, number → id)."""
+    extra = workflow.get("extra")
+    names_by_number = (
+        (extra.get("graphflow") or {}).get("node_ids")
+        if isinstance(extra, dict) and isinstance(extra.get("graphflow"), dict)
+        else None
+    )
+    if not isinstance(names_by_number, dict):
+        return prompt, {}
+    renamed = {k: v for k, v in names_by_number.items() if k in prompt and isinstance(v, str)}
+    targets = [renamed.get(k, k) for k in prompt]
+    if len(set(targets)) != len(targets):
+        return prompt, {}  # edited in ComfyUI so that names would clash: keep the numbers
+    result = {}
+    for node_id, node in prompt.items():
+        inputs = {
+            name: [renamed.get(v[0], v[0]), v[1]] if _is_prompt_link(v) else v
+            for name, v in node["inputs"].items()
+        }
+        result[renamed.get(node_id, node_id)] = {**node, "inputs": inputs}
+    return result, renamed
+
+
+def _is_prompt_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+
+
 def ui_to_graphflow(
     workflow: Any,
     registry: Registry,
@@ -436,11 +470,12 @@ def ui_to_graphflow(
     rng: random.Random | None = None,
 ) -> dict:
     """A UI workflow → a graphflow/1 document; the original stays in ``editor.comfy``."""
-    prompt = ui_to_api(workflow, registry, rng)
+    prompt, renamed = _graphflow_ids(ui_to_api(workflow, registry, rng), workflow)
     editor: dict[str, Any] = {
         "comfy": {"prompt": prompt, "workflow": workflow, "extra_pnginfo": {"workflow": workflow}}
     }
-    positions = {k: v for k, v in _positions(workflow).items() if k in prompt}
+    positions = {renamed.get(k, k): v for k, v in _positions(workflow).items()}
+    positions = {k: v for k, v in positions.items() if k in prompt}
     if positions:
         editor["positions"] = positions
     return api_to_graphflow(prompt, registry, png_texts=png_texts, editor=editor)

@@ -13,6 +13,8 @@ import pytest
 from PIL import Image as PILImage
 from PIL.PngImagePlugin import PngInfo
 
+from gf_comfy.api_format import api_to_graphflow, graphflow_to_api
+from gf_comfy.ui_export import graphflow_to_ui
 from gf_comfy.ui_format import ui_to_api, ui_to_graphflow
 from graphflow import load_plugins
 from graphflow.cli import main
@@ -170,3 +172,21 @@ def test_comfyui_png_with_only_a_workflow_chunk_is_read_as_ui(tmp_path, registry
     workflow, label = read_workflow_file(png, registry)
     assert label == "ComfyUI UI format (from the PNG's 'workflow' chunk) (4 nodes → 3)"
     assert set(workflow.nodes) == {"1", "2", "3"}
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_graphflow_workflows_survive_a_round_trip_through_comfyui_formats(path, registry):
+    doc = json.loads(path.read_text())
+    for exporter, importer in (
+        (graphflow_to_ui, ui_to_graphflow),
+        (graphflow_to_api, api_to_graphflow),
+    ):
+        back = importer(exporter(doc, registry), registry)["nodes"]
+        assert set(back) == set(doc["nodes"])
+        for node_id, entry in doc["nodes"].items():
+            assert back[node_id]["type"] == entry["type"]
+            # every input given comes back the same; the UI adds the widgets' defaults
+            assert back[node_id]["inputs"].items() >= entry["inputs"].items()
