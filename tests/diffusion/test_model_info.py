@@ -131,6 +131,44 @@ def test_a_checkpoint_of_other_sizes_says_it_needs_a_config(tmp_path):
     assert "needs a diffusers config folder" in info["details"]["note"]
 
 
+def test_a_config_folder_beside_the_file_makes_it_loadable(tmp_path):
+    path = ldm_checkpoint(tmp_path / "odd.safetensors", width=32)
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "model_index.json").write_text("{}")
+    info = inspect_model(path)
+    assert info["label"] == "SD 1.x"
+    assert info["details"]["loads"] is True
+    assert info["details"]["config"] == str(tmp_path / "odd")
+
+
+def test_a_diffusers_folder_lists_its_components_and_family(tmp_path):
+    folder = tmp_path / "xl"
+    (folder / "unet").mkdir(parents=True)
+    index = {
+        "_class_name": "StableDiffusionXLPipeline",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+    }
+    index["vae"] = ["diffusers", "AutoencoderKL"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    (folder / "unet" / "config.json").write_text('{"cross_attention_dim": 2048, "in_channels": 9}')
+    save_file(_zeros({"conv_in.weight": (8, 9, 3, 3)}), str(folder / "unet" / "m.safetensors"))
+    info = inspect_model(folder)
+    assert info["label"] == "SDXL inpainting (diffusers folder)"
+    assert info["details"]["components"]["unet"] == {
+        "class": "UNet2DConditionModel",
+        "parameters": 8 * 9 * 9,
+        "dtype": "fp16",
+    }
+    assert info["details"]["components"]["vae"] == {"class": "AutoencoderKL"}
+    assert info["parameters"] == 8 * 9 * 9
+
+
+def test_the_embedded_model_is_labelled_as_such():
+    info = inspect_model(loader.checkpoint_path("graphflow-tiny"))
+    assert info["label"] == "graphflow-tiny (embedded)" and info["dtype"] == "fp32"
+    assert "MiniLM" in info["details"]["components"]["text_encoder"]["weights"]
+
+
 def test_a_kohya_sdxl_lora_has_rank_alpha_and_three_targets(tmp_path):
     info = inspect_model(kohya_sdxl_lora(tmp_path / "xl_lora.safetensors"))
     details = info["details"]
