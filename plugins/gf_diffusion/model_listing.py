@@ -93,7 +93,10 @@ class _InfoCache:
     def get(self, path: Path, allow_pickle: bool) -> dict[str, Any]:
         """What the file is, or ``{"error": message, "label": ...}`` when it cannot be read."""
         allowed = check_pickle_rule(path.name, allow_pickle) is None
-        key = (str(path), file_version(path), allowed)
+        try:
+            key = (str(path), file_version(path), allowed)
+        except OSError as error:  # gone or unreadable since it was listed: not cached
+            return {"error": str(error), "label": "not a readable model file"}
         with self.lock:
             if key in self.entries:
                 self.entries.move_to_end(key)

@@ -163,6 +163,13 @@ def test_a_diffusers_folder_lists_its_components_and_family(tmp_path):
     assert info["parameters"] == 8 * 9 * 9
 
 
+def test_a_broken_diffusers_index_is_a_one_line_error(tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model_index.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="broken: unreadable diffusers config"):
+        inspect_model(tmp_path / "broken")
+
+
 def test_the_embedded_model_is_labelled_as_such():
     info = inspect_model(loader.checkpoint_path("graphflow-tiny"))
     assert info["label"] == "graphflow-tiny (embedded)" and info["dtype"] == "fp32"
@@ -197,6 +204,16 @@ def test_a_loha_is_named_with_its_rank_and_base(tmp_path):
     assert info["details"]["format"] == "LoHa" and info["details"]["ranks"] == [4]
     assert info["label"] == "LoHa rank 4, SD 1.x" and info["dtype"] == "fp32"
     assert info["details"]["alphas"] == [2.0]
+
+
+def test_a_lokr_width_is_the_product_of_its_halves(tmp_path):
+    layer = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
+    shapes = {"lokr_w1": (4, 8), "lokr_w2_a": (160, 2), "lokr_w2_b": (2, 128)}  # in: 8 x 128
+    path = tmp_path / "lokr.safetensors"
+    save_file(_zeros({f"{layer}.{k}": v for k, v in shapes.items()}), str(path))
+    info = inspect_model(path)
+    assert info["details"]["format"] == "LoKr" and info["details"]["ranks"] == [2]
+    assert info["label"] == "LoKr rank 2, SD 2.x"
 
 
 def test_a_lora_with_3x3_convolutions_is_a_locon_with_a_rank_range(tmp_path):
