@@ -75,6 +75,7 @@ class FlatNode:
     output_types: list[str] = field(default_factory=list)
     widgets_values: Any = None
     named_values: Any = None
+    proxy_widgets: bool = False  # [newer] subgraph instance whose inner nodes hold the values
 
 
 def is_ui_workflow(doc: Any) -> bool:
@@ -171,6 +172,8 @@ class _Flattener:
             widgets_values=raw.get("widgets_values"),
             named_values=raw.get("widgets_values_named"),
         )
+        properties = raw.get("properties")
+        node.proxy_widgets = isinstance(properties, dict) and "proxyWidgets" in properties
         for item in _list(raw.get("inputs")):
             if not isinstance(item, dict):
                 continue
@@ -205,7 +208,7 @@ class _Flattener:
             if item.name == name and item.source is not None:
                 return item.source
         widget_inputs = [i for i in sub_inputs if _is_widget_type(str(i.get("type", "")))]
-        values = instance.widgets_values
+        values = None if instance.proxy_widgets else instance.widgets_values
         if sub_inputs[slot] in widget_inputs and isinstance(values, list):
             index = widget_inputs.index(sub_inputs[slot])
             if index < len(values):

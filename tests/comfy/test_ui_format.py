@@ -526,3 +526,17 @@ def test_widgets_values_as_an_object_are_read_by_name(registry):
         "value": 11,
         "scale": 3.0,
     }
+
+
+def test_newer_subgraph_instances_with_proxy_widgets_keep_the_inner_values(registry):
+    instance = ui_node(
+        10,
+        SUBGRAPH["id"],
+        [25],
+        inputs=[("image", "IMAGE", 1), ("w:steps", "INT", None)],
+        outputs=[("IMAGE", "IMAGE", [2])],
+        properties={"proxyWidgets": [["1", "steps"]]},
+    )
+    links = [[1, 1, 0, 10, 0, "IMAGE"], [2, 10, 0, 3, 0, "IMAGE"]]
+    workflow = ui_workflow([load(), instance, save()], links, definitions={"subgraphs": [SUBGRAPH]})
+    assert ui_to_api(workflow, registry)["10:1"]["inputs"]["steps"] == 10
