@@ -46,6 +46,7 @@ MUTED, BYPASSED = 2, 4
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize", "increment-wrap"})
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN"})
 SEED_NAMES = frozenset({"seed", "noise_seed"})
+LEGACY_GROUP_PREFIXES = ("workflow>", "workflow/")
 SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20
 MAX_SUBGRAPH_DEPTH = 32
 
@@ -407,6 +408,16 @@ def ui_to_api(workflow: Any, registry: Registry, rng: random.Random | None = Non
     for node in sorted(flat.nodes.values(), key=lambda n: n.order):
         if node.type in VIRTUAL_TYPES or node.mode in (MUTED, BYPASSED):
             continue
+        if node.type.startswith(LEGACY_GROUP_PREFIXES):
+            problems.append(
+                GraphError(
+                    ErrorCode.UNKNOWN_NODE_TYPE,
+                    f"{node.type!r} is a legacy group node (extra.groupNodes), which graphflow "
+                    "does not expand: convert it to a subgraph or ungroup it in ComfyUI",
+                    node.id,
+                )
+            )
+            continue
         spec = spec_for(registry, node.type)
         if spec is None:
             links = {}
@@ -418,6 +429,8 @@ def ui_to_api(workflow: Any, registry: Registry, rng: random.Random | None = Non
             continue
         comfy = names.CLASSES.get(node.type)
         prompt[node.id] = _prompt_node(node, spec, comfy, flat.nodes, flat.aliases, rng)
+    if problems:
+        raise ValidationFailed(problems)
     return prompt
 
 

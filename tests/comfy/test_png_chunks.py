@@ -190,3 +190,13 @@ def test_graphflow_workflows_survive_a_round_trip_through_comfyui_formats(path, 
             assert back[node_id]["type"] == entry["type"]
             # every input given comes back the same; the UI adds the widgets' defaults
             assert back[node_id]["inputs"].items() >= entry["inputs"].items()
+
+
+def test_convert_takes_a_png_and_writes_standard_output(capsys, tmp_path):
+    png = comfy_png(tmp_path / "c.png", {"prompt": PROMPT, "workflow": UI})
+    code, out, err = cli(capsys, "convert", png, "-", "--to", "comfy-api")
+    assert code == 0, err
+    assert err.strip() == "read as ComfyUI API format (from the PNG's 'prompt' chunk) (3 nodes)"
+    assert {k: v["inputs"] for k, v in json.loads(out).items()} == {
+        k: v["inputs"] for k, v in PROMPT.items()
+    }

@@ -540,3 +540,14 @@ def test_newer_subgraph_instances_with_proxy_widgets_keep_the_inner_values(regis
     links = [[1, 1, 0, 10, 0, "IMAGE"], [2, 10, 0, 3, 0, "IMAGE"]]
     workflow = ui_workflow([load(), instance, save()], links, definitions={"subgraphs": [SUBGRAPH]})
     assert ui_to_api(workflow, registry)["10:1"]["inputs"]["steps"] == 10
+
+
+def test_legacy_group_nodes_are_a_clear_error(registry):
+    group = ui_node(12, "workflow>Upscale stack", [1.5])
+    workflow = ui_workflow(
+        [load(), sampler(), save(), group], CHAIN_LINKS, extra={"groupNodes": {"Upscale stack": {}}}
+    )
+    with pytest.raises(ValidationFailed) as caught:
+        ui_to_api(workflow, registry)
+    (error,) = caught.value.errors
+    assert error.node == "12" and "legacy group node" in error.message
