@@ -114,7 +114,7 @@ def import_document(
     """
     if not isinstance(doc, dict) or "format" in doc:
         workflow = workflow_from_dict(doc)
-        return workflow, f"{workflow.format}{source}"
+        return workflow, f"{doc['format']}{source}"  # as written (graphflow/0 is migrated)
     importer = detect_importer(doc, registry)
     if importer is None:
         known = ", ".join(known_formats(registry))
@@ -145,8 +145,9 @@ def _read_png(data: bytes, registry: Registry | None) -> tuple[Workflow, str]:
     except PngMetadataError as error:
         raise WorkflowFormatError(str(error)) from None
     if WORKFLOW_KEY in texts:
-        workflow = workflow_from_dict(parse_json(texts[WORKFLOW_KEY]))
-        return workflow, f"{workflow.format} (from the PNG's {WORKFLOW_KEY} chunk)"
+        return import_document(
+            parse_json(texts[WORKFLOW_KEY]), None, source=f" (from the PNG's {WORKFLOW_KEY} chunk)"
+        )
     for importer in _importers(registry):
         for key in importer.png_keys:
             if key not in texts:
