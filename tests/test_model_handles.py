@@ -397,3 +397,10 @@ def test_extras_travel_with_the_module_and_through_patches():
     assert patched.identity != described.identity
     with described.on_device("cpu") as module:
         assert module is net
+
+
+def test_components_see_their_composite_extras():
+    handle = ModelHandle.of({"unet": small_net(), "scheduler": "schedule-b"})
+    unet = handle.component("unet")
+    assert unet is handle.component("unet")
+    assert unet.extras == {"scheduler": "schedule-b"} == dict(handle.extras)

@@ -369,18 +369,22 @@ def build_handle(
     """The handle for what a loader returned, and the parts the residency must track.
 
     A module or :class:`ModelPart` is one part; a dict gives a composite whose module (or
-    ModelPart) entries are parts and whose other entries are extras; anything else is a
-    weightless part handed out as it is.
+    ModelPart) entries are parts and whose other entries are extras (of the composite and of
+    each component); anything else is a weightless part handed out as it is.
     """
     if isinstance(value, dict):
-        components, extras, parts = {}, {}, []
+        components, parts = {}, []
+        extras = {
+            name: item
+            for name, item in value.items()
+            if not (is_module(item) or isinstance(item, ModelPart))
+        }
         for name, item in value.items():
-            if is_module(item) or isinstance(item, ModelPart):
+            if name not in extras:
                 handle, (part,) = build_handle((key, name), item, f"{label}/{name}", residency)
-                components[name] = handle
+                # A component sees its composite's facts (a UNet its scheduler).
+                components[name] = handle.with_extras(extras) if extras else handle
                 parts.append(part)
-            else:
-                extras[name] = item
         base = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
         handle = ModelHandle(
             residency, label, components=components, extras=extras, base_identity=base

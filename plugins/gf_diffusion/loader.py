@@ -233,10 +233,8 @@ def load_checkpoint(
     encoders = [loaded.component(k) for k in ("text_encoder", "text_encoder_2") if k in present]
     extras = loaded.extras
     tokenizers = [extras[k] for k in ("tokenizer", "tokenizer_2") if extras.get(k) is not None]
-    # The UNet carries its noise schedule, for samplers that are given only the MODEL.
-    unet = loaded.component("unet").with_extras({"scheduler": extras["scheduler"]})
     return (
-        unet,
+        loaded.component("unet"),  # its extras hold the scheduler, for samplers given a MODEL
         TextEncoders(encoders),
         Tokenizers(tokenizers),
         loaded.component("vae"),
