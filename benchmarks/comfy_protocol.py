@@ -10,8 +10,9 @@ server_roundtrip.py), opens one socket per dialect (``/ws?clientId=`` and
   → ``GET /api/history/{job_id}``;
 
 each cold (a new first value, so all 501 nodes run) and cached (the same prompt again). It
-reports the medians and the ratio ComfyUI / graphflow (target ≤ 1.10: the dialect adds at
-most 10 %).
+reports the medians and the best times (on a shared machine the best is the steadier
+estimate) and the ratios ComfyUI / graphflow (target ≤ 1.10: the dialect adds at most
+10 %).
 
 Run: python benchmarks/comfy_protocol.py [--repeats 7] [--nodes 500]
 """
@@ -32,6 +33,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from server_roundtrip import ServerThread, chain
 
 TARGET = 1.10
+SETTLE = 0.1
+"""Seconds between round trips, so what one run leaves to do (a garbage collection, the
+queue's status broadcast) is not timed as part of the next."""
 
 
 def api_chain(n: int, start: float) -> dict:
@@ -99,8 +103,9 @@ async def measure(url: str, nodes: int, repeats: int, offset: float) -> dict[str
             if i % 2:
                 pairs.reverse()
             for name, trip, ws, job in pairs:
-                times[f"{name} cold"].append(await trip(session, ws, url, job))
-                times[f"{name} cached"].append(await trip(session, ws, url, job))
+                for kind in ("cold", "cached"):
+                    await asyncio.sleep(SETTLE)
+                    times[f"{name} {kind}"].append(await trip(session, ws, url, job))
         await comfy_ws.close()
         await own_ws.close()
     return times
@@ -120,16 +125,17 @@ def main() -> None:
             times = asyncio.run(measure(url, args.nodes, args.repeats, offset=0.0))
         finally:
             server.stop()
-    print(f"{args.nodes}-node chain, median of {args.repeats} (POST → completion → history)")
+    print(f"{args.nodes}-node chain, {args.repeats} rounds (POST → completion → history)")
     for kind in ("cold", "cached"):
-        comfy = statistics.median(times[f"comfy {kind}"])
-        own = statistics.median(times[f"graphflow {kind}"])
-        ratio = comfy / own
-        verdict = "meets" if ratio <= TARGET else "MISSES"
-        print(
-            f"  {kind:<6} ComfyUI {comfy * 1000:8.1f} ms   graphflow {own * 1000:8.1f} ms"
-            f"   ratio {ratio:.3f} (target ≤ {TARGET}: {verdict})"
-        )
+        for label, pick in (("median", statistics.median), ("best", min)):
+            comfy = pick(times[f"comfy {kind}"])
+            own = pick(times[f"graphflow {kind}"])
+            ratio = comfy / own
+            verdict = "meets" if ratio <= TARGET else "MISSES"
+            print(
+                f"  {kind:<6} {label:<6} ComfyUI {comfy * 1000:8.1f} ms   graphflow"
+                f" {own * 1000:8.1f} ms   ratio {ratio:.3f} (target ≤ {TARGET}: {verdict})"
+            )
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 reported in ComfyUI's error shapes (``error`` + ``node_errors``, every problem listed).
 
 A class type is a ComfyUI name declared in :data:`gf_comfy.names.CLASSES` or, as an
-extension, a graphflow node id (``core.add``). A link ``["4", 0]`` becomes
-``{"link": ["4", <name of output 0>]}``; node ids are kept, so ``executing.node`` is the
-prompt's id. Values are coerced as ComfyUI does (``int()``, ``float()``, ``str()``,
-``bool()``), seeds stay Python ints (never floats). graphflow then validates the document
-and its findings are rendered per COMFY_COMPAT §2.3; outputs whose ancestors are all valid
-still run (200 with ``node_errors``), as in ComfyUI.
+extension, a graphflow node id (``core.add``). Lookups and coercion are the API-format
+importer's (:mod:`gf_comfy.api_format`); the checks here keep ComfyUI's per-node error
+shapes and partial validity, which a whole-document importer cannot give. A link
+``["4", 0]`` becomes ``{"link": ["4", <name of output 0>]}``; node ids are kept, so
+``executing.node`` is the prompt's id. Values are coerced as ComfyUI does (``int()``,
+``float()``, ``str()``, ``bool()``), seeds stay Python ints (never floats). graphflow then
+validates the document and its findings are rendered per COMFY_COMPAT §2.3; outputs whose
+ancestors are all valid still run (200 with ``node_errors``), as in ComfyUI.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphflow.errors import ErrorCode, GraphError, WorkflowFormatError
+from graphflow.gcpause import gc_paused
 from graphflow.graph import ValidatedGraph, validate
 from graphflow.node import NodeSpec
 from graphflow.registry import Registry
 from graphflow.workflow import workflow_from_dict
 
 from .. import names
+from ..api_format import coerce, spec_for
 
 MAX_LISTED_CHOICES = 20
 
@@ -59,22 +63,6 @@ class Accepted:
     """Only some outputs run (targets given, or others invalid): the job's ``outputs``."""
 
 
-def spec_for(registry: Registry, class_type: Any) -> NodeSpec | None:
-    """The graphflow spec of a ComfyUI class type (or of a graphflow node id), or None."""
-    if not isinstance(class_type, str):
-        return None
-    entry = names.CLASSES.get(class_type)
-    if entry is not None:
-        return registry.get(entry.spec.id)
-    return registry.get(class_type)
-
-
-def class_type_of(node_type: str) -> str:
-    """The ComfyUI class type of a graphflow node id (the id itself when it has none)."""
-    entry = names.BY_NODE_ID.get(node_type)
-    return entry.class_type if entry is not None else node_type
-
-
 def _err(kind: str, message: str, details: str, **extra: Any) -> dict:
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
 
@@ -93,32 +81,6 @@ def input_config(spec: NodeSpec, name: str) -> list | None:
     return [item.type, options]
 
 
-_COERCE = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
-
-
-def _coerce(spec: NodeSpec, name: str, value: Any) -> tuple[Any, dict | None]:
-    if isinstance(value, dict) and set(value) == {"__value__"}:
-        value = value["__value__"]
-    item = spec.inputs_by_name[name]
-    convert = _COERCE.get(item.type)
-    if convert is None or item.allowed_choices() is not None or isinstance(value, list):
-        return value, None
-    if type(value) is convert:
-        return value, None  # an int stays the very int (seeds up to 2^64 − 1)
-    try:
-        return convert(value), None
-    except (TypeError, ValueError, OverflowError) as error:
-        return value, _err(
-            "invalid_input_type",
-            f"Failed to convert an input value to a {item.type} value",
-            f"{name}, {value}, {error}",
-            input_name=name,
-            input_config=input_config(spec, name),
-            received_value=value,
-            exception_message=str(error),
-        )
-
-
 def check_shape(prompt: Any) -> None:
     """Refuse a UI-format workflow (with a message saying what to do) or a non-object."""
     if isinstance(prompt, dict) and isinstance(prompt.get("nodes"), list) and "links" in prompt:
@@ -132,16 +94,20 @@ def check_shape(prompt: Any) -> None:
         raise PromptRefused("invalid_prompt", "'prompt' must be an object of node id → node")
 
 
-def _class_problems(registry: Registry, prompt: dict) -> dict:
+def _class_problems(registry: Registry, prompt: dict) -> tuple[dict, dict[str, NodeSpec]]:
     problems: dict[str, dict] = {}
+    specs: dict[str, NodeSpec] = {}
     for node_id, node in prompt.items():
+        spec = spec_for(registry, node.get("class_type")) if isinstance(node, dict) else None
+        if spec is not None:
+            specs[node_id] = spec
         if not isinstance(node, dict) or "class_type" not in node:
             problems[node_id] = _err(
                 "invalid_prompt",
                 "Cannot execute because a node is missing the class_type property.",
                 f"Node ID '#{node_id}'",
             )
-        elif spec_for(registry, node["class_type"]) is None:
+        elif spec is None:
             problems[node_id] = _err(
                 "missing_node_type",
                 f"Cannot execute because node {node['class_type']} does not exist.",
@@ -152,11 +118,11 @@ def _class_problems(registry: Registry, prompt: dict) -> dict:
             problems[node_id] = _err(
                 "invalid_prompt", "A node's 'inputs' must be an object.", f"Node ID '#{node_id}'"
             )
-    return problems
+    return problems, specs
 
 
 def convert_prompt(
-    registry: Registry, prompt: dict
+    prompt: dict, specs: dict[str, NodeSpec]
 ) -> tuple[dict, dict, dict[str, list[dict]], set[tuple[str, str]]]:
     """The graphflow/1 document of a checked prompt, the coerced prompt, the problems found
     while converting (per node id) and the (node, input) pairs they concern."""
@@ -165,48 +131,75 @@ def convert_prompt(
     problems: dict[str, list[dict]] = {}
     bad: set[tuple[str, str]] = set()
     for node_id, node in prompt.items():
-        spec = spec_for(registry, node["class_type"])
-        assert spec is not None
+        spec = specs[node_id]
+        by_name = spec.inputs_by_name
+        given = node.get("inputs") or {}
         inputs: dict[str, Any] = {}
-        kept = dict(node.get("inputs") or {})
-        for name, value in kept.items():
-            if name not in spec.inputs_by_name:
+        changed: dict | None = None  # the node's inputs, copied only if coercion changes one
+        for name, value in given.items():
+            item = by_name.get(name)
+            if item is None:
                 continue  # ComfyUI keeps unknown inputs and ignores them
-            if isinstance(value, list):
-                link, error = _link(registry, prompt, spec, name, value)
+            if type(value) is list:
+                link, error = _fast_link(specs, value) or _link(specs, spec, name, value)
                 if error is not None:
                     problems.setdefault(node_id, []).append(error)
                     bad.add((node_id, name))
                 else:
                     inputs[name] = link
                 continue
-            value, error = _coerce(spec, name, value)
-            if error is not None:
-                problems.setdefault(node_id, []).append(error)
-                bad.add((node_id, name))
-                continue
-            kept[name] = value
+            if type(value) is not _PLAIN.get(item.type):
+                # As ComfyUI stores it; a value that does not convert is graphflow's to report.
+                new = coerce(spec, name, value)
+                if new is not value:
+                    changed = changed if changed is not None else dict(given)
+                    changed[name] = value = new
             inputs[name] = value
         nodes[node_id] = {"type": spec.id, "inputs": inputs}
-        coerced[node_id] = {**node, "inputs": kept}
+        if "_meta" in node:
+            nodes[node_id].update(_title(node, spec))
+        coerced[node_id] = node if changed is None else {**node, "inputs": changed}
     return {"format": "graphflow/1", "nodes": nodes}, coerced, problems, bad
 
 
+_PLAIN = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+"""Python types that need no coercion (an INT value that is already an int...)."""
+
+
+def _fast_link(specs: dict[str, NodeSpec], value: list) -> tuple[dict, None] | None:
+    """The common, well-formed link ``["4", 0]``; None for anything :func:`_link` must check."""
+    if len(value) != 2 or type(value[0]) is not str or type(value[1]) is not int:
+        return None
+    source = specs.get(value[0])
+    if source is None or not 0 <= value[1] < len(source.outputs):
+        return None
+    return {"link": [value[0], source.outputs[value[1]].name]}, None
+
+
+def _title(node: dict, spec: NodeSpec) -> dict:
+    """``{"title": ...}`` when the prompt's ``_meta.title`` is not the display name."""
+    meta = node.get("_meta")
+    title = meta.get("title") if isinstance(meta, dict) else None
+    comfy = names.BY_NODE_ID.get(spec.id)
+    display = (comfy.display_name if comfy else None) or spec.display_name
+    return {"title": title} if isinstance(title, str) and title != display else {}
+
+
 def _link(
-    registry: Registry, prompt: dict, spec: NodeSpec, name: str, value: list
+    specs: dict[str, NodeSpec], spec: NodeSpec, name: str, value: list
 ) -> tuple[dict | None, dict | None]:
-    config = input_config(spec, name)
     if len(value) != 2 or not isinstance(value[1], int) or isinstance(value[1], bool):
         return None, _err(
             "bad_linked_input",
             "Bad linked input, must be a length-2 list of [node_id, slot_index]",
             name,
             input_name=name,
-            input_config=config,
+            input_config=input_config(spec, name),
             received_value=value,
         )
     source, index = str(value[0]), value[1]
-    if source not in prompt:
+    source_spec = specs.get(source)
+    if source_spec is None:
         return None, _err(
             "exception_during_validation",
             "Exception when validating node",
@@ -214,9 +207,6 @@ def _link(
             exception_type="KeyError",
             traceback=[],
         )
-    source_spec = spec_for(registry, prompt[source].get("class_type"))
-    if source_spec is None:
-        return None, None  # reported on the source node itself
     if not 0 <= index < len(source_spec.outputs):
         return None, _err(
             "exception_during_validation",
@@ -380,8 +370,18 @@ def accept(
 
     ``editor(coerced_prompt, outputs)`` gives the document's editor data (what nodes read
     as ``ctx.workflow["editor"]``, e.g. the prompt for SaveImage's PNG chunks)."""
+    with gc_paused():  # converting allocates many small, cycle-free objects
+        return _accept(registry, prompt, targets, editor)
+
+
+def _accept(
+    registry: Registry,
+    prompt: Any,
+    targets: Iterable[str] | None,
+    editor: Callable[[dict, list[str]], dict] | None,
+) -> Accepted:
     check_shape(prompt)
-    unknown = _class_problems(registry, prompt)
+    unknown, specs = _class_problems(registry, prompt)
     if unknown:
         first = next(iter(unknown.values()))
         raise PromptRefused(
@@ -399,7 +399,7 @@ def accept(
                 for node_id, err in unknown.items()
             },
         )
-    document, coerced, problems, seen = convert_prompt(registry, prompt)
+    document, coerced, problems, seen = convert_prompt(prompt, specs)
     outputs = output_nodes(registry, document)
     if targets is not None:
         wanted = {str(t) for t in targets}
@@ -440,6 +440,8 @@ def _accept_valid_outputs(
     validated: ValidatedGraph | None,
     targets: Iterable[str] | None,
 ) -> Accepted:
+    if not problems and validated is not None:  # the common case: everything runs
+        return Accepted(document, coerced, outputs, validated, {}, targets is not None)
     ancestry = {out: _ancestors(document, out) for out in outputs}
     good = [out for out in outputs if not ancestry[out] & problems.keys()]
     node_errors = {

@@ -9,12 +9,12 @@ is shown too: its prompt is derived from the graphflow document.
 
 from __future__ import annotations
 
-from typing import Any
-
+from graphflow.errors import WorkflowFormatError
 from graphflow.jobs import Job, JobStatus
 from graphflow.registry import Registry
 
-from .prompts import class_type_of, output_nodes
+from ..api_format import graphflow_to_api
+from .prompts import output_nodes
 
 COMFY_KEY = "comfy"
 
@@ -27,31 +27,11 @@ def comfy_data(job: Job) -> dict | None:
 
 
 def derived_prompt(registry: Registry, document: dict) -> dict:
-    """An API-format prompt for a graphflow document (links by output index)."""
-    prompt: dict[str, Any] = {}
-    for node_id, node in (document.get("nodes") or {}).items():
-        spec = registry.get(node.get("type", ""))
-        inputs: dict[str, Any] = {}
-        for name, value in (node.get("inputs") or {}).items():
-            if isinstance(value, dict) and "link" in value:
-                source, output = value["link"]
-                source_spec = registry.get(document["nodes"].get(source, {}).get("type", ""))
-                index = 0
-                if source_spec is not None:
-                    found = [i for i, o in enumerate(source_spec.outputs) if o.name == output]
-                    index = found[0] if found else 0
-                inputs[name] = [source, index]
-            else:
-                inputs[name] = value
-        entry: dict[str, Any] = {
-            "inputs": inputs,
-            "class_type": class_type_of(node.get("type", "")),
-        }
-        title = node.get("title") or (spec.display_name if spec is not None else None)
-        if title:
-            entry["_meta"] = {"title": title}
-        prompt[node_id] = entry
-    return prompt
+    """An API-format prompt for a graphflow document (the API-format exporter's)."""
+    try:
+        return graphflow_to_api(document, registry)
+    except (WorkflowFormatError, KeyError, TypeError):  # a damaged record: show no prompt
+        return {}
 
 
 def queue_item(registry: Registry, job: Job) -> list:

@@ -114,15 +114,17 @@ async def post_prompt(request: web.Request) -> web.Response:
     state: ServerState = request.app[STATE]
     comfy = request.app[COMFY]
     raw = await read_raw(request, state.config.max_body_bytes)
-    prompt, prompt_id, number, priority, extra, targets = _parse(parse_any_json(raw), comfy)
+    body = parse_any_json(raw)
+    prompt, prompt_id, number, priority, extra, targets = _parse(body, comfy)
     if isinstance(prompt, dict) and len(prompt) > state.config.max_nodes:
         raise comfy_error(413, "prompt_too_large", f"at most {state.config.max_nodes} nodes")
-    try:
-        state.queue.get(prompt_id)
-    except JobNotFound:
-        pass
-    else:
-        raise comfy_error(400, "invalid_prompt", f"prompt_id {prompt_id!r} is already used")
+    if "prompt_id" in body:  # a fresh uuid4 needs no look-up
+        try:
+            state.queue.get(prompt_id)
+        except JobNotFound:
+            pass
+        else:
+            raise comfy_error(400, "invalid_prompt", f"prompt_id {prompt_id!r} is already used")
     client_id = extra.get("client_id")
 
     def editor(coerced: dict, outputs: list[str]) -> dict:
