@@ -7,7 +7,8 @@ beside graphflow's ``/ws?client_id=``. Both dialects share the one SQLite queue,
 worker; graphflow's middlewares (origin and host checks, token, size limits) cover every
 route added here.
 
-- :mod:`.prompts` — API prompt → graphflow/1 document, ComfyUI's validation shapes;
+- :mod:`.prompts` — API prompt → graphflow/1 document, partial validity, cycles;
+- :mod:`.errors` — graphflow's findings in ComfyUI's error shapes;
 - :mod:`.records` — queue items and history entries from graphflow's job records;
 - :mod:`.feed` — the websocket dialect (a tap on graphflow's event hub);
 - ``routes_*`` — the routes (jobs, files, catalogue and system).

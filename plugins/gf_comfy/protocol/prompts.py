@@ -27,8 +27,8 @@ from graphflow.workflow import workflow_from_dict
 
 from .. import names
 from ..api_format import coerce, spec_for
-
-MAX_LISTED_CHOICES = 20
+from .errors import err as _err
+from .errors import input_config, render_graph_error
 
 
 class PromptRefused(Exception):
@@ -61,24 +61,6 @@ class Accepted:
     node_errors: dict = field(default_factory=dict)
     partial: bool = False
     """Only some outputs run (targets given, or others invalid): the job's ``outputs``."""
-
-
-def _err(kind: str, message: str, details: str, **extra: Any) -> dict:
-    return {"type": kind, "message": message, "details": details, "extra_info": extra}
-
-
-def input_config(spec: NodeSpec, name: str) -> list | None:
-    """``[TYPE, {options}]`` of an input as /object_info shows it (None past 20 choices)."""
-    item = spec.inputs_by_name.get(name)
-    if item is None:
-        return None
-    choices = item.allowed_choices()
-    if choices is not None:
-        return None if len(choices) > MAX_LISTED_CHOICES else [choices, {}]
-    options = {k: getattr(item, k) for k in ("min", "max", "step") if getattr(item, k) is not None}
-    if not item.required:
-        options["default"] = item.default
-    return [item.type, options]
 
 
 def check_shape(prompt: Any) -> None:
@@ -217,96 +199,6 @@ def _link(
             traceback=[],
         )
     return {"link": [source, source_spec.outputs[index].name]}, None
-
-
-def render_graph_error(
-    error: GraphError, document: dict, registry: Registry, cycles: dict[str, list[str]]
-) -> dict:
-    """One graphflow finding as a ComfyUI ``err`` (COMFY_COMPAT §7's mapping table)."""
-    name = error.input or ""
-    spec = None
-    if error.node is not None and error.node in document["nodes"]:
-        spec = registry.get(document["nodes"][error.node]["type"])
-    config = input_config(spec, name) if spec is not None and name else None
-    value = document["nodes"].get(error.node or "", {}).get("inputs", {}).get(name)
-    code = error.code
-    if code is ErrorCode.MISSING_INPUT:
-        return _err("required_input_missing", "Required input is missing", name, input_name=name)
-    if code is ErrorCode.TYPE_MISMATCH:
-        return _err(
-            "return_type_mismatch",
-            "Return type mismatch between linked nodes",
-            f"{name}, {error.message}",
-            input_name=name,
-            input_config=config,
-            linked_node=(value or {}).get("link") if isinstance(value, dict) else None,
-        )
-    if code is ErrorCode.OUT_OF_RANGE:
-        item = spec.inputs_by_name.get(name) if spec is not None else None
-        low = item is not None and item.min is not None and _below(value, item.min)
-        kind, word, bound = (
-            ("value_smaller_than_min", "smaller than min", item.min)
-            if low
-            else ("value_bigger_than_max", "bigger than max", item.max if item else None)
-        )
-        return _err(
-            kind,
-            f"Value {value} {word} of {bound}",
-            name,
-            input_name=name,
-            input_config=config,
-            received_value=value,
-        )
-    if code is ErrorCode.NOT_IN_CHOICES:
-        choices = spec.inputs_by_name[name].allowed_choices() if spec is not None else None
-        shown = (
-            f"(list of length {len(choices)})"
-            if choices is not None and len(choices) > MAX_LISTED_CHOICES
-            else repr(choices)
-        )
-        return _err(
-            "value_not_in_list",
-            "Value not in list",
-            f"{name}: {value!r} not in {shown}",
-            input_name=name,
-            input_config=config,
-            received_value=value,
-        )
-    if code is ErrorCode.INVALID_LITERAL:
-        return _err(
-            "invalid_input_type",
-            "Failed to convert an input value to a "
-            f"{spec.inputs_by_name[name].type if spec and name in spec.inputs_by_name else ''}"
-            " value",
-            f"{name}, {value}, {error.message}",
-            input_name=name,
-            input_config=config,
-            received_value=value,
-            exception_message=error.message,
-        )
-    if code is ErrorCode.INVALID_INPUT:
-        return _err(
-            "custom_validation_failed",
-            "Custom validation failed for node",
-            f"{name} - {error.message}" if name else error.message,
-            input_name=name,
-        )
-    if code is ErrorCode.CYCLE:
-        path = cycles.get(error.node or "", [])
-        return _err(
-            "dependency_cycle",
-            "Dependency cycle: links form a loop",
-            " → ".join(path) if path else error.message,
-            nodes=path,
-        )
-    return _err("exception_during_validation", "Exception when validating node", error.message)
-
-
-def _below(value: Any, bound: float) -> bool:
-    try:
-        return value < bound
-    except TypeError:
-        return False
 
 
 def _cycles(document: dict) -> dict[str, list[str]]:
