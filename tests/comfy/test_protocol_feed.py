@@ -91,3 +91,26 @@ async def test_pending_prompts_survive_a_restart_with_their_comfyui_data(make_cl
     entry = history["kept"]
     assert entry["prompt"][0] == 41.5 and entry["prompt"][3] == {"note": "kept"}
     assert entry["outputs"]["9"] == {"text": [str(2**64 - 1)]}
+
+
+async def test_a_client_reconnecting_mid_run_is_told_the_node_now_running(client):
+    GATE.clear()
+    prompt = {
+        "1": {"class_type": "GFTestGate", "inputs": {"value": 1}},
+        "2": {"class_type": "GFTestShowInt", "inputs": {"value": ["1", 0]}},
+    }
+    first = await ComfyWs.open(client, "again")
+    await first.next()
+    response = await client.post("/prompt", json={"prompt": prompt, "client_id": "again"})
+    prompt_id = (await response.json())["prompt_id"]
+    while (await first.next())["type"] != "executing":
+        pass
+    await first.ws.close()
+    second = await ComfyWs.open(client, "again")
+    assert (await second.next())["data"]["sid"] == "again"
+    now = await second.next()
+    assert now["type"] == "executing" and now["data"]["node"] == "1"
+    assert now["data"]["prompt_id"] == prompt_id
+    GATE.set()
+    rest = await second.until_done(prompt_id)
+    assert [m["type"] for m in rest][-2:] == ["status", "executing"]
