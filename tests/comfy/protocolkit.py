@@ -209,3 +209,37 @@ def kinds(messages: list[dict], prompt_id: str | None = None) -> list[str]:
 def frame_type(frame: bytes) -> int:
     """The 4-byte big-endian event type of a binary frame."""
     return struct.unpack(">I", frame[:4])[0]
+
+
+class ServerThread:
+    """A server on 127.0.0.1 (a free port) in its own thread and event loop, for clients
+    that block (urllib)."""
+
+    def __init__(self, app: Any):
+        import threading
+
+        from aiohttp import web
+
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(app, access_log=None)
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.runner.setup())
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
+            self.loop.run_until_complete(site.start())
+            self.port = self.runner.addresses[0][1]
+            started.set()
+            self.loop.run_forever()
+            self.loop.run_until_complete(self.runner.cleanup())
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(30), "the server did not start"
+
+    def stop(self) -> None:
+        """Stop the loop and wait for the cleanup."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
