@@ -185,3 +185,17 @@ async def test_front_and_number_order_the_queue_and_post_queue_deletes(client):
     assert len(history) == 1  # the cancelled pending prompts never ran: not in ComfyUI's history
     await client.post("/history", json={"clear": True})
     assert await (await client.get("/history")).json() == {}
+
+
+async def test_text_that_is_not_unicode_is_a_400_and_a_link_shaped_literal_a_value(client):
+    raw = json.dumps({"prompt": {
+        "1": {"class_type": "core.string", "inputs": {"value": "\ud800"}},
+        "2": {"class_type": "core.show", "inputs": {"value": ["1", 0]}},
+    }})  # fmt: skip
+    response = await client.post("/prompt", data=raw.encode())
+    body = await response.json()
+    assert response.status == 400 and body["error"]["type"] == "invalid_prompt"
+    assert "Unicode" in body["error"]["message"]
+    prompt = {"2": {"class_type": "core.show", "inputs": {"value": {"link": 5}}}}
+    status, body = await send(client, {"prompt": prompt})
+    assert status == 200 and body["node_errors"] == {}  # a literal, as graphflow reads it

@@ -299,6 +299,9 @@ def _accept(
     if not outputs:
         raise PromptRefused("prompt_no_outputs", "Prompt has no outputs")
     validated, errors = _validate(document, registry)
+    whole = [e for e in errors if e.node is None and e.code is ErrorCode.INVALID_DOCUMENT]
+    if whole:
+        raise PromptRefused("invalid_prompt", whole[0].message)
     cycles = _cycles(document) if any(e.code is ErrorCode.CYCLE for e in errors) else {}
     for error in errors:
         if error.code is ErrorCode.CYCLE:
