@@ -268,13 +268,16 @@ async def get_history_entry(request: web.Request) -> web.Response:
     """``{prompt_id: entry}``, or ``{}`` while unknown or not finished (as ComfyUI)."""
     state: ServerState = request.app[STATE]
     prompt_id = request.match_info["prompt_id"]
-    try:
-        job = state.queue.get(prompt_id)
-    except JobNotFound:
-        return json_response({})
-    if not records.shown_in_history(job):
-        return json_response({})
-    return json_response({job.id: records.history_entry(state.registry, job)})
+    with gc_paused():  # the record holds the whole prompt: many small objects, no cycles
+        try:
+            job = state.queue.get(prompt_id)
+        except JobNotFound:
+            return json_response({})
+        if not records.shown_in_history(job):
+            return json_response({})
+        render = request.app[COMFY].history_text
+        text = render(job, lambda j: to_json(records.history_entry(state.registry, j)))
+    return web.Response(text=f"{{{json.dumps(job.id)}:{text}}}", content_type="application/json")
 
 
 @routes.post("/history")
