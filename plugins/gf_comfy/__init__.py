@@ -5,9 +5,17 @@ declared, and docs/comfyui.md).
 
 from graphflow import hookimpl
 
-from . import nodes_conditioning, nodes_image, nodes_io, nodes_latent, nodes_loaders, types
+from . import (
+    nodes_conditioning,
+    nodes_image,
+    nodes_io,
+    nodes_latent,
+    nodes_loaders,
+    nodes_sampling,
+    types,
+)
 
-MODULES = (nodes_loaders, nodes_conditioning, nodes_latent, nodes_image, nodes_io)
+MODULES = (nodes_loaders, nodes_conditioning, nodes_latent, nodes_image, nodes_io, nodes_sampling)
 
 
 @hookimpl

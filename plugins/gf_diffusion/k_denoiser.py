@@ -1,0 +1,214 @@
+"""A diffusers UNet seen as a denoiser in sigma space, D(x, σ) → x0, with ComfyUI's guidance.
+
+The sampler loops (k_samplers.py) work on x = x0 + σ·ε. A discrete ε-model sees
+``x·c_in`` with c_in = 1/√(σ²+1) at timestep t(σ) (the table index nearest in log σ, as
+ComfyUI passes it), and x0 = x − σ·ε; a v-model gives x0 = x·c_in² − v·σ·c_in.
+
+Guidance follows ComfyUI: every conditioning entry is evaluated (entries of one prompt list
+batched into one model call where they share a shape), each adds its prediction × weight ×
+strength to the region it covers (its ``area``, feathered 8 latent pixels at inner edges),
+the sum is divided by the total weight there, and cfg mixes the two in x0 space:
+uncond + cfg·(cond − uncond); cfg = 1 skips the negative prompt. SDXL's pooled embedding
+and size ids travel per entry (``sdxl_sizes`` / ``aesthetic_score`` when set).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .sigmas import ModelSigmas
+from .values import Conditioning, ConditioningEntry
+
+FEATHER = 8  # latent pixels of ComfyUI's area-edge feathering
+
+
+@dataclass
+class _Prepared:
+    """One conditioning entry moved to the run's device, with its SDXL extras."""
+
+    embeds: Any
+    pooled: Any
+    weight: float
+    area: tuple[int, int, int, int] | None
+    time_ids: Any
+
+
+def _time_ids(entry: ConditioningEntry, height: int, width: int, device, dtype):
+    import torch
+
+    if entry.sdxl_sizes is not None:
+        (oh, ow), (top, left), (th, tw) = entry.sdxl_sizes
+    else:
+        (oh, ow), (top, left), (th, tw) = (height, width), (0, 0), (height, width)
+    if entry.aesthetic_score is not None:
+        values = [oh, ow, top, left, entry.aesthetic_score]
+    else:
+        values = [oh, ow, top, left, th, tw]
+    return torch.tensor([values], dtype=dtype, device=device)
+
+
+def _area_mask(area, shape, device, dtype):
+    """ComfyUI's weight ramp over an area crop: 1 inside, feathered where the area does not
+    touch the latent's border."""
+    import torch
+
+    height, width, y, x = area
+    full_h, full_w = shape[-2:]
+    mask = torch.ones(height, width, device=device, dtype=dtype)
+    for t in range(min(FEATHER, height)):
+        ramp = (t + 1) / FEATHER
+        if y != 0:
+            mask[t] *= ramp
+        if y + height < full_h:
+            mask[height - 1 - t] *= ramp
+    for t in range(min(FEATHER, width)):
+        ramp = (t + 1) / FEATHER
+        if x != 0:
+            mask[:, t] *= ramp
+        if x + width < full_w:
+            mask[:, width - 1 - t] *= ramp
+    return mask
+
+
+class KDenoiser:
+    """D(x, σ) for a UNet under positive/negative conditioning and a cfg scale.
+
+    ``downscale`` converts latent pixels to image pixels for SDXL's size ids. Calling it
+    returns the guided x0 prediction; ``calls`` counts model evaluations.
+    """
+
+    def __init__(
+        self,
+        unet: Any,
+        model_sigmas: ModelSigmas,
+        positive: Conditioning,
+        negative: Conditioning,
+        cfg: float,
+        downscale: int = 8,
+    ):
+        self.unet = unet
+        self.ms = model_sigmas
+        self.cfg = float(cfg)
+        self.downscale = downscale
+        self.sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
+        self.positive, self.negative = positive, negative
+        self.calls = 0
+        self.dtype = getattr(unet, "dtype", None)
+        self._prepared: dict[tuple, list[_Prepared]] = {}
+
+    def _entries(self, which: str, x) -> list[_Prepared]:
+        key = (which, tuple(x.shape), x.device, x.dtype)
+        if key not in self._prepared:
+            conditioning = self.positive if which == "positive" else self.negative
+            height, width = (side * self.downscale for side in x.shape[-2:])
+            out = []
+            for entry in conditioning.entries:
+                if self.sdxl and entry.pooled is None:
+                    raise ValueError(
+                        "this is an SDXL model: its conditioning needs the pooled embedding"
+                    )
+                out.append(
+                    _Prepared(
+                        entry.embeds.to(device=x.device, dtype=self.dtype),
+                        None if entry.pooled is None else entry.pooled.to(x.device, self.dtype),
+                        float(entry.weight) * float(entry.strength),
+                        entry.area,
+                        _time_ids(entry, height, width, x.device, self.dtype)
+                        if self.sdxl
+                        else None,
+                    )
+                )
+            self._prepared[key] = out
+        return self._prepared[key]
+
+    def _model_x0(self, x, sigma, entries: list[_Prepared]):
+        """x0 predictions of ``x`` (B, C, h, w) for each entry, in one batched call."""
+        import torch
+
+        batch = x.shape[0]
+        lengths = [e.embeds.shape[1] for e in entries]
+        target = math.lcm(*lengths)
+        states = torch.cat(
+            [e.embeds.repeat(batch, target // e.embeds.shape[1], 1) for e in entries]
+        )
+        added = None
+        if self.sdxl:
+            added = {
+                "text_embeds": torch.cat([e.pooled.repeat(batch, 1) for e in entries]),
+                "time_ids": torch.cat([e.time_ids.repeat(batch, 1) for e in entries]),
+            }
+        c_in = 1.0 / math.sqrt(sigma**2 + 1.0)
+        timestep = self.ms.timestep(sigma).to(x.device)
+        model_in = (torch.cat([x] * len(entries)) * c_in).to(self.dtype or x.dtype)
+        out = self.unet(
+            model_in,
+            timestep,
+            encoder_hidden_states=states,
+            added_cond_kwargs=added,
+            return_dict=False,
+        )[0].to(x.dtype)
+        self.calls += 1
+        x_all = torch.cat([x] * len(entries))
+        if self.ms.prediction_type == "v_prediction":
+            x0 = x_all * c_in**2 - out * sigma * c_in
+        else:
+            x0 = x_all - out * sigma
+        return list(x0.chunk(len(entries)))
+
+    def _combined(self, x, sigma, which: str):
+        """The weighted, area-aware average x0 of one prompt list (ComfyUI's calc_cond)."""
+        import torch
+
+        entries = self._entries(which, x)
+        total = torch.zeros_like(x)
+        count = torch.full_like(x, 1e-37)
+        whole = [e for e in entries if e.area is None]
+        groups: dict[tuple, list[_Prepared]] = {}
+        for e in whole:
+            groups.setdefault(tuple(e.embeds.shape[2:]), []).append(e)
+        for group in groups.values():
+            for e, x0 in zip(group, self._model_x0(x, sigma, group), strict=True):
+                total += x0 * e.weight
+                count += e.weight
+        for e in entries:
+            if e.area is None:
+                continue
+            height, width, y, x_at = e.area
+            height = min(height, x.shape[-2] - y)
+            width = min(width, x.shape[-1] - x_at)
+            if height <= 0 or width <= 0:
+                continue
+            crop = x[..., y : y + height, x_at : x_at + width]
+            (x0,) = self._model_x0(crop, sigma, [e])
+            mult = _area_mask((height, width, y, x_at), x.shape, x.device, x.dtype) * e.weight
+            total[..., y : y + height, x_at : x_at + width] += x0 * mult
+            count[..., y : y + height, x_at : x_at + width] += mult
+        return total / count
+
+    def __call__(self, x, sigma: float):
+        """The guided x0 prediction at noise level ``sigma`` (a float)."""
+        import torch
+
+        sigma = float(sigma)
+        with torch.no_grad():
+            cond = self._combined(x, sigma, "positive")
+            if math.isclose(self.cfg, 1.0) or not self.negative.entries:
+                return cond
+            uncond = self._combined(x, sigma, "negative")
+            return uncond + (cond - uncond) * self.cfg
+
+
+class MaskedDenoiser:
+    """ComfyUI's inpainting wrapper: outside ``mask`` (1 = change) the latent is held at the
+    original noised to the current level, and the prediction there is the original."""
+
+    def __init__(self, inner, latent, noise, mask):
+        self.inner, self.latent, self.noise, self.mask = inner, latent, noise, mask
+
+    def __call__(self, x, sigma: float):
+        """x0 with the unmasked region pinned to the original latent."""
+        keep = 1.0 - self.mask
+        x = x * self.mask + (self.latent + self.noise * float(sigma)) * keep
+        return self.inner(x, sigma) * self.mask + self.latent * keep
