@@ -91,6 +91,8 @@ async def test_pending_prompts_survive_a_restart_with_their_comfyui_data(make_cl
     entry = history["kept"]
     assert entry["prompt"][0] == 41.5 and entry["prompt"][3] == {"note": "kept"}
     assert entry["outputs"]["9"] == {"text": [str(2**64 - 1)]}
+    later = await (await second.post("/prompt", json={"prompt": seed_prompt(1)})).json()
+    assert later["number"] > 1  # default numbers go on growing after a restart
 
 
 async def test_a_client_reconnecting_mid_run_is_told_the_node_now_running(client):

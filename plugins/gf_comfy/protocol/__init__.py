@@ -16,8 +16,11 @@ route added here.
 
 from __future__ import annotations
 
+import itertools
+
 from aiohttp import web
 
+from graphflow.server.queue_base import JobQueue
 from graphflow.server.state import STATE
 
 from . import routes_files, routes_info, routes_jobs
@@ -29,7 +32,7 @@ def install(app: web.Application) -> None:
     """Add ComfyUI's routes and websocket dialect to a graphflow server application."""
     state = app[STATE]
     feed = ComfyFeed(state, previews=state.settings.comfy_previews)
-    app[COMFY] = ComfyState(feed)
+    app[COMFY] = ComfyState(feed, itertools.count(_first_number(state.queue)))
     state.hub.add_tap(feed, "clientId", feed.handle)
     for table in (routes_jobs.routes, routes_files.routes, routes_info.routes):
         for route in table:
@@ -39,6 +42,13 @@ def install(app: web.Application) -> None:
         await feed.close_all()
 
     app.on_shutdown.append(close_sockets)
+
+
+def _first_number(queue: JobQueue) -> int:
+    """Where default prompt numbers start: past every job the queue holds, so numbers keep
+    growing across restarts (the queue outlives the process; ComfyUI's starts at 0)."""
+    jobs = queue.pending() + queue.running() + queue.history(1, 0)[0]
+    return max((job.seq for job in jobs), default=0) + 1
 
 
 __all__ = ["COMFY", "install"]
