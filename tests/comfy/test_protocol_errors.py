@@ -199,3 +199,21 @@ async def test_text_that_is_not_unicode_is_a_400_and_a_link_shaped_literal_a_val
     prompt = {"2": {"class_type": "core.show", "inputs": {"value": {"link": 5}}}}
     status, body = await send(client, {"prompt": prompt})
     assert status == 200 and body["node_errors"] == {}  # a literal, as graphflow reads it
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ({"prompt": {}}, "prompt_no_outputs"),
+        ({"prompt": {"1": 5}}, "invalid_prompt"),
+        ({"prompt": []}, "invalid_prompt"),
+        ([1, 2], "invalid_prompt"),
+        ({"prompt": {"3": {"class_type": "GFTestSeed"}}, "number": "first"}, "invalid_prompt"),
+        ({"prompt": {"3": {"class_type": "GFTestSeed", "inputs": []}}}, "invalid_prompt"),
+    ],
+)
+async def test_malformed_bodies_are_400s_in_comfyui_shape(client, body, kind):
+    status, reply = await send(client, body)
+    assert status == 400 and reply["error"]["type"] == kind
+    assert set(reply) == {"error", "node_errors"}
+    assert set(reply["error"]) == {"type", "message", "details", "extra_info"}
