@@ -201,9 +201,12 @@ class ComfyFeed:
         """Map one graphflow event of a job to ComfyUI's messages."""
         kind = type(event)
         if kind is RunStarted:
-            if client_id is None and not self.sockets:
-                self.tracks[job_id] = _Track(None)
-                return
+            if client_id is None:
+                watched = bool(self.sockets)
+            else:
+                watched = client_id in self.sockets or client_id in self.expected
+            if not watched:
+                return  # no ComfyUI client for this job: its events cost nothing here
             self.tracks[job_id] = _Track(client_id, event.planned)
             self.send(client_id, "execution_start", {"prompt_id": job_id, "timestamp": _now_ms()})
             return
