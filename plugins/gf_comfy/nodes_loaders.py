@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gf_diffusion import loader, lora
+from gf_diffusion.latents import vae_geometry
 from gf_diffusion.types import Model, Vae
 from graphflow import Choice, Float, NodeContext, NodeResult, Outputs
 
@@ -57,6 +58,8 @@ def checkpoint_loader_simple(
         ctx=ctx,
     )
     clip = ClipValue(text_encoder, tokenizer, default_layer(text_encoder))
+    # KSampler remakes EmptyLatentImage's SD-shaped latent in this VAE's geometry.
+    model = model.with_extras({"vae_geometry": vae_geometry(vae)})
     return model, clip, vae
 
 
