@@ -19,7 +19,7 @@ from graphflow import Choice, Float, Int, NodeContext
 from graphflow.runtime.handles import compute_device
 
 from .names import ComfyInput, comfy_node
-from .nodes_latent import with_samples
+from .nodes_latent import fit_empty_latent, with_samples
 
 MAX_SEED = 2**64 - 1
 SEED = ComfyInput(
@@ -48,6 +48,9 @@ def _run(model, positive, negative, latent, sigmas_for, sampler_name, cfg, seed,
     sigmas = sigmas_for(ms)
     if sigmas is None or len(sigmas) < 2:
         return latent
+    geometry = model.extras.get("vae_geometry")  # set by CheckpointLoaderSimple
+    if geometry is not None:
+        latent = fit_empty_latent(latent, geometry)
     with model.on_device(compute_device(model, ctx)) as unet:
         if latent.samples.shape[1] != unet.config.in_channels:
             raise ValueError(

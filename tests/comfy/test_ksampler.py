@@ -219,7 +219,9 @@ def test_a_comfy_workflow_runs_end_to_end(models_root, registry, monkeypatch):
     monkeypatch.setenv("GRAPHFLOW_DEVICE", "cpu")
     result = Executor(registry).run(_workflow("euler_ancestral"), outputs=["ks"])
     assert result.ok, result.error
-    assert result.outputs["ks"]["latent"].samples.shape == (2, 4, 8, 8)
+    latent = result.outputs["ks"]["latent"]
+    # EmptyLatentImage's SD-shaped (8×) latent is remade in tiny-sd's 2× VAE geometry
+    assert latent.samples.shape == (2, 4, 32, 32) and latent.downscale == 2
 
 
 def test_an_unimplemented_sampler_is_a_validation_error(models_root, registry, monkeypatch):
