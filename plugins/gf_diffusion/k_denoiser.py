@@ -95,6 +95,8 @@ class KDenoiser:
         self.sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
         self.positive, self.negative = positive, negative
         self.calls = 0
+        self.keep_uncond = False  # CFG++ samplers set it: the negative prompt even at cfg 1
+        self.last_uncond = None  # the unguided x0 of the last call
         self.dtype = getattr(unet, "dtype", None)
         self._prepared: dict[tuple, list[_Prepared]] = {}
 
@@ -194,9 +196,12 @@ class KDenoiser:
         sigma = float(sigma)
         with torch.no_grad():
             cond = self._combined(x, sigma, "positive")
-            if math.isclose(self.cfg, 1.0) or not self.negative.entries:
+            skip = math.isclose(self.cfg, 1.0) and not self.keep_uncond
+            if skip or not self.negative.entries:
+                self.last_uncond = cond
                 return cond
             uncond = self._combined(x, sigma, "negative")
+            self.last_uncond = uncond
             return uncond + (cond - uncond) * self.cfg
 
 
@@ -206,6 +211,20 @@ class MaskedDenoiser:
 
     def __init__(self, inner, latent, noise, mask):
         self.inner, self.latent, self.noise, self.mask = inner, latent, noise, mask
+
+    @property
+    def keep_uncond(self) -> bool:
+        """The wrapped denoiser's ``keep_uncond`` (CFG++ samplers set it)."""
+        return self.inner.keep_uncond
+
+    @keep_uncond.setter
+    def keep_uncond(self, value: bool) -> None:
+        self.inner.keep_uncond = value
+
+    @property
+    def last_uncond(self):
+        """The wrapped denoiser's unguided x0 of its last call."""
+        return self.inner.last_uncond
 
     def __call__(self, x, sigma: float):
         """x0 with the unmasked region pinned to the original latent."""

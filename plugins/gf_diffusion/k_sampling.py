@@ -13,24 +13,29 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from . import k_extra, k_solvers
 from . import k_samplers as ks
-from . import k_solvers
 from .k_denoiser import KDenoiser, MaskedDenoiser
 from .sigmas import ModelSigmas
 
 SAMPLERS = {
     "euler": ks.sample_euler,
+    "euler_cfg_pp": partial(k_extra.sample_euler_ancestral_cfg_pp, eta=0.0),
     "euler_ancestral": ks.sample_euler_ancestral,
+    "euler_ancestral_cfg_pp": k_extra.sample_euler_ancestral_cfg_pp,
     "heun": ks.sample_heun,
+    "heunpp2": k_extra.sample_heunpp2,
     "dpm_2": ks.sample_dpm_2,
     "dpm_2_ancestral": ks.sample_dpm_2_ancestral,
     "lms": ks.sample_lms,
     "dpm_fast": k_solvers.sample_dpm_fast,
     "dpm_adaptive": k_solvers.sample_dpm_adaptive,
     "dpmpp_2s_ancestral": ks.sample_dpmpp_2s_ancestral,
+    "dpmpp_2s_ancestral_cfg_pp": k_extra.sample_dpmpp_2s_ancestral_cfg_pp,
     "dpmpp_sde": ks.sample_dpmpp_sde,
     "dpmpp_sde_gpu": partial(ks.sample_dpmpp_sde, gpu=True),
     "dpmpp_2m": ks.sample_dpmpp_2m,
+    "dpmpp_2m_cfg_pp": k_extra.sample_dpmpp_2m_cfg_pp,
     "dpmpp_2m_sde": ks.sample_dpmpp_2m_sde,
     "dpmpp_2m_sde_gpu": partial(ks.sample_dpmpp_2m_sde, gpu=True),
     "dpmpp_2m_sde_heun": partial(ks.sample_dpmpp_2m_sde, solver="heun"),
@@ -40,6 +45,13 @@ SAMPLERS = {
     "ddpm": ks.sample_ddpm,
     "lcm": ks.sample_lcm,
     "ipndm": k_solvers.sample_ipndm,
+    "ipndm_v": k_extra.sample_ipndm_v,
+    "res_multistep": k_extra.sample_res_multistep,
+    "res_multistep_cfg_pp": partial(k_extra.sample_res_multistep, cfg_pp=True),
+    "res_multistep_ancestral": partial(k_extra.sample_res_multistep, eta=1.0),
+    "res_multistep_ancestral_cfg_pp": partial(k_extra.sample_res_multistep, eta=1.0, cfg_pp=True),
+    "gradient_estimation": k_extra.sample_gradient_estimation,
+    "gradient_estimation_cfg_pp": partial(k_extra.sample_gradient_estimation, cfg_pp=True),
     "ddim": ks.sample_euler,  # deterministic DDIM is Euler in sigma space (inpaint noise: below)
     "uni_pc": k_solvers.sample_uni_pc,
     "uni_pc_bh2": partial(k_solvers.sample_uni_pc, variant="bh2"),

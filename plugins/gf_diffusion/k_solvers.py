@@ -169,9 +169,12 @@ def sample_ipndm(model, x, sigmas, run: SamplerRun, max_order: int = 4):
         run.step(i, len(s) - 1, x, denoised)
         d = to_d(x, s[i], denoised)
         order = min(max_order, i + 1)
-        ds = [d, *reversed(history)][:order]
-        slope = sum(c * v for c, v in zip(coefficients[order], ds, strict=True)) / divisors[order]
-        x = x + (s[i + 1] - s[i]) * slope
+        if s[i + 1] == 0:
+            x = denoised  # the final step lands on the prediction
+        else:
+            ds = [d, *reversed(history)][:order]
+            slope = sum(c * v for c, v in zip(coefficients[order], ds, strict=True))
+            x = x + (s[i + 1] - s[i]) * slope / divisors[order]
         history = ([*history, d])[-(max_order - 1) :]
     return x
 

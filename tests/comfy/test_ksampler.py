@@ -133,7 +133,7 @@ def test_specs_are_comfyuis():
     assert [o.name for o in spec.outputs] == ["latent"]
 
 
-@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc"])
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc", "euler_cfg_pp"])
 def test_ksampler_runs_and_is_deterministic(sd, sampler):
     ctx = Ctx()
     first = _sample(sd["model"], sampler, seed=2**64 - 1, ctx=ctx)
@@ -226,6 +226,6 @@ def test_a_comfy_workflow_runs_end_to_end(models_root, registry, monkeypatch):
 
 def test_an_unimplemented_sampler_is_a_validation_error(models_root, registry, monkeypatch):
     monkeypatch.setenv("GRAPHFLOW_MODELS", str(models_root))
-    with pytest.raises(ValidationFailed, match="res_multistep") as caught:
-        Executor(registry).run(_workflow("res_multistep"), outputs=["ks"])
+    with pytest.raises(ValidationFailed, match="er_sde") as caught:
+        Executor(registry).run(_workflow("er_sde"), outputs=["ks"])
     assert any(e.input == "sampler_name" for e in caught.value.errors)
