@@ -1,0 +1,102 @@
+"""The sigma-space denoiser wrapper (gf_diffusion/k_denoiser.py) on a fake UNet whose output
+is known: c_in scaling, t(σ), ε and v parameterisations, cfg, weighted and area-restricted
+prompts (ComfyUI's feathered area average) and the inpainting mask."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import torch
+
+from gf_diffusion.k_denoiser import FEATHER, KDenoiser, MaskedDenoiser, _area_mask
+from gf_diffusion.sigmas import ModelSigmas
+from gf_diffusion.values import Conditioning, ConditioningEntry
+
+MS = ModelSigmas.from_config({"beta_schedule": "scaled_linear"})
+
+
+class FakeUNet:
+    """Output = the prompt's embedding value (constant per prompt) everywhere, recording the
+    inputs it was given."""
+
+    config = SimpleNamespace(addition_embed_type=None)
+    dtype = torch.float32
+
+    def __init__(self):
+        self.inputs, self.timesteps = [], []
+
+    def __call__(self, x, t, encoder_hidden_states, added_cond_kwargs, return_dict):
+        self.inputs.append(x.clone())
+        self.timesteps.append(int(t))
+        value = encoder_hidden_states.mean(dim=(1, 2)).view(-1, 1, 1, 1)
+        return (value.expand_as(x).clone(),)
+
+
+def _prompt(*values, weights=None, areas=None) -> Conditioning:
+    entries = []
+    for k, value in enumerate(values):
+        entry = ConditioningEntry(torch.full((1, 77, 8), float(value)))
+        entry.weight = 1.0 if weights is None else weights[k]
+        entry.area = None if areas is None else areas[k]
+        entries.append(entry)
+    return Conditioning(entries)
+
+
+def test_epsilon_model_input_timestep_and_x0():
+    unet = FakeUNet()
+    x = torch.randn(2, 4, 8, 8)
+    sigma = 3.0
+    out = KDenoiser(unet, MS, _prompt(0.5), _prompt(), cfg=1.0)(x, sigma)
+    assert torch.allclose(unet.inputs[0], x / math.sqrt(sigma**2 + 1))
+    assert unet.timesteps == [int(MS.timestep(sigma))]
+    assert torch.allclose(out, x - 0.5 * sigma)
+
+
+def test_v_prediction_x0():
+    ms = ModelSigmas.from_config(
+        {"beta_schedule": "scaled_linear", "prediction_type": "v_prediction"}
+    )
+    x, sigma = torch.randn(1, 4, 8, 8), 2.0
+    out = KDenoiser(FakeUNet(), ms, _prompt(0.25), _prompt(), cfg=1.0)(x, sigma)
+    c_in = 1 / math.sqrt(sigma**2 + 1)
+    assert torch.allclose(out, x * c_in**2 - 0.25 * sigma * c_in, atol=1e-6)
+
+
+def test_cfg_and_weighted_prompts():
+    x, sigma = torch.randn(1, 4, 8, 8), 1.5
+    model = KDenoiser(FakeUNet(), MS, _prompt(1.0, 0.0, weights=[3.0, 1.0]), _prompt(0.2), 7.0)
+    cond, uncond = x - 0.75 * sigma, x - 0.2 * sigma  # weighted mean (3·1 + 1·0)/4
+    assert torch.allclose(model(x, sigma), uncond + 7.0 * (cond - uncond), atol=1e-5)
+    assert torch.allclose(model.last_uncond, uncond)
+
+
+def test_an_area_prompt_is_averaged_in_with_feathered_edges():
+    x, sigma = torch.zeros(1, 4, 32, 32), 1.0
+    area = (16, 16, 8, 8)  # (h, w, y, x) in latent pixels
+    positive = _prompt(1.0, 3.0, areas=[None, area])
+    out = KDenoiser(FakeUNet(), MS, positive, _prompt(), cfg=1.0)(x, sigma)
+    mask = _area_mask(area, x.shape, x.device, x.dtype)
+    assert float(mask[FEATHER, FEATHER]) == 1.0 and math.isclose(float(mask[0, 8]), 1 / FEATHER)
+    expected = -torch.ones(1, 4, 32, 32)
+    region = -(1.0 + 3.0 * mask) / (1.0 + mask)
+    expected[..., 8:24, 8:24] = region
+    assert torch.allclose(out, expected, atol=1e-5)
+    touching = _area_mask((16, 16, 0, 0), x.shape, x.device, x.dtype)
+    assert float(touching[0, 0]) == 1.0  # no feathering on the latent's border
+
+
+def test_masked_denoiser_pins_the_unmasked_latent():
+    latent, noise = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    mask = torch.zeros(1, 4, 8, 8)
+    mask[..., :, 4:] = 1.0
+    seen = []
+
+    def inner(x, sigma):
+        seen.append(x.clone())
+        return x * 0.5
+
+    out = MaskedDenoiser(inner, latent, noise, mask)(torch.zeros(1, 4, 8, 8), 2.0)
+    assert torch.allclose(seen[0][..., :4], (latent + noise * 2.0)[..., :4])
+    assert torch.equal(seen[0][..., 4:], torch.zeros(1, 4, 8, 4))
+    assert torch.equal(out[..., :4], latent[..., :4])
