@@ -229,3 +229,16 @@ def test_an_unimplemented_sampler_is_a_validation_error(models_root, registry, m
     with pytest.raises(ValidationFailed, match="er_sde") as caught:
         Executor(registry).run(_workflow("er_sde"), outputs=["ks"])
     assert any(e.input == "sampler_name" for e in caught.value.errors)
+
+
+def test_a_noise_mask_keeps_the_unmasked_latent(sd):
+    from gf_comfy.nodes_latent import ComfyLatent
+
+    start = _latent(content=True)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 2:] = 1.0  # the right half may change (resized to the 8×8 latent)
+    latent = ComfyLatent(start.samples, None, 0.18215, 0.0, 8, noise_mask=mask)
+    out = _sample(sd["model"], "ddim", latent_image=latent)
+    assert torch.allclose(out.samples[..., :3], start.samples[..., :3], atol=1e-5)
+    assert not torch.allclose(out.samples[..., 5:], start.samples[..., 5:])
+    assert out.noise_mask is mask  # ComfyUI keeps the LATENT's keys
