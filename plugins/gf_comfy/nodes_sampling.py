@@ -9,14 +9,13 @@ rules hold (noise is added in that space, as ComfyUI's model does after scaling)
 
 from __future__ import annotations
 
+from gf_diffusion.k_sampler_node import sample_latent
 from gf_diffusion.k_samplers import SAMPLER_NAMES
-from gf_diffusion.k_sampling import k_sample, model_sigmas_of, unsupported_sampler
-from gf_diffusion.sampler import PREVIEW_EVERY, _preview
+from gf_diffusion.k_sampling import model_sigmas_of, unsupported_sampler
 from gf_diffusion.sigmas import SCHEDULER_NAMES, advanced_cut, ksampler_sigmas, sampler_sigmas
 from gf_diffusion.types import Conditioning, Model
 from gf_diffusion.types import Latent as LatentType
 from graphflow import Choice, Float, Int, NodeContext
-from graphflow.runtime.handles import compute_device
 
 from .names import ComfyInput, comfy_node
 from .nodes_latent import fit_empty_latent, with_samples
@@ -28,40 +27,19 @@ SEED = ComfyInput(
 CFG = ComfyInput(step=0.1, round=0.01)
 
 
-def _callback(ctx: NodeContext | None):
-    if ctx is None:
-        return None
-
-    def report(i: int, total: int, x, denoised) -> None:
-        ctx.check_interrupt()
-        if (i + 1) % PREVIEW_EVERY == 0 or i == total - 1:
-            ctx.preview(_preview(denoised))
-        ctx.progress(i + 1, total)
-
-    return report
-
-
 def _run(model, positive, negative, latent, sigmas_for, sampler_name, cfg, seed, add_noise, ctx):
     """Sample with the MODEL on the run's device; ``sigmas_for(model_sigmas)`` gives the
     schedule (None: nothing to run, the latent comes back as it is)."""
-    ms = model_sigmas_of(model)
-    sigmas = sigmas_for(ms)
+    sigmas = sigmas_for(model_sigmas_of(model))
     if sigmas is None or len(sigmas) < 2:
         return latent
     geometry = model.extras.get("vae_geometry")  # set by CheckpointLoaderSimple
     if geometry is not None:
         latent = fit_empty_latent(latent, geometry)
-    with model.on_device(compute_device(model, ctx)) as unet:
-        if latent.samples.shape[1] != unet.config.in_channels:
-            raise ValueError(
-                f"latent has {latent.samples.shape[1]} channels but the model expects "
-                f"{unet.config.in_channels}"
-            )
-        samples = k_sample(
-            unet, ms, positive, negative, latent, sigmas, sampler=sampler_name, cfg=cfg,
-            seed=seed, add_noise=add_noise, callback=_callback(ctx),
-        )  # fmt: skip
-    return with_samples(latent, samples.to(latent.samples.dtype))
+    samples = sample_latent(
+        model, positive, negative, latent, sigmas, sampler_name, cfg, seed, add_noise, ctx
+    )
+    return with_samples(latent, samples)
 
 
 def _names_check(sampler_name: str = "euler", scheduler: str = "normal", **_) -> list[str]:
