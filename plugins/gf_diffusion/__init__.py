@@ -6,9 +6,9 @@ a node runs, not when the pack is registered.
 
 from graphflow import hookimpl
 
-from . import commands, latents, loader, lora, sampler, schedulers, text, types, vae
+from . import commands, k_sampler_node, latents, loader, lora, sampler, schedulers, text, types, vae
 
-MODULES = (loader, text, schedulers, latents, sampler, vae, lora)
+MODULES = (loader, text, schedulers, latents, sampler, vae, lora, k_sampler_node)
 
 
 @hookimpl
