@@ -52,6 +52,7 @@ SAMPLERS = {
     "res_multistep_ancestral_cfg_pp": partial(k_extra.sample_res_multistep, eta=1.0, cfg_pp=True),
     "gradient_estimation": k_extra.sample_gradient_estimation,
     "gradient_estimation_cfg_pp": partial(k_extra.sample_gradient_estimation, cfg_pp=True),
+    "er_sde": k_extra.sample_er_sde,
     "ddim": ks.sample_euler,  # deterministic DDIM is Euler in sigma space (inpaint noise: below)
     "uni_pc": k_solvers.sample_uni_pc,
     "uni_pc_bh2": partial(k_solvers.sample_uni_pc, variant="bh2"),

@@ -226,8 +226,8 @@ def test_a_comfy_workflow_runs_end_to_end(models_root, registry, monkeypatch):
 
 def test_an_unimplemented_sampler_is_a_validation_error(models_root, registry, monkeypatch):
     monkeypatch.setenv("GRAPHFLOW_MODELS", str(models_root))
-    with pytest.raises(ValidationFailed, match="er_sde") as caught:
-        Executor(registry).run(_workflow("er_sde"), outputs=["ks"])
+    with pytest.raises(ValidationFailed, match="seeds_2") as caught:
+        Executor(registry).run(_workflow("seeds_2"), outputs=["ks"])
     assert any(e.input == "sampler_name" for e in caught.value.errors)
 
 

@@ -87,5 +87,5 @@ def test_the_native_node_runs_in_a_graphflow_workflow(executor):
 
 
 def test_an_unimplemented_sampler_is_refused_by_validation(executor):
-    with pytest.raises(ValidationFailed, match="er_sde"):
-        executor.run(_workflow("er_sde"), outputs=["ks"])
+    with pytest.raises(ValidationFailed, match="seeds_2"):
+        executor.run(_workflow("seeds_2"), outputs=["ks"])

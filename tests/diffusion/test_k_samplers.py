@@ -218,7 +218,7 @@ def test_dpm_adaptive_error_follows_its_tolerance(ms):
 
 STOCHASTIC = [
     "euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde",
-    "dpmpp_2m_sde_heun", "dpmpp_3m_sde", "ddpm", "lcm", "res_multistep_ancestral",
+    "dpmpp_2m_sde_heun", "dpmpp_3m_sde", "ddpm", "lcm", "res_multistep_ancestral", "er_sde",
 ]  # fmt: skip
 
 
@@ -255,8 +255,8 @@ def test_comfy_noise_is_manual_seed_then_randn():
 
 def test_unimplemented_comfy_samplers_are_named_in_the_message():
     assert unsupported_sampler("euler") is None
-    message = unsupported_sampler("er_sde")
-    assert "er_sde" in message and "not implemented" in message
+    message = unsupported_sampler("seeds_2")
+    assert "seeds_2" in message and "not implemented" in message
     assert "unknown sampler" in unsupported_sampler("nonsense")
     assert set(SAMPLERS) <= set(ks.SAMPLER_NAMES)
     assert len(ks.SAMPLER_NAMES) == 42
@@ -316,3 +316,15 @@ def test_heunpp2_three_stage_step():
     xb = xa + ((1 - w2) * d + w2 * d2) * (s2 - s1)
     expected = xb + (xb - denoiser(xb, s2)) / s2 * (s3 - s2)
     _close(_run("heunpp2", x, [s0, s1, s2, s3]), expected)
+
+
+def test_er_sde_first_step():
+    x = _x()
+    s0, s1 = _s([3.0, 1.5])
+
+    def scale(v):
+        return v * (math.exp(v**0.3) + 10.0)
+
+    r = scale(s1) / scale(s0)
+    expected = r * x + (1 - r) * denoiser(x, s0) + _gauss(x) * math.sqrt(s1**2 - s0**2 * r**2)
+    _close(_run("er_sde", x, [s0, s1]), expected)
