@@ -76,10 +76,13 @@ class SamplerRun:
         tree = torchsde.BrownianTree(t0, w0, t1, entropy=self.seed)
 
         def noise(sigma, sigma_next):
+            # W(σ_next) − W(σ) as ComfyUI's batched tree signs it (σ falls, so W(low) −
+            # W(high)), normalised to unit variance
             low, high = sorted((float(sigma), float(sigma_next)))
+            sign = 1.0 if float(sigma) < float(sigma_next) else -1.0
             with warnings.catch_warnings():  # float32 ends queried as float64: harmless
                 warnings.simplefilter("ignore", UserWarning)
-                increment = tree(low, high)
+                increment = tree(low, high) * sign
             return (increment / math.sqrt(abs(high - low))).to(x.device, x.dtype)
 
         return noise

@@ -137,7 +137,7 @@ def test_sde_samplers_take_brownian_tree_noise_seeded_with_the_seed():
     x = _x()
     s0, s1 = _s([3.0, 1.5])
     tree = torchsde.BrownianTree(s1, torch.zeros_like(x), s0, entropy=SEED)
-    noise = tree(s1, s0) / math.sqrt(s0 - s1)
+    noise = -tree(s1, s0) / math.sqrt(s0 - s1)  # ComfyUI's sign: the increment towards σ1
     h = math.log(s0 / s1)
     expected = (
         (s1 / s0) * math.exp(-h) * x
