@@ -6,9 +6,23 @@ a node runs, not when the pack is registered.
 
 from graphflow import hookimpl
 
-from . import commands, k_sampler_node, latents, loader, lora, sampler, schedulers, text, types, vae
+from . import (
+    commands,
+    component_loaders,
+    k_sampler_node,
+    latents,
+    loader,
+    lora,
+    sampler,
+    schedulers,
+    text,
+    text_encoder_loaders,
+    types,
+    vae,
+)
 
 MODULES = (loader, text, schedulers, latents, sampler, vae, lora, k_sampler_node)
+MODULES += (component_loaders, text_encoder_loaders)  # separate loaders (issue 15 §2)
 
 
 @hookimpl
