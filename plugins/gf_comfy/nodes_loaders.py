@@ -1,9 +1,10 @@
 """ComfyUI's loader class types on graphflow's loaders: CheckpointLoaderSimple, LoraLoader,
-LoraLoaderModelOnly (and VAELoader once graphflow's VAE files loader exists).
+LoraLoaderModelOnly and VAELoader.
 
-They call the functions behind graphflow's own nodes (``gf_diffusion.loader`` and
-``gf_diffusion.lora``), so a checkpoint loaded through either name is the same resident
-model, and their checks and file fingerprints are graphflow's, under ComfyUI's input names.
+They call the functions behind graphflow's own nodes (``gf_diffusion.loader``,
+``gf_diffusion.lora`` and ``gf_diffusion.component_loaders``), so a model loaded through
+either name is the same resident model, and their checks and file fingerprints are
+graphflow's, under ComfyUI's input names.
 CLIP is graphflow's text encoders and tokenizers together (:class:`~gf_comfy.types.ClipValue`).
 Pickle files (.ckpt/.pt) follow graphflow's rule: refused unless pickles are allowed in the
 settings (``GRAPHFLOW_ALLOW_PICKLE``), then read weights-only, as ComfyUI reads them.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gf_diffusion import loader, lora
+from gf_diffusion import component_loaders, loader, lora
 from gf_diffusion.latents import vae_geometry
 from gf_diffusion.types import Model, Vae
 from graphflow import Choice, Float, NodeContext, NodeResult, Outputs
@@ -150,4 +151,26 @@ for _spec in (lora_loader, lora_loader_model_only):
     _spec.check(_lora_loadable)
     _spec.fingerprint(_lora_version)
 
-NODES = [checkpoint_loader_simple, lora_loader, lora_loader_model_only]
+
+@comfy_node("VAELoader", display_name="Load VAE", category="loaders", output_names=("VAE",))
+def vae_loader(vae_name: Choice(component_loaders.list_vae_files), ctx: NodeContext = None) -> Vae:
+    """Load a VAE alone from models/vae, to decode and encode in place of a checkpoint's.
+
+    graphflow's VAE loader: a single file in the original or diffusers layout, or a
+    diffusers AutoencoderKL folder; the latent scaling (SD 1.x/2.x or SDXL) is read from
+    the file. ComfyUI's ``pixel_space`` and TAESD choices are not offered.
+    """
+    return component_loaders.load_vae_handle(ctx, vae_name)
+
+
+@vae_loader.check
+def _vae_loadable(vae_name: str = "", **_) -> str | None:
+    return component_loaders.load_vae.check_function(vae_name=vae_name, allow_pickle=False)
+
+
+@vae_loader.fingerprint
+def _vae_version(vae_name: str = "", **_) -> object:
+    return component_loaders.load_vae.fingerprint_function(vae_name=vae_name)
+
+
+NODES = [checkpoint_loader_simple, lora_loader, lora_loader_model_only, vae_loader]

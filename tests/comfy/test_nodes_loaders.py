@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -41,6 +43,8 @@ def models_root(tmp_path_factory):
     (root / "loras").mkdir()
     save_file(_lora_file(), str(root / "loras" / "style.safetensors"))
     torch.save(_lora_file(), root / "loras" / "old.pt")
+    (root / "vae").mkdir()
+    shutil.copytree(root / "checkpoints" / "tiny-sd" / "vae", root / "vae" / "tiny-vae")
     return root
 
 
@@ -238,6 +242,42 @@ def test_an_unknown_checkpoint_is_a_validation_error(executor):
         {
             "ckpt": ("comfy.checkpoint_loader_simple", {"ckpt_name": "nope.safetensors"}),
             "show": ("core.show", {"value": link("ckpt", "model")}),
+        }
+    )
+    with pytest.raises(ValidationFailed, match=r"nope\.safetensors"):
+        executor.run(workflow, outputs=["show"])
+
+
+def test_vae_loader_has_comfyuis_spec():
+    entry = CLASSES["VAELoader"]
+    assert (entry.display_name, entry.category) == ("Load VAE", "loaders")
+    assert _inputs("VAELoader") == [("vae_name", "STRING", None, None, None)]
+    assert _outputs("VAELoader") == [("vae", "VAE")]
+
+
+def test_vae_loader_loads_a_vae_of_models_vae(executor):
+    choices = CLASSES["VAELoader"].spec.inputs_by_name["vae_name"].allowed_choices()
+    assert "tiny-vae" in choices
+    workflow = make_workflow(
+        {
+            "vae": ("comfy.vae_loader", {"vae_name": "tiny-vae"}),
+            "ckpt": ("comfy.checkpoint_loader_simple", {"ckpt_name": "tiny-sd"}),
+            "show": ("core.show", {"value": link("vae", "vae")}),
+        }
+    )
+    result = executor.run(workflow, outputs=["vae", "ckpt"])
+    assert result.ok, result.error
+    loaded = result.outputs["vae"]["vae"].unpatched.state_dict()
+    checkpoint = result.outputs["ckpt"]["vae"].unpatched.state_dict()
+    assert loaded.keys() == checkpoint.keys()
+    assert all(torch.equal(loaded[k], checkpoint[k]) for k in loaded)
+
+
+def test_an_unknown_vae_is_a_validation_error(executor):
+    workflow = make_workflow(
+        {
+            "vae": ("comfy.vae_loader", {"vae_name": "nope.safetensors"}),
+            "show": ("core.show", {"value": link("vae", "vae")}),
         }
     )
     with pytest.raises(ValidationFailed, match=r"nope\.safetensors"):
