@@ -294,7 +294,8 @@ def encode_text(
             f"{len(handles)} text encoder(s): tokenize with this checkpoint's tokenizer"
         )
     device = compute_device(handles[0], ctx)
-    sdxl = len(handles) > 1
+    # SDXL: two encoders; its refiner: OpenCLIP G alone, a projection model (pooled output).
+    sdxl = len(handles) > 1 or hasattr(handles[0].unpatched, "text_projection")
     with ExitStack() as taken, torch.no_grad():
         encoders = [taken.enter_context(handle.on_device(device)) for handle in handles]
         device = encoders[0].device

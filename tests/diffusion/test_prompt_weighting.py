@@ -333,3 +333,21 @@ def test_averaging_conditionings_of_different_widths_is_a_one_line_error(parts):
     sd, xl = encode(parts, "a cat"), encode(parts, "a cat", name="tiny-sdxl")
     with pytest.raises(PromptError, match="cannot average"):
         average(a=Conditioning([sd]), b=Conditioning([xl]))
+
+
+def test_a_lone_projection_encoder_encodes_as_the_sdxl_refiner(parts):
+    """The refiner has OpenCLIP G alone: penultimate states and its pooled output."""
+    from gf_diffusion.values import TextEncoders, Tokenizers
+
+    sdxl = parts["tiny-sdxl"]
+    encoder = TextEncoders([sdxl["text_encoder"].encoders[1]])
+    tokenizer = Tokenizers([sdxl["tokenizer"].tokenizers[1]])
+    registry = parts["registry"]
+    tokens = registry["diffusion.tokenize"].function(text="a cat", tokenizer=tokenizer).outputs
+    entry = registry["diffusion.encode_text"].function(tokens=tokens, text_encoder=encoder)
+    ids = tokens.per_tokenizer[0].input_ids
+    with torch.no_grad():
+        out = encoder.encoders[0].unpatched(ids, output_hidden_states=True)
+    assert entry.entries[0].pooled is not None
+    assert torch.allclose(entry.entries[0].pooled, out[0][:1], atol=1e-6)
+    assert torch.allclose(entry.entries[0].embeds[0], out.hidden_states[-2][0], atol=1e-6)
