@@ -154,7 +154,7 @@ def unet_family(shape: UNetShape, metadata: dict[str, str], name: str) -> detect
     """The supported family of a UNet alone; ConfigNeededError when its sizes are not the
     shipped config's (or no family has its layout)."""
     family = _family_name(shape, metadata)
-    kind = next((k for k in detect.SUPPORTED if k.name == family), None)
+    kind = next((k for k in detect.KINDS if k.name == family and k.config), None)
     if kind is None:
         raise ConfigNeededError(f"{name} is a UNet graphflow ships no config for ({family})")
     sizes = kind.sizes or {}

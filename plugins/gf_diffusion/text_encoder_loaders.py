@@ -138,6 +138,21 @@ def _hf_names(state: dict[str, Any], kind: EncoderType, model: Any) -> dict[str,
     }
 
 
+def _fit_names(state: dict[str, Any], model: Any) -> dict[str, Any]:
+    """Names as this transformers version has them (5.x dropped the ``text_model.`` level
+    that 4.x and the files keep)."""
+    own = set(model.state_dict())
+    fitted = {}
+    for key, value in state.items():
+        if key not in own:
+            bare = key.removeprefix("text_model.")
+            key = (
+                bare if bare in own else "text_model." + key if "text_model." + key in own else key
+            )
+        fitted[key] = value
+    return fitted
+
+
 def _clip_module(path: Path, kind: EncoderType, torch_dtype: Any, allow_pickle: bool) -> Any:
     """Build the encoder empty from its shipped config and assign the file's tensors."""
     import torch
@@ -149,7 +164,7 @@ def _clip_module(path: Path, kind: EncoderType, torch_dtype: Any, allow_pickle: 
     cls = CLIPTextModelWithProjection if projected else CLIPTextModel
     with torch.device("meta"):
         model = cls(config)
-    state = _hf_names(load_state_dict(path, allow_pickle), kind, model)
+    state = _fit_names(_hf_names(load_state_dict(path, allow_pickle), kind, model), model)
     state = {k: v.to(torch_dtype) for k, v in state.items() if hasattr(v, "to")}
     result = model.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
