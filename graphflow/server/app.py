@@ -25,7 +25,7 @@ from ..jobs import JobRunner
 from ..plugins import PluginProblem, load_plugins
 from ..registry import Registry
 from ..settings import Settings, current_settings, use_settings
-from . import add_serve_arguments, routes_files, routes_prompt, routes_system
+from . import add_serve_arguments, routes_files, routes_import, routes_prompt, routes_system
 from .config import ConfigError, ServerConfig, default_data_dir, input_folder
 from .dispatcher import Dispatcher
 from .events_ws import EventHub
@@ -144,6 +144,7 @@ def _application(state: ServerState) -> web.Application:
     app.on_response_prepare.append(security_headers(cross_origin_reads=bool(config.allow_origins)))
     app.router.add_routes(routes_prompt.routes)
     app.router.add_routes(routes_files.routes)
+    app.router.add_routes(routes_import.routes)
     app.router.add_get("/ws", state.hub.handle)
     app[PLUGIN_ROUTES] = _install_plugin_routes(app, state)
     app.router.add_routes(routes_system.routes)  # last: it holds the static catch-all

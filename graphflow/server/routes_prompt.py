@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import ErrorCode, GraphError, JobErrorCode, WorkflowFormatError
+from ..errors import ErrorCode, GraphError, JobErrorCode, ValidationFailed, WorkflowFormatError
+from ..formats import import_document
 from ..graph import ValidatedGraph, validate
 from ..registry import Registry
-from ..workflow import workflow_from_dict
+from ..workflow import Workflow
 from .events_ws import CLIENT_ID
 from .queue_base import Job, JobNotFound, JobStatus
 from .routes_common import (
@@ -46,18 +48,31 @@ def _validation_error(errors: list[GraphError]) -> ApiError:
     )
 
 
-def prepare_workflow(
-    registry: Registry, document: dict, outputs: list[str] | None
-) -> ValidatedGraph:
-    """Parse and validate a workflow document; raises ApiError 400 listing every problem."""
+def read_document(registry: Registry, document: Any) -> tuple[Workflow, str]:
+    """A workflow document of any format the registry reads → (Workflow, "read as" label).
+
+    graphflow documents are read as they always were; one without a ``"format"`` field goes
+    to the registry's importers (e.g. ComfyUI's API and UI formats). Raises ApiError 400
+    listing every problem.
+    """
     try:
-        workflow = workflow_from_dict(document)
+        return import_document(document, registry)
+    except ValidationFailed as failed:
+        raise _validation_error(failed.errors) from None
     except WorkflowFormatError as error:
         raise _validation_error([GraphError(ErrorCode.INVALID_DOCUMENT, str(error))]) from None
     except RecursionError:
         raise _validation_error(
             [GraphError(ErrorCode.INVALID_DOCUMENT, "the document is nested too deeply")]
         ) from None
+
+
+def prepare_workflow(
+    registry: Registry, document: Any, outputs: list[str] | None
+) -> tuple[ValidatedGraph, str]:
+    """Read and validate a workflow document: (validated graph, "read as" label); raises
+    ApiError 400 listing every problem."""
+    workflow, label = read_document(registry, document)
     try:
         validated, errors = validate(workflow, registry)
     except RecursionError:
@@ -71,7 +86,20 @@ def prepare_workflow(
             )
     if errors or validated is None:
         raise _validation_error(errors)
-    return validated
+    return validated, label
+
+
+def node_count(document: dict) -> int:
+    """How many nodes a document of any known format holds, before it is read (for the
+    server's node limit): graphflow's and ComfyUI UI's ``nodes``, else an API prompt's
+    entries (or those of a saved ComfyUI ``{"prompt": ...}`` body)."""
+    nodes = document.get("nodes")
+    if isinstance(nodes, (dict, list)):
+        return len(nodes)
+    if "format" in document:
+        return 0
+    prompt = document.get("prompt")
+    return len(prompt) if isinstance(prompt, dict) else len(document)
 
 
 def _parse_prompt(body: Any, max_nodes: int) -> tuple[dict, str | None, int, list[str] | None]:
@@ -86,12 +114,12 @@ def _parse_prompt(body: Any, max_nodes: int) -> tuple[dict, str | None, int, lis
     if "workflow" not in body:
         raise ApiError(400, "invalid_request", "the body needs a 'workflow' object")
     workflow = require_object(body["workflow"], "'workflow'")
-    nodes = workflow.get("nodes")
-    if isinstance(nodes, (dict, list)) and len(nodes) > max_nodes:
+    count = node_count(workflow)
+    if count > max_nodes:
         raise ApiError(
             413,
             "workflow_too_large",
-            f"workflow has {len(nodes)} nodes; this server accepts at most {max_nodes}",
+            f"workflow has {count} nodes; this server accepts at most {max_nodes}",
         )
     client_id = body.get("client_id")
     if client_id is not None and (not isinstance(client_id, str) or not CLIENT_ID.match(client_id)):
@@ -111,19 +139,35 @@ def _parse_prompt(body: Any, max_nodes: int) -> tuple[dict, str | None, int, lis
     return workflow, client_id, priority, outputs
 
 
-def accept_prompt(
-    registry: Registry, raw: bytes, max_nodes: int
-) -> tuple[dict, str | None, int, list[str] | None, ValidatedGraph]:
+@dataclass(frozen=True)
+class AcceptedPrompt:
+    """A ``POST /api/prompt`` body that passed: the graphflow/1 document to store (an
+    imported document is stored converted), its fields, the validated graph and what the
+    document was read as."""
+
+    document: dict
+    client_id: str | None
+    priority: int
+    outputs: list[str] | None
+    validated: ValidatedGraph
+    read_as: str
+
+
+def accept_prompt(registry: Registry, raw: bytes, max_nodes: int) -> AcceptedPrompt:
     """Parse, check and validate a ``POST /api/prompt`` body (ApiError when refused)."""
     if not raw.strip():
         raise ApiError(400, "empty_body", "this request needs a JSON body")
     document, client_id, priority, outputs = _parse_prompt(parse_json(raw), max_nodes)
-    return document, client_id, priority, outputs, prepare_workflow(registry, document, outputs)
+    validated, read_as = prepare_workflow(registry, document, outputs)
+    if "format" not in document:  # imported: store what runs, graphflow/1
+        document = validated.workflow.to_dict()
+    return AcceptedPrompt(document, client_id, priority, outputs, validated, read_as)
 
 
 @routes.post("/api/prompt")
 async def post_prompt(request: web.Request) -> web.Response:
-    """Validate a workflow and queue it: 200 {job_id, position}, or 400 with every error."""
+    """Validate a workflow (graphflow/1, or any format an importer reads) and queue it:
+    200 {job_id, position, read_as}, or 400 with every error."""
     state: ServerState = request.app[STATE]
     config = state.config
     raw = await read_json_bytes(request, config.max_body_bytes)
@@ -135,18 +179,17 @@ async def post_prompt(request: web.Request) -> web.Response:
         )
     else:
         accepted = accept_prompt(state.registry, raw, config.max_nodes)
-    document, client_id, priority, outputs, validated = accepted
     job = Job(
         id=uuid.uuid4().hex,
-        workflow=document,
-        priority=priority,
-        client_id=client_id,
-        outputs=outputs,
-        node_count=len(validated.workflow.nodes),
+        workflow=accepted.document,
+        priority=accepted.priority,
+        client_id=accepted.client_id,
+        outputs=accepted.outputs,
+        node_count=len(accepted.validated.workflow.nodes),
     )
     position = state.queue.put(job)
-    state.dispatcher.accepted(job, validated)
-    return json_response({"job_id": job.id, "position": position})
+    state.dispatcher.accepted(job, accepted.validated)
+    return json_response({"job_id": job.id, "position": position, "read_as": accepted.read_as})
 
 
 @routes.get("/api/queue")

@@ -57,3 +57,15 @@ async def test_websocket_messages_match_their_schemas(api):
     for message in await feed.until_done(job_id):
         name = {"status": "WsStatus", "job_done": "WsJobDone"}.get(message["type"], "WsRunEvent")
         check(message, name)
+
+
+async def test_workflow_import_answers_match_their_schemas(api):
+    comfy = {"1": {"class_type": "EmptyImage", "inputs": {"width": 0}}}
+    check(
+        await (await api.client.post("/api/workflow/import", json=comfy)).json(), "WorkflowImport"
+    )
+    unknown = {"1": {"class_type": "NoSuchComfyClass", "inputs": {}}}
+    refused = await api.client.post("/api/workflow/import", json=unknown)
+    check(await refused.json(), "ImportFailed")
+    check(await (await api.client.post("/api/prompt", json={"workflow": chain(2)})).json(),
+          "PromptAccepted")  # fmt: skip
