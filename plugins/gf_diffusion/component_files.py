@@ -74,10 +74,9 @@ def check_component_file(path: Path, folder: str, accepted: set[str], allow_pick
     kind = detect.detect(detect.read_header(path, allow_pickle))
     if kind is None or kind.name in accepted or kind.config is not None:
         return kind.name if kind else ""
-    where = kind.folder if kind.folder != "checkpoints" else "checkpoints"
     raise WrongFolderError(
         f"{path.name} is a {kind.label}, not a {folder.rstrip('s').replace('_', ' ')} file: "
-        f"it belongs in models/{where}/, not models/{folder}/"
+        f"it belongs in models/{kind.folder}/, not models/{folder}/"
     )
 
 

@@ -39,6 +39,27 @@ def _save(state: dict, path: Path) -> None:
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
 
 
+def _tiny_t5(folder: Path) -> None:
+    """A tiny transformers T5 encoder folder with a word-level fast tokenizer of its own."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    words = ["<pad>", "</s>", "<unk>", "a", "red", "cat", "dog"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=8,
+    )
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(3)
+    config = T5Config(vocab_size=len(words), d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4)
+    T5EncoderModel(config).save_pretrained(folder)
+
+
 @pytest.fixture(scope="module")
 def components_root(tmp_path_factory):
     """models/{checkpoints,vae,text_encoders,clip,diffusion_models,unet} of tiny components,
@@ -54,6 +75,12 @@ def components_root(tmp_path_factory):
             models / "checkpoints" / f"tiny-{family}.safetensors",
         )
         originals[family] = modules
+    sd2 = _tiny_family("sd2-512", root / "configs" / "sd2-512")
+    te_h = sd2["text_encoder"].state_dict()
+    _save(openclip_to_ldm(te_h, "cond_stage_model.model."), models / "clip" / "h-ldm.safetensors")
+    _save(openclip_to_ldm(te_h, ""), models / "text_encoders" / "h-openclip.safetensors")
+    originals["sd2-512"] = sd2
+    _tiny_t5(models / "text_encoders" / "t5-tiny")
     # SDXL's latent scaling, as the shipped SDXL VAE config has it (the tiny one copies SD's)
     vae_config = root / "configs" / "sdxl" / "vae" / "config.json"
     vae_config.write_text(vae_config.read_text().replace("0.18215", "0.13025"))
@@ -236,6 +263,52 @@ def test_text_encoder_file_is_detected_and_loads_the_same_tensors(
     _same_tensors(_module(handle), originals[family][sub])
     (tokenizer,) = outputs["te"]["tokenizer"].tokenizers
     assert tokenizer("a photo of a cat").input_ids[:3] == [49406, 320, 1125]
+
+
+@pytest.mark.parametrize("name", ["h-ldm.safetensors", "h-openclip.safetensors"])
+def test_openclip_h_file_is_detected_and_loads_the_same_tensors(components, name):
+    _, originals = components
+    outputs, _ = _run({"te": ("diffusion.load_text_encoder", {"encoder_name": name})}, ["te"])
+    (handle,) = outputs["te"]["text_encoder"].encoders
+    _same_tensors(_module(handle), originals["sd2-512"]["text_encoder"])
+    (tokenizer,) = outputs["te"]["tokenizer"].tokenizers
+    assert tokenizer("a", padding="max_length", max_length=4).input_ids == [49406, 320, 49407, 0]
+
+
+def test_t5_folder_loads_and_encodes(components):
+    from transformers import T5EncoderModel
+
+    root, _ = components
+    folder = root / "models" / "text_encoders" / "t5-tiny"
+    nodes = {"te": ("diffusion.load_text_encoder", {"encoder_name": "t5-tiny"}), **_encode("te")}
+    nodes["tok"][1]["text"] = "a red cat"
+    outputs, _ = _run(nodes, ["enc", "tok"])
+    ids = outputs["tok"]["tokens"].per_tokenizer[0].input_ids
+    assert ids[0, :3].tolist() == [3, 4, 5]
+    with torch.no_grad():
+        expected = T5EncoderModel.from_pretrained(folder)(ids)[0]
+    got = outputs["enc"]["conditioning"].entries[0].embeds
+    assert torch.allclose(got, expected.reshape(1, -1, 16), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("family", "sub", "expected"),
+    [
+        ("sd1", "text_encoder", "clip_l"),
+        ("sdxl", "text_encoder_2", "clip_g"),
+        ("sd2-512", "text_encoder", "openclip_h"),
+    ],
+)
+def test_full_size_text_encoder_type_is_told_by_its_width(family, sub, expected):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from gf_diffusion.configs import config_folder
+    from gf_diffusion.text_encoder_loaders import encoder_type
+
+    with torch.device("meta"):
+        model = CLIPTextModel(CLIPTextConfig.from_pretrained(config_folder(family) / sub))
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert encoder_type(Path("x.safetensors"), detect.Header(shapes, {}, {})) == expected
 
 
 def _encode(source: str, text_encoder: str = "text_encoder", tokenizer: str = "tokenizer") -> dict:
