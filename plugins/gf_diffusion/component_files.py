@@ -15,6 +15,7 @@ What the separate loaders (``component_loaders.py``, ``text_encoder_loaders.py``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,3 +176,23 @@ def unet_family(shape: UNetShape, metadata: dict[str, str], name: str) -> detect
 def folder_config(path: Path) -> dict[str, Any]:
     """The ``config.json`` of a component folder."""
     return json.loads((path / "config.json").read_text())
+
+
+_LABELS: dict[tuple, str | None] = {}
+
+
+def cached_label(path: Path, describe: Callable[[Path], str]) -> str | None:
+    """A dropdown label from ``describe(path)`` (headers only), cached by file version; a
+    file the loader refuses is labelled with the one-line reason, shortened."""
+    from graphflow.runtime.models import PICKLE_SUFFIXES, file_version
+
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return "pickle file"  # never opened for a label, whatever the opt-in
+    key = (str(path), file_version(path), describe)
+    if key not in _LABELS:
+        try:
+            _LABELS[key] = describe(path)
+        except ModelFileError as error:
+            text = str(error)
+            _LABELS[key] = text[text.index("belongs in") :] if "belongs in" in text else "?"
+    return _LABELS[key]

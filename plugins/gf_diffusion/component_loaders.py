@@ -25,6 +25,7 @@ from graphflow.runtime.models import ModelFileError, file_version, load_state_di
 from . import configs, detect
 from .component_files import (
     ComponentFolders,
+    cached_label,
     check_component_file,
     folder_config,
     unet_family,
@@ -50,6 +51,30 @@ def list_vae_files() -> list[str]:
 def list_diffusion_models() -> list[str]:
     """Files and diffusers UNet folders in models/diffusion_models, then models/unet."""
     return DIFFUSION_MODELS.names()
+
+
+def _describe_vae(path: Path) -> str:
+    if path.is_dir():
+        return "diffusers VAE"
+    check_component_file(path, "vae", {"vae"}, False)
+    config = vae_config_name(path, detect.read_header(path))
+    return "VAE, SDXL scaling" if config == "sdxl" else "VAE, SD 1.x/2.x scaling"
+
+
+def vae_label(name: str) -> str | None:
+    """The dropdown label of a VAE: which latent scaling auto reads it with (headers only)."""
+    return cached_label(VAES.path(name), _describe_vae)
+
+
+def _describe_unet(path: Path) -> str:
+    if not path.is_dir():
+        check_component_file(path, "diffusion_models", {"unet"}, False)
+    return f"{diffusion_model_family(path).label} UNet"
+
+
+def diffusion_model_label(name: str) -> str | None:
+    """The dropdown label of a UNet file or folder: its detected family (headers only)."""
+    return cached_label(DIFFUSION_MODELS.path(name), _describe_unet)
 
 
 def _quiet() -> None:
@@ -111,7 +136,7 @@ def load_vae_handle(
 
 @node("diffusion.load_vae", category="diffusion/loaders", display_name="Load VAE")
 def load_vae(
-    vae_name: Choice(list_vae_files),
+    vae_name: Choice(list_vae_files, labels=vae_label),
     config: Choice(VAE_CONFIGS) = "auto",
     dtype: Choice(DTYPES) = "auto",
     allow_pickle: Boolean = False,
@@ -203,7 +228,7 @@ def _read_unet(path: Path, family: str, torch_dtype: Any, allow_pickle: bool) ->
     display_name="Load Diffusion Model",
 )
 def load_diffusion_model(
-    unet_name: Choice(list_diffusion_models),
+    unet_name: Choice(list_diffusion_models, labels=diffusion_model_label),
     config: Choice(UNET_CONFIGS) = "auto",
     dtype: Choice(DTYPES) = "auto",
     allow_pickle: Boolean = False,

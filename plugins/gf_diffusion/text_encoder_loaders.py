@@ -25,7 +25,7 @@ from graphflow import Boolean, Choice, NodeContext, Outputs, node
 from graphflow.runtime.models import ModelFileError, file_version, load_state_dict
 
 from . import configs, detect
-from .component_files import ComponentFolders, check_component_file, folder_config
+from .component_files import ComponentFolders, cached_label, check_component_file, folder_config
 from .loader import DTYPES, _torch_dtype
 from .types import TextEncoder, Tokenizer
 from .values import TextEncoders, Tokenizers
@@ -75,6 +75,18 @@ TYPES = ["auto", *ENCODER_TYPES, "t5"]
 def list_text_encoders() -> list[str]:
     """Files and encoder folders in models/text_encoders, then models/clip."""
     return TEXT_ENCODERS.names()
+
+
+def _describe(path: Path) -> str:
+    if path.is_dir():
+        return "T5 encoder folder"
+    check_component_file(path, "text_encoders", ACCEPTED, False)
+    return ENCODER_TYPES[chosen_type(path, "auto", False)].label
+
+
+def text_encoder_label(name: str) -> str | None:
+    """The dropdown label of a text encoder: CLIP ViT-L, OpenCLIP ViT-bigG, ... (headers)."""
+    return cached_label(TEXT_ENCODERS.path(name), _describe)
 
 
 def _width(name: str) -> int:
@@ -239,7 +251,7 @@ def load_text_encoder_handles(
     display_name="Load Text Encoder",
 )
 def load_text_encoder(
-    encoder_name: Choice(list_text_encoders),
+    encoder_name: Choice(list_text_encoders, labels=text_encoder_label),
     type: Choice(TYPES) = "auto",
     dtype: Choice(DTYPES) = "auto",
     allow_pickle: Boolean = False,
@@ -279,8 +291,8 @@ def _encoder_file_version(encoder_name: str, **_) -> tuple[int, int]:
     display_name="Load SDXL Text Encoders",
 )
 def load_dual_text_encoder(
-    clip_l_name: Choice(list_text_encoders),
-    clip_g_name: Choice(list_text_encoders),
+    clip_l_name: Choice(list_text_encoders, labels=text_encoder_label),
+    clip_g_name: Choice(list_text_encoders, labels=text_encoder_label),
     dtype: Choice(DTYPES) = "auto",
     allow_pickle: Boolean = False,
     ctx: NodeContext = None,

@@ -457,3 +457,16 @@ def test_full_size_unet_of_other_sizes_needs_a_config():
     shapes[detect.CONV_IN] = (64, 4, 3, 3)
     with pytest.raises(detect.ConfigNeededError, match="sizes differ"):
         unet_family(unet_shape(detect.Header(shapes, {}, {})), {}, "x")
+
+
+def test_dropdown_labels_say_what_each_file_is(components):
+    from gf_diffusion.component_loaders import diffusion_model_label, vae_label
+    from gf_diffusion.text_encoder_loaders import text_encoder_label
+
+    assert vae_label("ldm.safetensors") == "VAE, SD 1.x/2.x scaling"
+    assert vae_label("style-lora.safetensors") == "belongs in models/loras/, not models/vae/"
+    assert text_encoder_label("clip-g-openclip.safetensors") == "OpenCLIP ViT-bigG"
+    assert text_encoder_label("h-ldm.safetensors") == "OpenCLIP ViT-H"
+    assert text_encoder_label("t5-tiny") == "T5 encoder folder"
+    assert diffusion_model_label("sd1-bare.safetensors") == "SD 1.x UNet"
+    assert diffusion_model_label("sdxl-diffusers.safetensors") == "SDXL base UNet"
