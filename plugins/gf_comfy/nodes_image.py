@@ -79,7 +79,7 @@ def image_invert(image: Image) -> Image:
 
 @comfy_node(
     "EmptyImage",
-    display_name=None,
+    display_name="EmptyImage",  # a V1 node without a display-name mapping: its class name
     category="image",
     inputs={"color": ComfyInput(display="color")},
 )

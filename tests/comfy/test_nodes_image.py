@@ -123,6 +123,13 @@ def test_method_lists_and_color_widget_are_comfyuis():
     assert CLASSES["EmptyImage"].input("color").display == "color"
 
 
+def test_empty_image_is_named_as_a_v1_node_without_a_display_mapping():
+    from gf_comfy.object_info import class_info
+
+    info = class_info(CLASSES["EmptyImage"])
+    assert info["display_name"] == "EmptyImage"
+
+
 # --------------------------------------------------------------------------- scaling
 
 
