@@ -78,7 +78,7 @@ METHOD = ("upscale_method", "STRING", None, None, None, None)
         ("ImageInvert", "Invert Image", "image", [IMAGE], [("image", "IMAGE")]),
         (
             "EmptyImage",
-            None,
+            "EmptyImage",
             "image",
             [
                 ("width", "INT", 512, 1, 16384, 1),
