@@ -53,11 +53,34 @@ def list_diffusion_models() -> list[str]:
     return DIFFUSION_MODELS.names()
 
 
-def _describe_vae(path: Path) -> str:
+def check_vae_file(path: Path, allow_pickle: bool) -> detect.Header | None:
+    """The header of a kl-f8 VAE file graphflow reads (None for a folder); a one-line
+    ModelFileError for a file of another folder or a VAE of another latent width."""
+    check_component_file(path, "vae", {"vae"}, allow_pickle)
     if path.is_dir():
+        return None
+    header = detect.read_header(path, allow_pickle)
+    conv = next(
+        (header.shapes[k] for k in KL_F8_INPUT if k in header.shapes),
+        None,
+    )
+    if conv is not None and len(conv) == 4 and conv[1] != 4:
+        raise detect.UnsupportedModelError(
+            f"{path.name} is a VAE with {conv[1]} latent channels (SD3/Flux-style), which "
+            "graphflow does not run yet (supported: the 4-channel SD 1.x/2.x and SDXL VAEs)"
+        )
+    return header
+
+
+# Where a VAE's decoder takes its latent: how many channels it has.
+KL_F8_INPUT = ("decoder.conv_in.weight", "first_stage_model.decoder.conv_in.weight")
+
+
+def _describe_vae(path: Path) -> str:
+    header = check_vae_file(path, False)
+    if header is None:
         return "diffusers VAE"
-    check_component_file(path, "vae", {"vae"}, False)
-    config = vae_config_name(path, detect.read_header(path))
+    config = vae_config_name(path, header)
     return "VAE, SDXL scaling" if config == "sdxl" else "VAE, SD 1.x/2.x scaling"
 
 
@@ -122,7 +145,7 @@ def load_vae_handle(
 ) -> Any:
     """The VAE handle of ``name`` in models/vae (loaded once, then the resident one)."""
     path = VAES.path(name)
-    check_component_file(path, "vae", {"vae"}, allow_pickle)
+    check_vae_file(path, allow_pickle)
     torch_dtype = _torch_dtype(dtype, ctx.device, ctx.dtype)
     device = ctx.device
 
@@ -156,7 +179,7 @@ def load_vae(
 @load_vae.check
 def _vae_loadable(vae_name: str, allow_pickle: bool = False, **_) -> str | None:
     try:
-        check_component_file(VAES.path(vae_name), "vae", {"vae"}, allow_pickle)
+        check_vae_file(VAES.path(vae_name), allow_pickle)
     except ModelFileError as error:
         return f"vae_name: {error}"
     return None

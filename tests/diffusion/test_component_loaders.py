@@ -114,6 +114,11 @@ def components_root(tmp_path_factory):
     _save(sdxl["unet"].state_dict(), models / "diffusion_models" / "sdxl-diffusers.safetensors")
     sd1["unet"].save_pretrained(models / "diffusion_models" / "sd1-folder")
     _save({detect.CONV_IN: torch.zeros(32, 4, 3, 3)}, models / "vae" / "not-a-vae.safetensors")
+    flux_vae = {
+        "decoder.conv_in.weight": torch.zeros(8, 16, 3, 3),
+        "encoder.conv_in.weight": torch.zeros(1),
+    }
+    _save(flux_vae, models / "vae" / "flux-vae.safetensors")
     return root, originals
 
 
@@ -213,6 +218,7 @@ def test_vae_loaded_twice_reuses_the_resident_model(components):
     [
         ("style-lora.safetensors", "models/loras/"),
         ("not-a-vae.safetensors", "models/diffusion_models/"),
+        ("flux-vae.safetensors", "16 latent channels"),
     ],
 )
 def test_wrong_file_in_vae_folder_names_its_folder(components, name, message):
@@ -470,3 +476,21 @@ def test_dropdown_labels_say_what_each_file_is(components):
     assert text_encoder_label("t5-tiny") == "T5 encoder folder"
     assert diffusion_model_label("sd1-bare.safetensors") == "SD 1.x UNet"
     assert diffusion_model_label("sdxl-diffusers.safetensors") == "SDXL base UNet"
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_dtype_choice_casts_the_loaded_unet_and_vae(components, dtype):
+    _, originals = components
+    wanted = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    nodes = {
+        "unet": (
+            "diffusion.load_diffusion_model",
+            {"unet_name": "sd1-ldm.safetensors", "dtype": dtype},
+        ),
+        "vae": ("diffusion.load_vae", {"vae_name": "ldm.safetensors", "dtype": dtype}),
+    }
+    outputs, _ = _run(nodes, ["unet", "vae"])
+    unet, vae = _module(outputs["unet"]["model"]), _module(outputs["vae"]["vae"])
+    assert unet.dtype == wanted and vae.dtype == wanted
+    expected = originals["sd1"]["unet"].conv_in.weight.to(wanted)
+    assert torch.equal(unet.conv_in.weight, expected)
