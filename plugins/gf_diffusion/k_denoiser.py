@@ -6,8 +6,9 @@ ComfyUI passes it), and x0 = x − σ·ε; a v-model gives x0 = x·c_in² − v�
 
 Guidance follows ComfyUI: every conditioning entry is evaluated (entries of one prompt list
 batched into one model call where they share a shape), each adds its prediction × weight ×
-strength to the region it covers (its ``area``, feathered 8 latent pixels at inner edges),
-the sum is divided by the total weight there, and cfg mixes the two in x0 space:
+strength to the region it covers (its ``area``, feathered over min(8, side // 4) latent
+pixels at inner edges), the sum is divided by the total weight there, and cfg mixes the two
+in x0 space:
 uncond + cfg·(cond − uncond); cfg = 1 skips the negative prompt. SDXL's pooled embedding
 and size ids travel per entry (``sdxl_sizes`` / ``aesthetic_score`` when set).
 """
@@ -51,20 +52,21 @@ def _time_ids(entry: ConditioningEntry, height: int, width: int, device, dtype):
 
 def _area_mask(area, shape, device, dtype):
     """ComfyUI's weight ramp over an area crop: 1 inside, feathered where the area does not
-    touch the latent's border."""
+    touch the latent's border, over min(8, side // 4) latent pixels per side."""
     import torch
 
     height, width, y, x = area
     full_h, full_w = shape[-2:]
     mask = torch.ones(height, width, device=device, dtype=dtype)
-    for t in range(min(FEATHER, height)):
-        ramp = (t + 1) / FEATHER
+    ramp_h, ramp_w = min(FEATHER, height // 4), min(FEATHER, width // 4)  # as ComfyUI
+    for t in range(ramp_h):
+        ramp = (t + 1) / ramp_h
         if y != 0:
             mask[t] *= ramp
         if y + height < full_h:
             mask[height - 1 - t] *= ramp
-    for t in range(min(FEATHER, width)):
-        ramp = (t + 1) / FEATHER
+    for t in range(ramp_w):
+        ramp = (t + 1) / ramp_w
         if x != 0:
             mask[:, t] *= ramp
         if x + width < full_w:

@@ -77,13 +77,20 @@ def test_an_area_prompt_is_averaged_in_with_feathered_edges():
     positive = _prompt(1.0, 3.0, areas=[None, area])
     out = KDenoiser(FakeUNet(), MS, positive, _prompt(), cfg=1.0)(x, sigma)
     mask = _area_mask(area, x.shape, x.device, x.dtype)
-    assert float(mask[FEATHER, FEATHER]) == 1.0 and math.isclose(float(mask[0, 8]), 1 / FEATHER)
+    # ComfyUI's ramp is min(8, side // 4) pixels: 4 for this 16-pixel area
+    assert float(mask[4, 4]) == 1.0 and math.isclose(float(mask[0, 8]), 1 / 4)
+    assert math.isclose(float(mask[3, 8]), 1.0) and math.isclose(float(mask[15, 8]), 1 / 4)
     expected = -torch.ones(1, 4, 32, 32)
     region = -(1.0 + 3.0 * mask) / (1.0 + mask)
     expected[..., 8:24, 8:24] = region
     assert torch.allclose(out, expected, atol=1e-5)
     touching = _area_mask((16, 16, 0, 0), x.shape, x.device, x.dtype)
     assert float(touching[0, 0]) == 1.0  # no feathering on the latent's border
+    wide = _area_mask((40, 12, 8, 0), (1, 4, 64, 64), x.device, x.dtype)
+    assert math.isclose(float(wide[0, 6]), 1 / FEATHER)  # 40 // 4 > 8: the full 8-pixel ramp
+    assert float(wide[FEATHER, 6]) == 1.0
+    assert math.isclose(float(wide[20, 11]), 1 / 3, rel_tol=1e-6)  # 12 // 4 = 3 pixels across
+    assert float(wide[20, 0]) == 1.0  # x = 0 touches the border
 
 
 def test_masked_denoiser_pins_the_unmasked_latent():
