@@ -32,7 +32,7 @@ from .component_files import (
     unet_shape,
     unet_shape_of_config,
 )
-from .loader import DTYPES, _torch_dtype
+from .loader import ATTENTION, DTYPES, _set_attention, _torch_dtype
 from .types import Model, Vae
 
 log = logging.getLogger("graphflow.diffusion")
@@ -141,7 +141,12 @@ def _read_vae(path: Path, config: str, torch_dtype: Any, allow_pickle: bool) -> 
 
 
 def load_vae_handle(
-    ctx: NodeContext, name: str, dtype: str = "auto", config: str = "auto", allow_pickle=False
+    ctx: NodeContext,
+    name: str,
+    dtype: str = "auto",
+    config: str = "auto",
+    allow_pickle: bool = False,
+    attention: str = "auto",
 ) -> Any:
     """The VAE handle of ``name`` in models/vae (loaded once, then the resident one)."""
     path = VAES.path(name)
@@ -150,10 +155,11 @@ def load_vae_handle(
     device = ctx.device
 
     def load() -> dict[str, Any]:
-        vae = _read_vae(path, config, torch_dtype, allow_pickle)
-        return {"vae": vae.to(device).eval()}
+        loaded = {"vae": _read_vae(path, config, torch_dtype, allow_pickle).to(device).eval()}
+        _set_attention(loaded, attention)
+        return loaded
 
-    loaded = ctx.models.load("vae", path, load, dtype=dtype, config=config)
+    loaded = ctx.models.load("vae", path, load, dtype=dtype, config=config, attention=attention)
     return loaded.component("vae")
 
 
@@ -163,6 +169,7 @@ def load_vae(
     config: Choice(VAE_CONFIGS) = "auto",
     dtype: Choice(DTYPES) = "auto",
     allow_pickle: Boolean = False,
+    attention: Choice(list(ATTENTION)) = "auto",
     ctx: NodeContext = None,
 ) -> Vae:
     """Load a VAE alone from models/vae, to decode and encode in place of a checkpoint's.
@@ -171,9 +178,9 @@ def load_vae(
     checkpoint's ``first_stage_model.``) or the diffusers layout, or a diffusers
     AutoencoderKL folder. config picks the latent scaling: sd1 (SD 1.x/2.x) or sdxl;
     auto reads it from the file (an SDXL checkpoint, "xl" in its name or metadata).
-    Pickle files load only with allow_pickle, weights-only.
+    Pickle files load only with allow_pickle, weights-only; attention as Load Checkpoint's.
     """
-    return load_vae_handle(ctx, vae_name, dtype, config, allow_pickle)
+    return load_vae_handle(ctx, vae_name, dtype, config, allow_pickle, attention)
 
 
 @load_vae.check
@@ -255,6 +262,7 @@ def load_diffusion_model(
     config: Choice(UNET_CONFIGS) = "auto",
     dtype: Choice(DTYPES) = "auto",
     allow_pickle: Boolean = False,
+    attention: Choice(list(ATTENTION)) = "auto",
     ctx: NodeContext = None,
 ) -> Model:
     """Load a UNet alone from models/diffusion_models (or models/unet).
@@ -263,7 +271,8 @@ def load_diffusion_model(
     without the prefix) or the diffusers layout, or a diffusers UNet2DConditionModel
     folder. The family (SD 1.x, 2.x, SDXL, their inpainting models, SDXL refiner) is
     detected from the weights' layout and sizes and its shipped config and scheduler used;
-    config overrides it. Pickle files load only with allow_pickle, weights-only.
+    config overrides it. Pickle files load only with allow_pickle, weights-only; attention
+    picks graphflow's fused kernels ("auto": on CUDA) or diffusers' own, as Load Checkpoint.
     """
     path = DIFFUSION_MODELS.path(unet_name)
     family = _chosen_family(path, config, allow_pickle)
@@ -273,9 +282,12 @@ def load_diffusion_model(
     def load() -> dict[str, Any]:
         unet = _read_unet(path, family, torch_dtype, allow_pickle)
         log.info("%s: loaded as the %s UNet", path.name, family)
-        return {"unet": unet.to(device).eval(), "scheduler": family_scheduler(family)}
+        loaded = {"unet": unet.to(device).eval(), "scheduler": family_scheduler(family)}
+        _set_attention(loaded, attention)
+        return loaded
 
-    loaded = ctx.models.load("diffusion_model", path, load, dtype=dtype, config=family)
+    options = {"dtype": dtype, "config": family, "attention": attention}
+    loaded = ctx.models.load("diffusion_model", path, load, **options)
     return loaded.component("unet")  # its extras hold the scheduler, as a checkpoint's
 
 
