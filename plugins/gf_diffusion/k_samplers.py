@@ -191,13 +191,16 @@ def lms_coefficient(order: int, s: list[float], i: int, j: int) -> float:
 
 
 def sample_lms(model, x, sigmas, run: SamplerRun, order: int = 4):
-    """Linear multistep (Adams–Bashforth in σ, up to 4th order)."""
+    """Linear multistep (Adams–Bashforth in σ, up to 4th order; the step to 0 lands on D)."""
     s, history = _levels(sigmas), []
     for i in range(len(s) - 1):
         denoised = model(x, s[i])
         run.step(i, len(s) - 1, x, denoised)
         history.append(to_d(x, s[i], denoised))
         history = history[-order:]
+        if s[i + 1] == 0:
+            x = denoised  # ComfyUI's last step to 0 lands on the prediction
+            continue
         current = min(i + 1, order)
         for j, d in enumerate(reversed(history)):
             x = x + lms_coefficient(current, s, i, j) * d

@@ -119,6 +119,8 @@ def test_lms_second_step_uses_the_lagrange_integrals():
     c1 = ((s2 - s0) ** 2 - (s1 - s0) ** 2) / (2 * (s1 - s0))
     c0 = (s2 - s1) ** 2 / (2 * (s0 - s1))
     _close(_run("lms", x, [s0, s1, s2]), x1 + c1 * d1 + c0 * d0, tol=1e-4)
+    # as ComfyUI's sample_lms, the step to σ = 0 is the prediction itself
+    _close(_run("lms", x, [s0, s1, 0.0]), denoiser(x1, s1))
 
 
 def test_dpmpp_2m_two_steps():
