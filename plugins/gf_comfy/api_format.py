@@ -13,6 +13,7 @@ with its node ids; other problems (bad links, nodes without class_type) are list
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,11 +113,14 @@ def coerce(spec: NodeSpec, name: str, value: Any) -> Any:
 
 
 def missing_class_error(missing: Mapping[str, list[str]]) -> GraphError:
-    """One error listing every unknown class type with the ids of the nodes using it."""
+    """One error listing every unknown class type with the ids of the nodes using it (and
+    the known class type it is closest to, for a typo)."""
     parts = []
     for class_type, node_ids in missing.items():
         ids = ", ".join(node_ids)
-        parts.append(f"{class_type} (node{'s' if len(node_ids) > 1 else ''} {ids})")
+        close = difflib.get_close_matches(class_type, names.CLASSES, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        parts.append(f"{class_type} (node{'s' if len(node_ids) > 1 else ''} {ids}{hint})")
     return GraphError(
         ErrorCode.UNKNOWN_NODE_TYPE,
         f"{len(missing)} ComfyUI class type{'s' if len(missing) > 1 else ''} graphflow does "
@@ -214,6 +218,8 @@ def api_to_graphflow(
         nodes[node_id] = _entry(prompt, registry, node_id, node, spec, problems)
     if missing:
         problems.insert(0, missing_class_error(missing))
+    elif problems:  # the links that failed are reported: say what else is wrong as well
+        problems.extend(_other_problems(nodes, registry, problems))
     if problems:
         raise ValidationFailed(problems)
     comfy: dict[str, Any] = {"prompt": prompt}
@@ -225,6 +231,22 @@ def api_to_graphflow(
     document_editor = dict(editor or {})
     document_editor["comfy"] = {**comfy, **document_editor.get("comfy", {})}
     return {"format": "graphflow/1", "nodes": nodes, "editor": document_editor}
+
+
+def _other_problems(nodes: dict, registry: Registry, known: list[GraphError]) -> list:
+    """graphflow's findings on the mapped nodes, less those that restate a known problem
+    (an input whose link was refused is missing, by the same cause)."""
+    from graphflow.graph import validate
+    from graphflow.workflow import workflow_from_dict
+
+    reported = {(problem.node, problem.input) for problem in known}
+    try:
+        _, errors = validate(
+            workflow_from_dict({"format": "graphflow/1", "nodes": nodes}), registry
+        )
+    except (WorkflowFormatError, RecursionError):
+        return []  # the known problems stand alone
+    return [error for error in errors if (error.node, error.input) not in reported]
 
 
 def _extra_pnginfo(png_texts: Mapping[str, str] | None) -> dict:

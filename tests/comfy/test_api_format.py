@@ -130,6 +130,30 @@ def test_other_problems_are_all_listed(registry):
     ]
 
 
+def test_a_refused_link_does_not_hide_the_other_problems(registry):
+    data = prompt()
+    data["9"]["inputs"]["images"] = ["404", 0]
+    data["55:52"]["inputs"]["sampler_name"] = "eulerr"
+    with pytest.raises(ValidationFailed) as caught:
+        api_to_graphflow(data, registry)
+    found = sorted((e.code.value, e.node, e.input) for e in caught.value.errors)
+    assert found == [
+        ("link_missing_node", "9", "images"),  # not restated as a missing input
+        ("not_in_choices", "55:52", "sampler_name"),
+    ]
+
+
+def test_a_misspelt_class_type_gets_the_closest_known_one(registry):
+    data = prompt()
+    data["55:52"]["class_type"] = "TSamplr"
+    data["9"]["class_type"] = "Nothing Like It"
+    with pytest.raises(ValidationFailed) as caught:
+        api_to_graphflow(data, registry)
+    (error,) = caught.value.errors
+    assert "TSamplr (node 55:52; did you mean TSampler?)" in error.message
+    assert "Nothing Like It (node 9)" in error.message
+
+
 def test_detection(registry):
     assert is_api_prompt(prompt())
     assert is_api_prompt({"prompt": prompt(), "client_id": "abc"})  # a saved POST body
