@@ -68,6 +68,10 @@ def check_component_file(path: Path, folder: str, accepted: set[str], allow_pick
     unknown).
     """
     refusal = check_pickle_rule(path.name, allow_pickle)
+    if path.is_dir():
+        pickled = next(iter(sorted(path.glob("*.bin"))), None)
+        if pickled is not None and not any(path.glob("*.safetensors")):
+            refusal = check_pickle_rule(f"{path.name}/{pickled.name}", allow_pickle)
     if refusal:
         raise ModelFileError(refusal)
     if path.is_dir():

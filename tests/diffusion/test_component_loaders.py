@@ -494,3 +494,26 @@ def test_dtype_choice_casts_the_loaded_unet_and_vae(components, dtype):
     assert unet.dtype == wanted and vae.dtype == wanted
     expected = originals["sd1"]["unet"].conv_in.weight.to(wanted)
     assert torch.equal(unet.conv_in.weight, expected)
+
+
+def test_component_folder_with_only_pickled_weights_needs_the_opt_in(components):
+    root, _ = components
+    folder = root / "models" / "vae" / "pickled-folder"
+    _, originals = components
+    originals["other_vae"].save_pretrained(folder, safe_serialization=False)
+    try:
+        assert not list(folder.glob("*.safetensors"))
+        node = {"vae_name": "pickled-folder", "dtype": "fp32"}
+        workflow = make_workflow(
+            {"vae": ("diffusion.load_vae", node), "show": ("core.show", {"value": 0})}
+        )
+        _, errors = validate(workflow, load_plugins().registry)
+        assert (
+            errors and "pickled-folder/diffusion_pytorch_model.bin is a pickle" in errors[0].message
+        )
+        outputs, _ = _run({"vae": ("diffusion.load_vae", {**node, "allow_pickle": True})}, ["vae"])
+        _same_tensors(_module(outputs["vae"]["vae"]), originals["other_vae"])
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
