@@ -145,7 +145,6 @@ def k_sample(
     x = samples + noise * ((1 + first**2) ** 0.5 if full else first)
     run = ks.SamplerRun(seed=int(seed), callback=callback, model_sigmas=ms)
     with torch.no_grad():
-        out = SAMPLERS[sampler](model, x, sigmas.to(torch.float32).cpu(), run)
-    if mask is not None:
-        out = out * model.mask + samples * (1 - model.mask)
-    return out
+        # as ComfyUI, no blend afterwards: the unmasked region is pinned inside the model
+        # wrapper only, so a run stopping above σ = 0 returns it noised to the last σ
+        return SAMPLERS[sampler](model, x, sigmas.to(torch.float32).cpu(), run)

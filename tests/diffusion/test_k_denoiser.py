@@ -107,3 +107,25 @@ def test_masked_denoiser_pins_the_unmasked_latent():
     assert torch.allclose(seen[0][..., :4], (latent + noise * 2.0)[..., :4])
     assert torch.equal(seen[0][..., 4:], torch.zeros(1, 4, 8, 4))
     assert torch.equal(out[..., :4], latent[..., :4])
+
+
+def test_a_masked_run_returns_the_sampler_output_as_comfyui_does():
+    """ComfyUI pins the unmasked region only inside the model wrapper; a run that stops above
+    σ = 0 (leftover noise) returns the original there noised to the last σ, not the clean
+    latent."""
+    from gf_diffusion.k_sampling import comfy_noise, k_sample
+
+    unet = FakeUNet()
+    unet.device = torch.device("cpu")
+    samples = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 4:] = 1.0
+    latent = SimpleNamespace(samples=samples, noise_mask=mask, batch_index=None, downscale=8)
+    sigmas = torch.tensor([3.0, 1.0], dtype=torch.float32)
+    out = k_sample(
+        unet, MS, _prompt(0.5), _prompt(), latent, sigmas, sampler="euler", cfg=1.0, seed=5
+    )
+    noise = comfy_noise(samples.shape, 5)
+    expected = samples + noise * 1.0  # Euler from latent + 3·noise towards D = latent
+    assert torch.allclose(out[..., :4], expected[..., :4], atol=1e-5)
+    assert not torch.allclose(out[..., 4:], expected[..., 4:])
