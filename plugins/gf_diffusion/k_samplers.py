@@ -11,8 +11,9 @@ reference for the facts: seeds, noise placement, the order of operations).
 
 Every loop takes ``(model, x, sigmas, run)``: ``x`` is already noised to ``sigmas[0]``,
 ``sigmas`` a float32 CPU tensor ending (usually) in 0, ``run`` a :class:`SamplerRun`
-carrying the seed (ancestral noise: a generator seeded with it on the latent's device, as
-ComfyUI does; SDE noise: a Brownian tree seeded with it) and the per-step callback.
+carrying the seed (ancestral noise: a generator seeded with it on the latent's device, with
+seed + 1 on the CPU, as ComfyUI does; SDE noise: a Brownian tree seeded with it) and the
+per-step callback.
 """
 
 from __future__ import annotations
@@ -57,10 +58,13 @@ class SamplerRun:
             self.callback(i, total, x, denoised)
 
     def gaussian(self, x) -> Callable[..., Any]:
-        """ComfyUI's default noise: a generator on x's device seeded with the seed."""
+        """ComfyUI's default noise: a generator on x's device seeded with the seed, or with
+        seed + 1 on the CPU (ComfyUI's fix, PR #11528: on the CPU the seed alone repeats the
+        initial noise, which ``manual_seed(seed)`` drew from the same stream)."""
         import torch
 
-        generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        seed = (self.seed + 1) % 2**64 if x.device.type == "cpu" else self.seed
+        generator = torch.Generator(device=x.device).manual_seed(seed)
         return lambda *_: torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
 
     def brownian(self, x, sigmas, cpu: bool = True) -> Callable[..., Any]:

@@ -60,8 +60,8 @@ def _run(name, x, sigmas, ms=None, model=None, **options):
     return fn(model, x.clone(), sigmas, ks.SamplerRun(seed=SEED, model_sigmas=ms))
 
 
-def _gauss(x):
-    return torch.randn(x.shape, generator=torch.Generator().manual_seed(SEED))
+def _gauss(x):  # ComfyUI's ancestral noise on the CPU: a generator seeded with seed + 1
+    return torch.randn(x.shape, generator=torch.Generator().manual_seed(SEED + 1))
 
 
 def _close(a, b, tol=1e-5):
@@ -251,6 +251,10 @@ def test_comfy_noise_is_manual_seed_then_randn():
     torch.manual_seed(7)
     whole = torch.cat([torch.randn((1, 4, 8, 8)) for _ in range(4)])
     assert torch.equal(comfy_noise((2, 4, 8, 8), 7, batch_index=[3, 1]), whole[[3, 1]])
+    # on the CPU the sampler's noise is not the initial noise again (ComfyUI seeds it seed + 1)
+    first = ks.SamplerRun(seed=42).gaussian(torch.zeros(shape))()
+    assert not torch.equal(first, expected)
+    assert torch.equal(first, torch.randn(shape, generator=torch.Generator().manual_seed(43)))
     noise = ks.SamplerRun(seed=2**64 - 1).gaussian(torch.zeros(3))()  # sampler noise too
     assert noise.shape == (3,)
 
