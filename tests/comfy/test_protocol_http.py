@@ -33,6 +33,28 @@ async def test_the_comfyui_routes_are_all_installed(client):
         assert path in paths
 
 
+async def test_comfyui_routes_are_under_api_too_where_graphflow_has_none(client):
+    paths = {(m, p) for m, p in comfy_routes(client)}
+    for path in ("/api/object_info", "/api/object_info/X", "/api/system_stats",
+                 "/api/embeddings", "/api/models", "/api/models/loras", "/api/features",
+                 "/api/upload/mask"):  # fmt: skip
+        assert any(p == path for _, p in paths), path
+    for method, path in (("POST", "/api/prompt"), ("GET", "/api/queue"),
+                         ("GET", "/api/history"), ("GET", "/api/view"),
+                         ("POST", "/api/free"), ("POST", "/api/interrupt"),
+                         ("POST", "/api/upload/image")):  # fmt: skip
+        assert (method, path) not in paths  # graphflow's own API keeps these
+    plain = await (await client.get("/object_info/X")).json()
+    aliased = await client.get("/api/object_info/X")
+    assert aliased.status == 200 and await aliased.json() == plain
+    stats = await client.get("/api/system_stats")
+    assert "comfyui_version" in (await stats.json())["system"]
+    socket = await client.ws_connect("/api/ws?clientId=late-api")
+    first = await socket.receive_json(timeout=5)
+    assert first["type"] == "status" and first["data"]["sid"] == "late-api"
+    await socket.close()
+
+
 async def test_every_comfyui_route_refuses_a_foreign_origin(client):
     for method, path in comfy_routes(client):
         response = await client.request(method, path, headers={"Origin": "http://evil.example"})
