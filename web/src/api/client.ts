@@ -10,6 +10,7 @@ export type JobRecord = components["schemas"]["JobRecord"];
 export type QueueListing = components["schemas"]["QueueListing"];
 export type UploadResult = components["schemas"]["UploadResult"];
 export type SavedWorkflow = components["schemas"]["WorkflowList"]["workflows"][number];
+export type WorkflowImport = components["schemas"]["WorkflowImport"];
 type Workflow = components["schemas"]["Workflow"];
 
 /** An output file as output nodes report it in their ui data. */
@@ -118,6 +119,23 @@ export async function uploadImage(file: File): Promise<UploadResult> {
   const body: unknown = await response.json().catch(() => null);
   if (!response.ok) throw failure(response, body);
   return body as UploadResult;
+}
+
+/** Reads a workflow of any format the server knows (a parsed JSON document, or a PNG's bytes)
+ *  as graphflow/1 (POST /api/workflow/import); refusals are ApiErrors listing every problem. */
+export async function importWorkflow(source: Uint8Array | object): Promise<WorkflowImport> {
+  const png = source instanceof Uint8Array;
+  const response = await fetch(`${apiBase}/api/workflow/import`, {
+    method: "POST",
+    body: png ? new Blob([source as BlobPart], { type: "image/png" }) : JSON.stringify(source),
+    headers: {
+      "Content-Type": png ? "image/png" : "application/json",
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+    },
+  });
+  const body: unknown = await response.json().catch(() => null);
+  if (!response.ok) throw failure(response, body);
+  return body as WorkflowImport;
 }
 
 /** The URL of a file in the output / input / temp folder (for <img src>). */

@@ -194,6 +194,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workflow/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Read a workflow of any known format (JSON, or a PNG carrying one) as graphflow/1
+         * @description What the editor's drop and Upload use for files that are not graphflow documents. A JSON body (Content-Type application/json, up to the body limit) or PNG bytes (image/png or application/octet-stream, up to the upload limit): graphflow's own chunk is read first, then the importers' chunks (ComfyUI's prompt, then workflow).
+         */
+        post: operations["importWorkflow"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/nodes": {
         parameters: {
             query?: never;
@@ -361,7 +381,8 @@ export interface components {
             editor?: Record<string, unknown>;
         };
         PromptRequest: {
-            workflow: components["schemas"]["Workflow"];
+            /** @description A graphflow/1 document, or a document of any format the server's importers read (ComfyUI API prompt or UI workflow); an imported document is stored and run converted to graphflow/1 */
+            workflow: components["schemas"]["Workflow"] | components["schemas"]["ForeignWorkflow"];
             /** @description The websocket client that receives this job's events */
             client_id?: string;
             /**
@@ -376,6 +397,8 @@ export interface components {
             job_id: string;
             /** @description Pending jobs that run before this one */
             position: number;
+            /** @description What the document was read as, e.g. "graphflow/1" or "ComfyUI API format (7 nodes)" */
+            read_as: string;
         };
         /** @enum {string} */
         JobStatus: "pending" | "running" | "done" | "failed" | "cancelled";
@@ -527,6 +550,33 @@ export interface components {
                 job_id?: string;
                 status?: components["schemas"]["JobStatus"];
                 error?: components["schemas"]["JobError"];
+            };
+        };
+        /** @description A workflow in another tool's format, recognised by a registered importer (gf_comfy: a ComfyUI API prompt {node id: {class_type, inputs}} or a UI workflow {nodes, links, ...}); it has no "format" field */
+        ForeignWorkflow: Record<string, unknown>;
+        WorkflowImport: {
+            workflow: components["schemas"]["Workflow"];
+            /**
+             * @description The importer that read it (e.g. comfy-api, comfy-ui), or graphflow/1
+             * @example comfy-ui
+             */
+            format: string;
+            /**
+             * @description What it was read as, for a person
+             * @example ComfyUI UI format (8 nodes → 7)
+             */
+            label: string;
+            /** @description What validation finds in the imported workflow (the editor marks them; they do not refuse the import) */
+            problems: components["schemas"]["GraphError"][];
+        };
+        ImportFailed: {
+            error: {
+                /** @constant */
+                code: "import_failed";
+                message: string;
+                /** @description The importer that recognised the document */
+                format?: string;
+                errors: components["schemas"]["GraphError"][];
             };
         };
     };
@@ -1116,6 +1166,68 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    importWorkflow: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Workflow"] | components["schemas"]["ForeignWorkflow"];
+                "image/png": string;
+            };
+        };
+        responses: {
+            /** @description Read */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowImport"];
+                };
+            };
+            /** @description Not JSON (invalid_json), not a workflow in a known format or a PNG without one (invalid_document, with errors), wrong Content-Type, empty body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description Foreign Origin or Host (forbidden_origin / forbidden_host) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body over the size limit (body_too_large) or too many nodes (workflow_too_large) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Recognised but cannot be mapped onto graphflow: every problem listed (unknown class types with their node ids, bad links, unmappable values) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportFailed"];
                 };
             };
         };

@@ -10,7 +10,7 @@ import {
 } from "@xyflow/react";
 import { useCallback, useEffect, useMemo, type DragEvent } from "react";
 import { portName, type GraphNode } from "../graph/model";
-import { readWorkflowFile } from "../lib/workflowFiles";
+import { openWorkflowFile } from "../lib/openWorkflow";
 import { useEditor } from "../store";
 import { NodeView } from "./NodeView";
 import { TypeLegend } from "./TypeLegend";
@@ -78,12 +78,7 @@ export function Canvas() {
     }
     const file = event.dataTransfer.files[0];
     if (!file) return;
-    try {
-      actions.loadDocument(await readWorkflowFile(file), file.name.replace(/\.(json|png)$/i, ""));
-      actions.notify("info", `Opened the workflow of ${file.name}.`);
-    } catch (error) {
-      actions.notify("error", error instanceof Error ? error.message : String(error));
-    }
+    await openWorkflowFile(file, actions, { announce: true });
   };
 
   return (

@@ -1,7 +1,8 @@
 // The top bar: queue and interrupt, undo/redo, and workflow files (server, download, upload).
 import { useRef, useState } from "react";
 import { interrupt, saveWorkflow } from "../api/client";
-import { downloadWorkflow, readWorkflowFile } from "../lib/workflowFiles";
+import { openWorkflowFile } from "../lib/openWorkflow";
+import { downloadWorkflow } from "../lib/workflowFiles";
 import { useEditor } from "../store";
 import { WorkflowsDialog } from "./WorkflowsDialog";
 
@@ -100,11 +101,7 @@ export function Toolbar() {
           const file = event.target.files?.[0];
           event.target.value = "";
           if (!file) return;
-          try {
-            actions.loadDocument(await readWorkflowFile(file), file.name.replace(/\.(json|png)$/i, ""));
-          } catch (error) {
-            fail(error);
-          }
+          await openWorkflowFile(file, actions);
         }}
       />
       <span

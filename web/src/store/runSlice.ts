@@ -47,6 +47,8 @@ export interface RunSlice {
   resetRunState(): void;
   setValidation(errors: GraphError[]): void;
   clearValidation(nodeId: string, input?: string): void;
+  /** Lists problems that belong to no node of the graph (e.g. a file that cannot be imported). */
+  showProblems(messages: string[]): void;
   notify(kind: Notice["kind"], text: string): void;
   dismiss(id: number): void;
   /** Randomises seeds marked so, then sends the workflow to the queue. */
@@ -192,6 +194,8 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
       }
       set({ problems, generalProblems });
     },
+
+    showProblems: (messages) => set({ generalProblems: messages }),
 
     clearValidation: (nodeId, input) => {
       const entry = get().problems[nodeId];
