@@ -23,7 +23,8 @@ from graphflow.registry import Registry
 
 from . import names
 
-_COERCE = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+PLAIN_TYPES = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+"""A widget type's Python type: what ComfyUI's validation converts its values with."""
 _SUBMIT_KEYS = {"prompt", "client_id", "extra_data", "prompt_id", "number", "front"}
 
 
@@ -100,7 +101,7 @@ def coerce(spec: NodeSpec, name: str, value: Any) -> Any:
     if isinstance(value, dict) and set(value) == {"__value__"}:
         value = value["__value__"]
     item = spec.inputs_by_name[name]
-    convert = _COERCE.get(item.type)
+    convert = PLAIN_TYPES.get(item.type)
     if convert is None or item.choices is not None or isinstance(value, (list, dict)):
         return value
     if type(value) is convert or value is None:
@@ -173,14 +174,17 @@ def _entry(prompt: dict, registry: Registry, node_id: str, node: dict, spec: Nod
                 inputs[name] = link
         else:
             inputs[name] = coerce(spec, name, value)
-    entry: dict[str, Any] = {"type": spec.id, "inputs": inputs}
+    return {"type": spec.id, "inputs": inputs, **title_entry(node, spec)}
+
+
+def title_entry(node: dict, spec: NodeSpec) -> dict:
+    """``{"title": ...}`` when a prompt node's ``_meta.title`` is not its display name, else
+    ``{}`` (the frontend always writes a title; the default one is not kept)."""
     meta = node.get("_meta")
     title = meta.get("title") if isinstance(meta, dict) else None
     comfy = names.BY_NODE_ID.get(spec.id)
     display = (comfy.display_name if comfy else None) or spec.display_name
-    if isinstance(title, str) and title != display:  # the frontend always writes one
-        entry["title"] = title
-    return entry
+    return {"title": title} if isinstance(title, str) and title != display else {}
 
 
 def api_to_graphflow(

@@ -2,7 +2,7 @@
 reported in ComfyUI's error shapes (``error`` + ``node_errors``, every problem listed).
 
 A class type is a ComfyUI name declared in :data:`gf_comfy.names.CLASSES` or, as an
-extension, a graphflow node id (``core.add``). Lookups and coercion are the API-format
+extension, a graphflow node id (``core.add``). Lookups, coercion and titles are the API-format
 importer's (:mod:`gf_comfy.api_format`); the checks here keep ComfyUI's per-node error
 shapes and partial validity, which a whole-document importer cannot give. A link
 ``["4", 0]`` becomes ``{"link": ["4", <name of output 0>]}``; node ids are kept, so
@@ -25,8 +25,7 @@ from graphflow.node import NodeSpec
 from graphflow.registry import Registry
 from graphflow.workflow import workflow_from_dict
 
-from .. import names
-from ..api_format import coerce, spec_for
+from ..api_format import PLAIN_TYPES, coerce, spec_for, title_entry
 from .errors import err as _err
 from .errors import input_config, render_graph_error
 
@@ -130,7 +129,7 @@ def convert_prompt(
                 else:
                     inputs[name] = link
                 continue
-            if type(value) is not _PLAIN.get(item.type):
+            if type(value) is not PLAIN_TYPES.get(item.type):
                 # As ComfyUI stores it; a value that does not convert is graphflow's to report.
                 new = coerce(spec, name, value)
                 if new is not value:
@@ -139,13 +138,9 @@ def convert_prompt(
             inputs[name] = value
         nodes[node_id] = {"type": spec.id, "inputs": inputs}
         if "_meta" in node:
-            nodes[node_id].update(_title(node, spec))
+            nodes[node_id].update(title_entry(node, spec))
         coerced[node_id] = node if changed is None else {**node, "inputs": changed}
     return {"format": "graphflow/1", "nodes": nodes}, coerced, problems, bad
-
-
-_PLAIN = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
-"""Python types that need no coercion (an INT value that is already an int...)."""
 
 
 def _fast_link(specs: dict[str, NodeSpec], value: list) -> tuple[dict, None] | None:
@@ -156,15 +151,6 @@ def _fast_link(specs: dict[str, NodeSpec], value: list) -> tuple[dict, None] | N
     if source is None or not 0 <= value[1] < len(source.outputs):
         return None
     return {"link": [value[0], source.outputs[value[1]].name]}, None
-
-
-def _title(node: dict, spec: NodeSpec) -> dict:
-    """``{"title": ...}`` when the prompt's ``_meta.title`` is not the display name."""
-    meta = node.get("_meta")
-    title = meta.get("title") if isinstance(meta, dict) else None
-    comfy = names.BY_NODE_ID.get(spec.id)
-    display = (comfy.display_name if comfy else None) or spec.display_name
-    return {"title": title} if isinstance(title, str) and title != display else {}
 
 
 def _link(
