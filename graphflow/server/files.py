@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import unicodedata
 from pathlib import Path
 from urllib.parse import unquote
@@ -104,9 +105,12 @@ def sanitise_upload_name(name: str, extension: str) -> str:
     return f"{stem}{extension}"
 
 
-def unique_name(folder: Path, name: str, content: bytes) -> tuple[str, bool]:
+def unique_name(
+    folder: Path, name: str, content: bytes, numbered: str = "{stem}_{n}{dot}{ext}"
+) -> tuple[str, bool]:
     """A name in ``folder`` for ``content``: ``name`` itself if free or holding the same
-    bytes, else ``stem_1.ext``, ``stem_2.ext``...; returns (name, already stored)."""
+    bytes, else ``numbered`` with n = 1, 2... (``stem_1.ext``, ``stem_2.ext``...; ComfyUI's
+    uploads use ``"{stem} ({n}){dot}{ext}"``); returns (name, already stored)."""
     stem, dot, ext = name.rpartition(".")
     candidate = name
     for counter in range(1, 10_000):
@@ -115,8 +119,21 @@ def unique_name(folder: Path, name: str, content: bytes) -> tuple[str, bool]:
             return candidate, False
         if path.is_file() and path.stat().st_size == len(content) and path.read_bytes() == content:
             return candidate, True
-        candidate = f"{stem}_{counter}{dot}{ext}"
+        candidate = numbered.format(stem=stem, n=counter, dot=dot, ext=ext)
     raise UnsafePath("too many files with this name")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it, so no reader ever sees
+    a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def workflow_file(folder: Path, name: str) -> Path:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import mimetypes
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -24,6 +22,7 @@ from .files import (
     sanitise_upload_name,
     unique_name,
     workflow_file,
+    write_atomically,
 )
 from .routes_common import JSON_TYPE, ApiError, json_response, read_json
 from .state import STATE, ServerState
@@ -114,17 +113,6 @@ async def _read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
         chunks.append(chunk)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @routes.post("/api/upload/image")
 async def upload_image(request: web.Request) -> web.Response:
     """Store an uploaded image (multipart field ``image``; optional ``type``, ``subfolder``,
@@ -181,7 +169,7 @@ async def upload_image(request: web.Request) -> web.Response:
     else:
         stored = False
     if not stored:
-        await loop.run_in_executor(None, _write_atomically, folder / name, data)
+        await loop.run_in_executor(None, write_atomically, folder / name, data)
     return json_response(
         {
             "name": name,

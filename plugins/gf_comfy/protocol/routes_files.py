@@ -12,8 +12,6 @@ import asyncio
 import io
 import json
 import mimetypes
-import os
-import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,6 +25,8 @@ from graphflow.server.files import (
     folder_inside,
     resolve_file,
     sanitise_upload_name,
+    unique_name,
+    write_atomically,
 )
 from graphflow.server.routes_common import json_response
 from graphflow.server.routes_files import IMAGE_FORMATS, VIEW_CSP, inspect_image
@@ -152,27 +152,10 @@ def _dedupe(folder: Path, name: str, data: bytes, overwrite: bool) -> tuple[str,
     """ComfyUI's naming: same bytes → same name; else ``stem (1).ext``...; (name, stored)."""
     if overwrite:
         return name, False
-    stem, dot, ext = name.rpartition(".")
-    candidate = name
-    for counter in range(1, 10_000):
-        path = folder / candidate
-        if not path.exists():
-            return candidate, False
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            return candidate, True
-        candidate = f"{stem} ({counter}){dot}{ext}"
-    raise comfy_error(400, "invalid_upload", "too many files with this name")
-
-
-def _write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return unique_name(folder, name, data, numbered="{stem} ({n}){dot}{ext}")
+    except UnsafePath:
+        raise comfy_error(400, "invalid_upload", "too many files with this name") from None
 
 
 async def _store(request: web.Request, mask: bool) -> web.Response:
@@ -207,7 +190,7 @@ async def _store(request: web.Request, mask: bool) -> web.Response:
     overwrite = fields.get("overwrite", "").lower() in ("1", "true")
     name, stored = _dedupe(folder, name, data, overwrite)
     if not stored:
-        await loop.run_in_executor(None, _write, folder / name, data)
+        await loop.run_in_executor(None, write_atomically, folder / name, data)
     return json_response({"name": name, "subfolder": subfolder, "type": kind})
 
 
