@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import GraphflowError, WorkflowFormatError
 from .pngmeta import WORKFLOW_KEY, PngMetadataError, is_png, png_text_chunks
-from .workflow import CURRENT_FORMAT, Workflow, dumps_workflow, parse_json, workflow_from_dict
+from .workflow import (
+    CURRENT_FORMAT,
+    Workflow,
+    dumps_workflow,
+    parse_json,
+    read_workflow_bytes,
+    workflow_from_dict,
+)
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -185,14 +192,7 @@ def read_workflow(source: Any, registry: Registry | None) -> tuple[Workflow, str
 def read_workflow_file(path: str | Path, registry: Registry | None) -> tuple[Workflow, str]:
     """:func:`read_workflow` on a file; error messages start with the path."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise WorkflowFormatError(f"workflow file not found: {path}") from None
-    except IsADirectoryError:
-        raise WorkflowFormatError(f"{path} is a folder, not a workflow file") from None
-    except OSError as error:
-        raise WorkflowFormatError(f"cannot read {path}: {error.strerror}") from None
+    data = read_workflow_bytes(path)
     try:
         return read_workflow(data, registry)
     except WorkflowFormatError as error:

@@ -335,20 +335,26 @@ def parse_json(text: str | bytes) -> Any:
     return doc
 
 
-def load_workflow(path: str | Path) -> Workflow:
-    """Read a workflow file (any known format; older ones are migrated).
-
-    A PNG saved by graphflow works too: the workflow embedded in it is read.
-    """
-    path = Path(path)
+def read_workflow_bytes(path: Path) -> bytes:
+    """A workflow file's bytes; a missing file, a folder or an unreadable one is a one-line
+    :class:`WorkflowFormatError`."""
     try:
-        text = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise WorkflowFormatError(f"workflow file not found: {path}") from None
     except IsADirectoryError:
         raise WorkflowFormatError(f"{path} is a folder, not a workflow file") from None
     except OSError as error:
         raise WorkflowFormatError(f"cannot read {path}: {error.strerror}") from None
+
+
+def load_workflow(path: str | Path) -> Workflow:
+    """Read a workflow file (any known format; older ones are migrated).
+
+    A PNG saved by graphflow works too: the workflow embedded in it is read.
+    """
+    path = Path(path)
+    text = read_workflow_bytes(path)
     try:
         if is_png(text):
             try:
