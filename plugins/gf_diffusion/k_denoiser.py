@@ -16,7 +16,7 @@ and size ids travel per entry (``sdxl_sizes`` / ``aesthetic_score`` when set).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .sigmas import ModelSigmas
@@ -74,6 +74,53 @@ def _area_mask(area, shape, device, dtype):
     return mask
 
 
+def _inside(inner, outer) -> bool:
+    """Whether area ``inner`` (h, w, y, x) lies within area ``outer``."""
+    for size, offset in ((0, 2), (1, 3)):
+        if inner[offset] < outer[offset]:
+            return False
+        if inner[offset] + inner[size] > outer[offset] + outer[size]:
+            return False
+    return True
+
+
+def _opposite(entries: list[ConditioningEntry], entry: ConditioningEntry):
+    """ComfyUI's create_cond_with_same_area_if_none: the prompt of the other list to pair
+    with an area entry (the smallest area enclosing it, else the first whole-latent entry),
+    as a copy of ``entry`` carrying that prompt; None when no pairing is needed."""
+    def size(area) -> int:
+        return area[0] * area[1]
+
+    smallest = None
+    for other in entries:
+        if other.area is None:
+            smallest = other if smallest is None else smallest
+        elif _inside(entry.area, other.area) and (
+            smallest is None or smallest.area is None or size(smallest.area) > size(other.area)
+        ):
+            smallest = other
+    if smallest is None or (smallest.area is not None and smallest.area == entry.area):
+        return None
+    return replace(
+        entry, embeds=smallest.embeds, pooled=smallest.pooled,
+        sdxl_sizes=smallest.sdxl_sizes, aesthetic_score=smallest.aesthetic_score,
+    )  # fmt: skip
+
+
+def with_opposite_areas(positive: Conditioning, negative: Conditioning):
+    """The two prompt lists with every area entry paired in the other list, as ComfyUI's
+    process_conds does before sampling (positive areas first, then the negative's, which by
+    then include the copies just added)."""
+    lists = {"positive": list(positive.entries), "negative": list(negative.entries)}
+    for name, other in (("positive", "negative"), ("negative", "positive")):
+        for entry in lists[name]:
+            if entry.area is not None:
+                paired = _opposite(lists[other], entry)
+                if paired is not None:
+                    lists[other].append(paired)
+    return Conditioning(lists["positive"]), Conditioning(lists["negative"])
+
+
 class KDenoiser:
     """D(x, σ) for a UNet under positive/negative conditioning and a cfg scale.
 
@@ -95,7 +142,7 @@ class KDenoiser:
         self.cfg = float(cfg)
         self.downscale = downscale
         self.sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
-        self.positive, self.negative = positive, negative
+        self.positive, self.negative = with_opposite_areas(positive, negative)
         self.calls = 0
         self.keep_uncond = False  # CFG++ samplers set it: the negative prompt even at cfg 1
         self.last_uncond = None  # the unguided x0 of the last call

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from gf_diffusion.k_denoiser import FEATHER, KDenoiser, MaskedDenoiser, _area_mask
@@ -129,3 +130,38 @@ def test_a_masked_run_returns_the_sampler_output_as_comfyui_does():
     expected = samples + noise * 1.0  # Euler from latent + 3·noise towards D = latent
     assert torch.allclose(out[..., :4], expected[..., :4], atol=1e-5)
     assert not torch.allclose(out[..., 4:], expected[..., 4:])
+
+
+class PromptRecordingUNet(FakeUNet):
+    """FakeUNet that also records, per call, the input size and the prompt values."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __call__(self, x, t, encoder_hidden_states, added_cond_kwargs, return_dict):
+        values = [round(float(v), 4) for v in encoder_hidden_states.mean(dim=(1, 2))]
+        self.calls.append((tuple(x.shape[-2:]), values))
+        return super().__call__(x, t, encoder_hidden_states, added_cond_kwargs, return_dict)
+
+
+def test_an_area_prompt_gets_an_opposite_of_the_same_area_as_in_comfyui():
+    """ComfyUI's process_conds pairs every area entry with one of the same area in the other
+    list (create_cond_with_same_area_if_none), carrying the other list's prompt."""
+    x, sigma = torch.zeros(1, 4, 32, 32), 1.0
+    area = (16, 16, 8, 8)
+    unet = PromptRecordingUNet()
+    model = KDenoiser(unet, MS, _prompt(1.0, 3.0, areas=[None, area]), _prompt(0.2), cfg=7.0)
+    model(x, sigma)
+    crops = sorted(values for shape, values in unet.calls if shape == (16, 16))
+    assert crops == [[0.2], [3.0]]  # the negative is evaluated on the area crop too
+    paired = model.negative.entries[-1]
+    assert paired.area == area and float(paired.embeds.mean()) == pytest.approx(0.2)
+    # the smallest enclosing area of the other list is preferred to a whole-latent entry
+    negative = _prompt(0.2, 0.4, 0.6, areas=[None, (32, 32, 0, 0), (24, 24, 4, 4)])
+    model = KDenoiser(FakeUNet(), MS, _prompt(3.0, areas=[area]), negative, cfg=7.0)
+    assert float(model.negative.entries[-1].embeds.mean()) == pytest.approx(0.6)
+    assert len(model.positive.entries) == 1  # no positive entry encloses the larger areas
+    # an equal area already there needs no copy
+    model = KDenoiser(FakeUNet(), MS, _prompt(3.0, areas=[area]), _prompt(0.2, areas=[area]), 7)
+    assert len(model.negative.entries) == 1 and len(model.positive.entries) == 1
