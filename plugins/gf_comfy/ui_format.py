@@ -132,6 +132,7 @@ class _Flattener:
         self.problems = problems
 
     def run(self, workflow: dict) -> None:
+        """Flatten the workflow's nodes and those of every subgraph instance, depth first."""
         work = [("", _list(workflow.get("nodes")), workflow.get("links"), None, None, 0)]
         while work:
             prefix, raw_nodes, raw_links, instance, definition, depth = work.pop()

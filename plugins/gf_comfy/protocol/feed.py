@@ -75,6 +75,7 @@ class _Held:
         self.size = 0
 
     def add(self, text: str, now: float, hold_seconds: float, hold_bytes: int) -> None:
+        """Hold one message; drop the oldest past ``hold_bytes`` in all or ``hold_seconds``."""
         self.items.append((now, text))
         self.size += len(text)
         while self.items and (self.size > hold_bytes or now - self.items[0][0] > hold_seconds):
