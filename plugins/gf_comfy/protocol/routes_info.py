@@ -15,6 +15,7 @@ from graphflow.runtime.models import PICKLE_SUFFIXES, SAFE_SUFFIXES, list_models
 from graphflow.server.routes_common import json_response
 from graphflow.server.state import STATE, ServerState
 
+from .. import names
 from .. import object_info as catalogue
 from .feed import FEATURES
 from .state import comfy_error
@@ -102,8 +103,25 @@ async def system_stats(request: web.Request) -> web.Response:
     return json_response({"system": system, "devices": _devices()})
 
 
+LOADER_COMBOS = {
+    "checkpoints": ("CheckpointLoaderSimple", "ckpt_name"),
+    "loras": ("LoraLoader", "lora_name"),
+    "vae": ("VAELoader", "vae_name"),
+    "upscale_models": ("UpscaleModelLoader", "model_name"),
+}
+"""Folders whose loader offers more than the files (graphflow-tiny, diffusers folders...)."""
+
+
 def _names(folder: str) -> list[str]:
-    return list_models(folder, MODEL_SUFFIXES)
+    """The folder's model files, and what its loader's combo offers besides (so a client
+    that picks a name from ``/models/checkpoints`` finds the embedded graphflow-tiny)."""
+    found = list_models(folder, MODEL_SUFFIXES)
+    combo = LOADER_COMBOS.get(folder)
+    entry = names.CLASSES.get(combo[0]) if combo else None
+    if entry is not None:
+        offered = entry.spec.inputs_by_name[combo[1]].allowed_choices() or []
+        found += [name for name in offered if name not in found]
+    return found
 
 
 @routes.get("/embeddings")
