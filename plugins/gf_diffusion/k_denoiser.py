@@ -36,15 +36,30 @@ class _Prepared:
     time_ids: Any
 
 
-def _time_ids(entry: ConditioningEntry, height: int, width: int, device, dtype):
+def _time_id_count(unet: Any, entry: ConditioningEntry) -> int:
+    """How many size ids the SDXL UNet takes: 6 for the base, 5 for the refiner (which
+    swaps the target size for an aesthetic score)."""
+    config = unet.config
+    projection = getattr(config, "projection_class_embeddings_input_dim", None)
+    per_id = getattr(config, "addition_time_embed_dim", None)
+    if not projection or not per_id or entry.pooled is None:
+        return 6
+    return (int(projection) - int(entry.pooled.shape[-1])) // int(per_id)
+
+
+def _time_ids(entry: ConditioningEntry, height, width, device, dtype, count=6, negative=False):
+    """SDXL's size ids as ComfyUI's encode_adm builds them: the base's (original, crop,
+    target) or the refiner's (original, crop, aesthetic score; 6 for a positive prompt
+    without one, 2.5 for a negative), whatever node encoded the prompt."""
     import torch
 
     if entry.sdxl_sizes is not None:
         (oh, ow), (top, left), (th, tw) = entry.sdxl_sizes
     else:
         (oh, ow), (top, left), (th, tw) = (height, width), (0, 0), (height, width)
-    if entry.aesthetic_score is not None:
-        values = [oh, ow, top, left, entry.aesthetic_score]
+    if count == 5:
+        score = entry.aesthetic_score
+        values = [oh, ow, top, left, (2.5 if negative else 6.0) if score is None else score]
     else:
         values = [oh, ow, top, left, th, tw]
     return torch.tensor([values], dtype=dtype, device=device)
@@ -88,6 +103,7 @@ def _opposite(entries: list[ConditioningEntry], entry: ConditioningEntry):
     """ComfyUI's create_cond_with_same_area_if_none: the prompt of the other list to pair
     with an area entry (the smallest area enclosing it, else the first whole-latent entry),
     as a copy of ``entry`` carrying that prompt; None when no pairing is needed."""
+
     def size(area) -> int:
         return area[0] * area[1]
 
@@ -160,15 +176,20 @@ class KDenoiser:
                     raise ValueError(
                         "this is an SDXL model: its conditioning needs the pooled embedding"
                     )
+                time_ids = None
+                if self.sdxl:
+                    count = _time_id_count(self.unet, entry)
+                    negative = which == "negative"
+                    time_ids = _time_ids(
+                        entry, height, width, x.device, self.dtype, count, negative
+                    )
                 out.append(
                     _Prepared(
                         entry.embeds.to(device=x.device, dtype=self.dtype),
                         None if entry.pooled is None else entry.pooled.to(x.device, self.dtype),
                         float(entry.weight) * float(entry.strength),
                         entry.area,
-                        _time_ids(entry, height, width, x.device, self.dtype)
-                        if self.sdxl
-                        else None,
+                        time_ids,
                     )
                 )
             self._prepared[key] = out

@@ -165,3 +165,43 @@ def test_an_area_prompt_gets_an_opposite_of_the_same_area_as_in_comfyui():
     # an equal area already there needs no copy
     model = KDenoiser(FakeUNet(), MS, _prompt(3.0, areas=[area]), _prompt(0.2, areas=[area]), 7)
     assert len(model.negative.entries) == 1 and len(model.positive.entries) == 1
+
+
+class SizeIdsUNet(FakeUNet):
+    """An SDXL-shaped fake: pooled embedding 4 wide, 2 numbers per size id; records the ids."""
+
+    def __init__(self, ids: int):
+        super().__init__()
+        self.config = SimpleNamespace(
+            addition_embed_type="text_time",
+            projection_class_embeddings_input_dim=4 + 2 * ids,
+            addition_time_embed_dim=2,
+        )
+        self.time_ids = []
+
+    def __call__(self, x, t, encoder_hidden_states, added_cond_kwargs, return_dict):
+        self.time_ids.append(added_cond_kwargs["time_ids"].tolist())
+        return super().__call__(x, t, encoder_hidden_states, added_cond_kwargs, return_dict)
+
+
+def _pooled_prompt(value, **fields) -> Conditioning:
+    entry = ConditioningEntry(torch.full((1, 77, 8), float(value)), torch.zeros(1, 4), **fields)
+    return Conditioning([entry])
+
+
+def test_sdxl_size_ids_follow_the_model_as_comfyui_encode_adm():
+    """The refiner (5 ids) gets ComfyUI's default aesthetic score, 6 for the positive prompt
+    and 2.5 for the negative, when the prompt was encoded without one; the base (6 ids)
+    ignores a refiner prompt's score and uses its size as the target."""
+    x = torch.zeros(1, 4, 8, 8)  # 64×64 image pixels
+    refiner = SizeIdsUNet(5)
+    KDenoiser(refiner, MS, _pooled_prompt(1.0), _pooled_prompt(0.0), cfg=5.0)(x, 1.0)
+    assert sorted(ids for call in refiner.time_ids for ids in call) == [
+        [64.0, 64.0, 0.0, 0.0, 2.5],
+        [64.0, 64.0, 0.0, 0.0, 6.0],
+    ]
+    base = SizeIdsUNet(6)
+    sizes = ((96, 80), (0, 0), (96, 80))
+    positive = _pooled_prompt(1.0, sdxl_sizes=sizes, aesthetic_score=3.0)
+    KDenoiser(base, MS, positive, _pooled_prompt(0.0), cfg=1.0)(x, 1.0)
+    assert base.time_ids == [[[96.0, 80.0, 0.0, 0.0, 96.0, 80.0]]]
