@@ -77,6 +77,8 @@ def _apply_sets(workflow: Workflow, assignments: Sequence[str]) -> None:
 
 
 def _print_validation(path: str, error: ValidationFailed) -> None:
+    if error.read_as:  # a foreign document its importer refused: say what it was read as
+        print(f"read as {error.read_as}", file=sys.stderr)
     count = len(error.errors)
     print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
     for item in error.errors:

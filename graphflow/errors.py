@@ -148,6 +148,10 @@ class WorkflowFormatError(GraphflowError):
 class ValidationFailed(GraphflowError):
     """A workflow failed validation; ``errors`` lists every problem found."""
 
+    read_as: str | None = None
+    """For a foreign document an importer refused: what it was read as (``ComfyUI API
+    format``), so the CLI can say so as it does for one that imports."""
+
     def __init__(self, errors: list[GraphError]):
         self.errors = list(errors)
         lines = "\n".join(f"  - {e}" for e in self.errors)

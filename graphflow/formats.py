@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import GraphflowError, WorkflowFormatError
+from .errors import GraphflowError, ValidationFailed, WorkflowFormatError
 from .pngmeta import WORKFLOW_KEY, PngMetadataError, is_png, png_text_chunks
 from .workflow import (
     CURRENT_FORMAT,
@@ -107,6 +107,15 @@ def _label(importer: WorkflowImporter, doc: Any, graph: dict, source: str) -> st
     return f"{importer.label}{source} ({count})"
 
 
+def _refused_label(importer: WorkflowImporter, doc: Any, source: str) -> str:
+    """What a document its importer refused was read as (its node count when known)."""
+    try:
+        counted = importer.count_nodes(doc) if importer.count_nodes is not None else None
+    except Exception:
+        counted = None
+    return f"{importer.label}{source}" + (f" ({counted} nodes)" if counted is not None else "")
+
+
 def import_document(
     doc: Any,
     registry: Registry | None,
@@ -131,6 +140,9 @@ def import_document(
         )
     try:
         graph = importer.to_graphflow(doc, registry, png_texts=png_texts)
+    except ValidationFailed as error:
+        error.read_as = _refused_label(importer, doc, source)
+        raise
     except GraphflowError:
         raise
     except Exception as error:  # a shape the plugin did not foresee: one line, no traceback

@@ -98,6 +98,8 @@ def test_validate_lists_missing_class_types_without_a_traceback(capsys, tmp_path
         "(nodes 7, 8)" in err
     )
     assert "Traceback" not in err
+    n = len(prompt)
+    assert err.splitlines()[0] == f"read as ComfyUI API format ({n} nodes)"  # said when refused
 
 
 def test_convert_ui_to_api_graphflow_and_back_to_ui(capsys, tmp_path, registry):
