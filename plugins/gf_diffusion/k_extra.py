@@ -171,26 +171,25 @@ def sample_euler_ancestral_cfg_pp(model, x, sigmas, run: SamplerRun, eta: float 
 
 
 def sample_dpmpp_2s_ancestral_cfg_pp(model, x, sigmas, run: SamplerRun, eta: float = 1.0):
-    """DPM-Solver++(2S) ancestral on the unguided prediction, guidance added each step."""
+    """DPM-Solver++(2S) ancestral, CFG++ as ComfyUI writes it: both half-steps start from
+    x + (guided − unguided) and step with the guided predictions, then the fresh noise."""
     s, noise = [float(v) for v in sigmas], run.gaussian(x)
     _uncond_model(model)
     for i in range(len(s) - 1):
         denoised = model(x, s[i])
         uncond = model.last_uncond
-        guidance = denoised - uncond
         run.step(i, len(s) - 1, x, denoised)
         down, up = ancestral_step(s[i], s[i + 1], eta)
         if down == 0:
-            x = uncond
+            x = denoised
         else:
             h = math.log(s[i]) - math.log(down)
             mid = s[i] * math.exp(-h / 2)
-            x_mid = (mid / s[i]) * x - math.expm1(-h / 2) * uncond
-            model(x_mid, mid)  # only its unguided prediction is used
-            x = (down / s[i]) * x - math.expm1(-h) * model.last_uncond
+            shifted = x + (denoised - uncond)
+            x_mid = (mid / s[i]) * shifted - math.expm1(-h / 2) * denoised
+            x = (down / s[i]) * shifted - math.expm1(-h) * model(x_mid, mid)
         if s[i + 1] > 0:
             x = x + noise() * up
-        x = x + guidance
     return x
 
 

@@ -288,6 +288,23 @@ def test_cfg_pp_samplers_without_guidance_are_their_base_samplers(ms, name):
     assert model.keep_uncond  # the sampler asked for the negative prompt's prediction
 
 
+def test_dpmpp_2s_ancestral_cfg_pp_single_step_as_comfyui():
+    """ComfyUI's rule: both half-steps start from x + (guided − unguided) and use the guided
+    predictions (the midpoint's too); the ancestral noise comes last."""
+    x = _x()
+    s0, s1 = _s([3.0, 1.5])
+    model = Guided(cfg=3.0, mu_c=0.8, mu_u=0.1)
+    guided = model(x, s0)
+    shifted = x + (guided - model.last_uncond)
+    up = math.sqrt(s1**2 * (s0**2 - s1**2) / s0**2)
+    down = math.sqrt(s1**2 - up**2)
+    h = math.log(s0) - math.log(down)
+    mid = s0 * math.exp(-h / 2)
+    x_mid = (mid / s0) * shifted - math.expm1(-h / 2) * guided
+    expected = (down / s0) * shifted - math.expm1(-h) * model(x_mid, mid) + _gauss(x) * up
+    _close(_run("dpmpp_2s_ancestral_cfg_pp", x, [s0, s1], model=Guided(3.0, 0.8, 0.1)), expected)
+
+
 def test_euler_cfg_pp_steps_along_the_unguided_prediction():
     x = _x()
     s0, s1 = _s([3.0, 1.5])
