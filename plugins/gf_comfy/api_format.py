@@ -239,18 +239,24 @@ def api_to_graphflow(
 
 def _other_problems(nodes: dict, registry: Registry, known: list[GraphError]) -> list:
     """graphflow's findings on the mapped nodes, less those that restate a known problem
-    (an input whose link was refused is missing, by the same cause)."""
+    (an input whose link was refused is missing, by the same cause; so are the inputs of a
+    node whose ``inputs`` was not an object)."""
     from graphflow.graph import validate
     from graphflow.workflow import workflow_from_dict
 
     reported = {(problem.node, problem.input) for problem in known}
+    whole = {problem.node for problem in known if problem.input is None}
     try:
         _, errors = validate(
             workflow_from_dict({"format": "graphflow/1", "nodes": nodes}), registry
         )
     except (WorkflowFormatError, RecursionError):
         return []  # the known problems stand alone
-    return [error for error in errors if (error.node, error.input) not in reported]
+    return [
+        error
+        for error in errors
+        if (error.node, error.input) not in reported and error.node not in whole
+    ]
 
 
 def _extra_pnginfo(png_texts: Mapping[str, str] | None) -> dict:

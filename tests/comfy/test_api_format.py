@@ -141,6 +141,14 @@ def test_a_refused_link_does_not_hide_the_other_problems(registry):
         ("link_missing_node", "9", "images"),  # not restated as a missing input
         ("not_in_choices", "55:52", "sampler_name"),
     ]
+    data["55:52"]["inputs"] = "not an object"  # its inputs' absence is not restated
+    with pytest.raises(ValidationFailed) as caught:
+        api_to_graphflow(data, registry)
+    found = sorted((e.code.value, e.node, e.input) for e in caught.value.errors)
+    assert found == [
+        ("invalid_document", "55:52", None),
+        ("link_missing_node", "9", "images"),
+    ]
 
 
 def test_a_misspelt_class_type_gets_the_closest_known_one(registry):
