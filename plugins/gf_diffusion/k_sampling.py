@@ -137,7 +137,7 @@ def k_sample(
     if mask is not None:
         inpaint_noise = noise
         if sampler in RANDOM_INPAINT_NOISE:
-            generator = torch.manual_seed(int(seed) + 1)
+            generator = torch.manual_seed((int(seed) + 1) % 2**64)  # ComfyUI: seed + 1
             inpaint_noise = torch.randn(samples.shape, generator=generator).to(noise)
         model = MaskedDenoiser(model, samples, inpaint_noise, _latent_mask(mask, samples))
     first = float(sigmas[0])

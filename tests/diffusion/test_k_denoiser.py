@@ -205,3 +205,27 @@ def test_sdxl_size_ids_follow_the_model_as_comfyui_encode_adm():
     positive = _pooled_prompt(1.0, sdxl_sizes=sizes, aesthetic_score=3.0)
     KDenoiser(base, MS, positive, _pooled_prompt(0.0), cfg=1.0)(x, 1.0)
     assert base.time_ids == [[[96.0, 80.0, 0.0, 0.0, 96.0, 80.0]]]
+
+
+def test_ddim_inpainting_noise_takes_the_largest_seed():
+    """ddim's inpainting noise is seeded seed + 1 (ComfyUI's inpaint_options random); at the
+    largest seed that wraps instead of overflowing torch.manual_seed."""
+    from gf_diffusion.k_sampling import k_sample
+
+    unet = FakeUNet()
+    unet.device = torch.device("cpu")
+    mask = torch.ones(1, 1, 8, 8)
+    mask[..., :4] = 0.0
+    latent = SimpleNamespace(
+        samples=torch.zeros(1, 4, 8, 8), noise_mask=mask, batch_index=None, downscale=8
+    )
+    sigmas = torch.tensor([3.0, 1.0], dtype=torch.float32)
+    out = k_sample(
+        unet, MS, _prompt(0.5), _prompt(), latent, sigmas, sampler="ddim", cfg=1.0,
+        seed=2**64 - 1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    inpaint_noise = torch.randn(1, 4, 8, 8)
+    # the model saw the unmasked half pinned to the latent noised with that draw
+    assert torch.allclose(unet.inputs[0][..., :4], (inpaint_noise * 3.0 / math.sqrt(10))[..., :4])
+    assert out.shape == (1, 4, 8, 8)
