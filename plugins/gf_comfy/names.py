@@ -120,8 +120,3 @@ def comfy_node(
         return spec
 
     return declare
-
-
-def comfy_class(class_type: str) -> ComfyClass | None:
-    """The declared class type ``class_type``, or None."""
-    return CLASSES.get(class_type)
