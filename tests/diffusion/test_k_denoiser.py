@@ -65,11 +65,11 @@ def test_v_prediction_x0():
 
 
 def test_cfg_and_weighted_prompts():
-    x, sigma = torch.randn(1, 4, 8, 8), 1.5
+    x, sigma = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)), 1.5
     model = KDenoiser(FakeUNet(), MS, _prompt(1.0, 0.0, weights=[3.0, 1.0]), _prompt(0.2), 7.0)
     cond, uncond = x - 0.75 * sigma, x - 0.2 * sigma  # weighted mean (3·1 + 1·0)/4
     assert torch.allclose(model(x, sigma), uncond + 7.0 * (cond - uncond), atol=1e-5)
-    assert torch.allclose(model.last_uncond, uncond)
+    assert torch.allclose(model.last_uncond, uncond, atol=1e-6)  # float32 rounding only
 
 
 def test_an_area_prompt_is_averaged_in_with_feathered_edges():
