@@ -22,7 +22,9 @@ def chain(length: int) -> dict:
 
 async def test_a_10000_node_chain_validates_runs_and_reaches_history(client):
     ws = await ComfyWs.open(client, "long-chain")
-    response = await client.post("/prompt", json={"prompt": chain(LENGTH), "client_id": "long-chain"})
+    response = await client.post(
+        "/prompt", json={"prompt": chain(LENGTH), "client_id": "long-chain"}
+    )
     body = await response.json()
     assert response.status == 200 and body["node_errors"] == {}, body
     messages = await ws.until_done(body["prompt_id"], timeout=120)
