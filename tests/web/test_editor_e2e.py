@@ -1,7 +1,8 @@
 """The editor end to end: Chromium drives the built editor against a real `graphflow serve`.
 
-Runs web/e2e/editor.e2e.mjs (playwright-core) and keeps its screenshots in
-tests/web/artifacts/. Skipped without /usr/bin/chromium unless GRAPHFLOW_REQUIRE_BROWSER=1.
+Runs web/e2e/editor.e2e.mjs and web/e2e/comfy-import.e2e.mjs (playwright-core) and keeps
+their screenshots and logs in tests/web/artifacts/. Skipped without /usr/bin/chromium unless
+GRAPHFLOW_REQUIRE_BROWSER=1.
 """
 
 from __future__ import annotations
@@ -76,18 +77,30 @@ def server_url(tmp_path, data_dir):
         (ARTIFACTS / "server.log").write_text(log.read_text())
 
 
-def test_editor_end_to_end_in_chromium(chromium, web_npm, server_url, data_dir):
+def run_e2e_script(script: str, server_url: str, chromium: Path, log_name: str) -> None:
+    """Runs web/e2e/<script> against the server; fails with its step log when a step fails."""
     ARTIFACTS.mkdir(exist_ok=True)
-    command = ["node", "e2e/editor.e2e.mjs", "--url", server_url, "--artifacts", str(ARTIFACTS)]
+    command = ["node", f"e2e/{script}", "--url", server_url, "--artifacts", str(ARTIFACTS)]
     command += ["--chromium", str(chromium)]
     result = subprocess.run(
         command, cwd=WEB, capture_output=True, text=True, timeout=420, env=dict(os.environ)
     )
     report = f"{result.stdout}\n{result.stderr}\nscreenshots: {ARTIFACTS}"
-    (ARTIFACTS / "e2e.log").write_text(report)
+    (ARTIFACTS / log_name).write_text(report)
     assert result.returncode == 0, report
+
+
+def test_editor_end_to_end_in_chromium(chromium, web_npm, server_url, data_dir):
+    run_e2e_script("editor.e2e.mjs", server_url, chromium, "e2e.log")
     # What the editor saved is a workflow the engine itself loads and validates.
     saved = load_workflow(data_dir / "workflows" / "e2e-photo.json")
     validated = build_graph(saved, load_plugins().registry)
     node_types = {spec.id for spec in validated.specs.values()}
     assert node_types >= {"image.example_photo", "image.preview"}
+
+
+def test_editor_opens_comfy_workflows_in_chromium(chromium, web_npm, server_url, data_dir):
+    """Upload a ComfyUI UI workflow, run it, and drop one with an unknown class type."""
+    run_e2e_script("comfy-import.e2e.mjs", server_url, chromium, "e2e-comfy.log")
+    outputs = sorted((data_dir / "output").rglob("*.png"))
+    assert len(outputs) == 4, f"the imported workflow saves its batch of 4, got {outputs}"
