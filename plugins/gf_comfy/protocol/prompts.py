@@ -14,6 +14,9 @@ ancestors are all valid still run (200 with ``node_errors``), as in ComfyUI.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +63,54 @@ class Accepted:
     node_errors: dict = field(default_factory=dict)
     partial: bool = False
     """Only some outputs run (targets given, or others invalid): the job's ``outputs``."""
+    converted: Converted | None = None
+    """The prompt's conversion, for :class:`Conversions` (never changed by a job)."""
+
+
+Converted = tuple[dict, dict, dict[str, list[dict]], set[tuple[str, str]]]
+"""What :func:`convert_prompt` gives: document, coerced prompt, problems, bad inputs."""
+
+
+class Conversions:
+    """The last few ``POST /prompt`` bodies, parsed and converted, keyed by the digest of
+    their bytes: a client that queues the same prompt again (the common "queue again")
+    skips parsing and converting it. Entries are never changed once stored (each job gets
+    its own top-level document and problem lists); bodies over ``max_body`` bytes are not
+    kept, nor more than ``max_entries``."""
+
+    def __init__(self, max_entries: int = 16, max_body: int = 1 << 20):
+        self.max_entries = max_entries
+        self.max_body = max_body
+        self._entries: OrderedDict[bytes, tuple[Registry, Any, Converted | None]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(raw: bytes) -> bytes:
+        """The cache key of a body's bytes."""
+        return hashlib.blake2b(raw, digest_size=20).digest()
+
+    def get(self, key: bytes, registry: Registry) -> tuple[Any, Converted | None] | None:
+        """(parsed body, conversion or None) of a body seen before with this registry."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] is not registry:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1], entry[2]
+
+    def put(
+        self, key: bytes, size: int, registry: Registry, body: Any, converted: Converted | None
+    ) -> None:
+        """Keep a parsed body and its conversion (None: not converted, e.g. refused)."""
+        if size > self.max_body:
+            return
+        with self._lock:
+            self._entries[key] = (registry, body, converted)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
 
 def check_shape(prompt: Any) -> None:
@@ -243,21 +294,19 @@ def accept(
     prompt: Any,
     targets: Iterable[str] | None = None,
     editor: Callable[[dict, list[str]], dict] | None = None,
+    converted: Converted | None = None,
 ) -> Accepted:
     """Check a prompt as ComfyUI's ``POST /prompt`` does (raises :class:`PromptRefused`).
 
     ``editor(coerced_prompt, outputs)`` gives the document's editor data (what nodes read
-    as ``ctx.workflow["editor"]``, e.g. the prompt for SaveImage's PNG chunks)."""
+    as ``ctx.workflow["editor"]``, e.g. the prompt for SaveImage's PNG chunks).
+    ``converted``: this very prompt's earlier :attr:`Accepted.converted` (it is not
+    converted again; validation always runs, as the files behind choices may change)."""
     with gc_paused():  # converting allocates many small, cycle-free objects
-        return _accept(registry, prompt, targets, editor)
+        return _accept(registry, prompt, targets, editor, converted)
 
 
-def _accept(
-    registry: Registry,
-    prompt: Any,
-    targets: Iterable[str] | None,
-    editor: Callable[[dict, list[str]], dict] | None,
-) -> Accepted:
+def _convert(registry: Registry, prompt: Any) -> Converted:
     check_shape(prompt)
     unknown, specs = _class_problems(registry, prompt)
     if unknown:
@@ -277,7 +326,22 @@ def _accept(
                 for node_id, err in unknown.items()
             },
         )
-    document, coerced, problems, seen = convert_prompt(prompt, specs)
+    return convert_prompt(prompt, specs)
+
+
+def _accept(
+    registry: Registry,
+    prompt: Any,
+    targets: Iterable[str] | None,
+    editor: Callable[[dict, list[str]], dict] | None,
+    converted: Converted | None,
+) -> Accepted:
+    if converted is None:
+        converted = _convert(registry, prompt)
+    shared, coerced, found, seen = converted
+    # This job's own document and problem lists: the conversion may serve later prompts.
+    document = {"format": "graphflow/1", "nodes": shared["nodes"]}
+    problems = {node_id: list(errs) for node_id, errs in found.items()}
     outputs = output_nodes(registry, document)
     if targets is not None:
         wanted = {str(t) for t in targets}
@@ -309,6 +373,7 @@ def _accept(
         data = editor(coerced, accepted.outputs)
         accepted.document["editor"] = data
         accepted.validated.workflow.editor = data
+    accepted.converted = converted
     return accepted
 
 

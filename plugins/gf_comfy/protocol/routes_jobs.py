@@ -114,7 +114,9 @@ async def post_prompt(request: web.Request) -> web.Response:
     state: ServerState = request.app[STATE]
     comfy = request.app[COMFY]
     raw = await read_raw(request, state.config.max_body_bytes)
-    body = parse_any_json(raw)
+    key = comfy.conversions.key(raw)
+    seen = comfy.conversions.get(key, state.registry)
+    body, converted = seen if seen is not None else (parse_any_json(raw), None)
     prompt, prompt_id, number, priority, extra, targets = _parse(body, comfy)
     if isinstance(prompt, dict) and len(prompt) > state.config.max_nodes:
         raise comfy_error(413, "prompt_too_large", f"at most {state.config.max_nodes} nodes")
@@ -141,10 +143,11 @@ async def post_prompt(request: web.Request) -> web.Response:
     if len(raw) > INLINE_BYTES:  # big prompts validate off the event loop (as graphflow's)
         context = contextvars.copy_context()
         accepted = await asyncio.get_running_loop().run_in_executor(
-            None, context.run, prompts.accept, state.registry, prompt, targets, editor
+            None, context.run, prompts.accept, state.registry, prompt, targets, editor, converted
         )
     else:
-        accepted = prompts.accept(state.registry, prompt, targets, editor)
+        accepted = prompts.accept(state.registry, prompt, targets, editor, converted)
+    comfy.conversions.put(key, len(raw), state.registry, body, accepted.converted)
     document = accepted.document
     job = Job(
         id=prompt_id,

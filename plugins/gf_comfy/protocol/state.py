@@ -14,20 +14,22 @@ from aiohttp import web
 from graphflow.server.routes_common import json_response
 
 from .feed import ComfyFeed
-from .prompts import PromptRefused
+from .prompts import Conversions, PromptRefused
 
 HISTORY_CACHE_BYTES = 32 << 20
 
 
 @dataclass
 class ComfyState:
-    """The ComfyUI websocket feed, the prompt counter (ComfyUI's default ``number``) and the
-    rendered history entries (a finished job's entry never changes)."""
+    """The ComfyUI websocket feed, the prompt counter (ComfyUI's default ``number``), the
+    rendered history entries (a finished job's entry never changes) and the last prompts
+    converted (for a prompt queued again)."""
 
     feed: ComfyFeed
     counter: itertools.count = field(default_factory=itertools.count)
     rendered: OrderedDict = field(default_factory=OrderedDict)
     rendered_bytes: int = 0
+    conversions: Conversions = field(default_factory=Conversions)
 
     def next_number(self) -> int:
         """The next default prompt number (0, 1, 2 ...)."""
