@@ -52,6 +52,10 @@ class PromptRefused(Exception):
         }
 
 
+Converted = tuple[dict, dict, dict[str, list[dict]], set[tuple[str, str]]]
+"""What :func:`convert_prompt` gives: document, coerced prompt, problems, bad inputs."""
+
+
 @dataclass
 class Accepted:
     """A prompt that will run: its document, what runs, and the errors of skipped outputs."""
@@ -67,10 +71,6 @@ class Accepted:
     """The prompt's conversion, for :class:`Conversions` (never changed by a job)."""
 
 
-Converted = tuple[dict, dict, dict[str, list[dict]], set[tuple[str, str]]]
-"""What :func:`convert_prompt` gives: document, coerced prompt, problems, bad inputs."""
-
-
 class Conversions:
     """The last few ``POST /prompt`` bodies, parsed and converted, keyed by the digest of
     their bytes: a client that queues the same prompt again (the common "queue again")
@@ -81,9 +81,7 @@ class Conversions:
     def __init__(self, max_entries: int = 16, max_body: int = 1 << 20):
         self.max_entries = max_entries
         self.max_body = max_body
-        self._entries: OrderedDict[bytes, tuple[Registry, Any, Converted | None]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[bytes, tuple[Registry, Any, Converted | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
