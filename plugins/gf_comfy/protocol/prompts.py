@@ -78,7 +78,7 @@ class Conversions:
     its own top-level document and problem lists); bodies over ``max_body`` bytes are not
     kept, nor more than ``max_entries``."""
 
-    def __init__(self, max_entries: int = 16, max_body: int = 1 << 20):
+    def __init__(self, max_entries: int = 8, max_body: int = 256 << 10):
         self.max_entries = max_entries
         self.max_body = max_body
         self._entries: OrderedDict[bytes, tuple[Registry, Any, Converted | None]] = OrderedDict()
