@@ -7,8 +7,7 @@
 // failure.png into the artifacts folder and exits 1.
 import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
-import { pageHelpers } from "./pageHelpers.mjs";
+import { openBrowser, pageHelpers } from "./pageHelpers.mjs";
 
 const { values: options } = parseArgs({
   options: {
@@ -22,23 +21,7 @@ if (!options.url) throw new Error("--url is required");
 const base = options.url.endsWith("/") ? options.url : `${options.url}/`;
 mkdirSync(options.artifacts, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: options.chromium,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-  ],
-});
-const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
-const pageErrors = [];
-page.on("pageerror", (error) => pageErrors.push(error.message));
-page.on("console", (message) => {
-  if (message.type() === "error") pageErrors.push(`console: ${message.text()}`);
-});
+const { browser, page, pageErrors } = await openBrowser(options.chromium);
 
 const {
   byId,

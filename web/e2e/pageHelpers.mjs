@@ -1,5 +1,29 @@
 // Helpers the editor's end-to-end steps share: locating, waiting, dragging like a person.
 import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+/** Debian's Chromium, headless with the flags the tests use, and one 1600×1000 page whose
+ * page errors and console errors are collected in `pageErrors`. */
+export async function openBrowser(executablePath) {
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+    ],
+  });
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  const pageErrors = [];
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+  page.on("console", (message) => {
+    if (message.type() === "error") pageErrors.push(`console: ${message.text()}`);
+  });
+  return { browser, page, pageErrors };
+}
 
 /** Everything a step needs, bound to one page and one artifacts folder. */
 export function pageHelpers(page, artifacts) {
