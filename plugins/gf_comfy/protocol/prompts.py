@@ -117,8 +117,9 @@ def check_shape(prompt: Any) -> None:
         raise PromptRefused(
             "invalid_prompt",
             "This is a UI-format workflow (litegraph 'nodes' and 'links'); /prompt takes the API"
-            " format. Convert it with `graphflow convert WORKFLOW OUT --to comfy-api`, or run it"
-            " with `graphflow run WORKFLOW`.",
+            " format. Queue it as it is on graphflow's own POST /api/prompt (it reads UI files),"
+            " convert it with `graphflow convert WORKFLOW OUT --to comfy-api`, or run it with"
+            " `graphflow run WORKFLOW`.",
         )
     if not isinstance(prompt, dict):
         raise PromptRefused("invalid_prompt", "'prompt' must be an object of node id → node")
