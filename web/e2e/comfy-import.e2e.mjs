@@ -11,7 +11,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { openBrowser, pageHelpers } from "./pageHelpers.mjs";
+import { openBrowser, pageHelpers, runSteps } from "./pageHelpers.mjs";
 
 const UI_WORKFLOW = fileURLToPath(
   new URL("../../workflows/comfy/txt2img_ui.json", import.meta.url),
@@ -172,18 +172,4 @@ const steps = [
   ],
 ];
 
-let failed = false;
-for (const [name, run] of steps) {
-  const started = Date.now();
-  try {
-    await run();
-    console.log(`ok    ${name} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
-  } catch (error) {
-    failed = true;
-    console.log(`FAIL  ${name}\n${error instanceof Error ? error.stack : error}`);
-    await shot("comfy-failure.png").catch(() => {});
-    break;
-  }
-}
-await browser.close();
-process.exit(failed ? 1 : 0);
+await runSteps(steps, { browser, shot, failureShot: "comfy-failure.png" });

@@ -7,7 +7,7 @@
 // failure.png into the artifacts folder and exits 1.
 import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { openBrowser, pageHelpers } from "./pageHelpers.mjs";
+import { openBrowser, pageHelpers, runSteps } from "./pageHelpers.mjs";
 
 const { values: options } = parseArgs({
   options: {
@@ -319,18 +319,4 @@ const steps = [
   ],
 ];
 
-let failed = false;
-for (const [name, run] of steps) {
-  const started = Date.now();
-  try {
-    await run();
-    console.log(`ok    ${name} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
-  } catch (error) {
-    failed = true;
-    console.log(`FAIL  ${name}\n${error instanceof Error ? error.stack : error}`);
-    await shot("failure.png").catch(() => {});
-    break;
-  }
-}
-await browser.close();
-process.exit(failed ? 1 : 0);
+await runSteps(steps, { browser, shot, failureShot: "failure.png" });

@@ -25,6 +25,26 @@ export async function openBrowser(executablePath) {
   return { browser, page, pageErrors };
 }
 
+/** Runs `[name, async fn]` steps in order, one line each; the first failure prints its stack,
+ * saves `failureShot`, and the process exits 1 (0 when every step passed). */
+export async function runSteps(steps, { browser, shot, failureShot }) {
+  let failed = false;
+  for (const [name, run] of steps) {
+    const started = Date.now();
+    try {
+      await run();
+      console.log(`ok    ${name} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
+    } catch (error) {
+      failed = true;
+      console.log(`FAIL  ${name}\n${error instanceof Error ? error.stack : error}`);
+      await shot(failureShot).catch(() => {});
+      break;
+    }
+  }
+  await browser.close();
+  process.exit(failed ? 1 : 0);
+}
+
 /** Everything a step needs, bound to one page and one artifacts folder. */
 export function pageHelpers(page, artifacts) {
   const byId = (testId) => page.getByTestId(testId);
