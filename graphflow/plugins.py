@@ -270,23 +270,6 @@ def load_plugins(
             continue
         infos[impl.plugin_name].nodes.extend(spec.id for spec in specs)
 
-    for impl in manager.hook.graphflow_server_routes.get_hookimpls():
-        if impl.plugin_name in failed:
-            continue
-        try:
-            for install in impl.function() or ():
-                registry.add_route_installer(install, plugin=impl.plugin_name)
-        except Exception as error:
-            problems.append(
-                PluginProblem(
-                    impl.plugin_name,
-                    sources[impl.plugin_name],
-                    "register server routes",
-                    _describe(error),
-                    traceback.format_exc(),
-                )
-            )
-
     _collect(manager, registry, failed, sources, problems)
     for name in failed:
         manager.unregister(name=name)
@@ -295,10 +278,20 @@ def load_plugins(
 
 
 def _collect(manager, registry: Registry, failed: set[str], sources, problems) -> None:
-    """Workflow importers and exporters of the plugins whose nodes registered."""
+    """Workflow importers, exporters and server route installers of the plugins whose nodes
+    registered; a plugin whose hook fails loses only what that hook gives (reported)."""
     hooks = (
-        (manager.hook.graphflow_workflow_importers, registry.add_importer, "importers"),
-        (manager.hook.graphflow_workflow_exporters, registry.add_exporter, "exporters"),
+        (manager.hook.graphflow_server_routes, registry.add_route_installer, "server routes"),
+        (
+            manager.hook.graphflow_workflow_importers,
+            registry.add_importer,
+            "workflow importers",
+        ),
+        (
+            manager.hook.graphflow_workflow_exporters,
+            registry.add_exporter,
+            "workflow exporters",
+        ),
     )
     for hook, add, what in hooks:
         for impl in hook.get_hookimpls():
@@ -312,7 +305,7 @@ def _collect(manager, registry: Registry, failed: set[str], sources, problems) -
                     PluginProblem(
                         impl.plugin_name,
                         sources[impl.plugin_name],
-                        f"register workflow {what}",
+                        f"register {what}",
                         _describe(error),
                         traceback.format_exc(),
                     )
