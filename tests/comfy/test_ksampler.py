@@ -12,7 +12,7 @@ from gf_comfy.names import CLASSES
 from gf_diffusion.k_samplers import SAMPLER_NAMES
 from gf_diffusion.sigmas import SCHEDULER_NAMES
 from gf_diffusion.values import Conditioning, ConditioningEntry, Latent
-from graphflow import Executor, load_plugins
+from graphflow import Executor
 from graphflow.errors import ValidationFailed
 from graphflow.runtime.handles import ModelHandle
 from support import link, make_workflow
@@ -46,11 +46,6 @@ def models_root(tmp_path_factory):
     build_tiny_sd(root / "checkpoints" / "tiny-sd")
     build_tiny_sdxl(root / "checkpoints" / "tiny-sdxl")
     return root
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from tiny_models import build_tiny_sd, build_tiny_sdxl
 from gf_comfy.names import CLASSES
 from gf_diffusion.text import PromptError
 from gf_diffusion.values import Conditioning, ConditioningEntry
-from graphflow import Executor, load_plugins
 from support import link, make_workflow
 
 WEIGHTED = "a (red:1.4) cat, [blurry] ((dog))"
@@ -23,18 +22,6 @@ def models_root(tmp_path_factory):
     build_tiny_sd(root / "checkpoints" / "tiny-sd")
     build_tiny_sdxl(root / "checkpoints" / "tiny-sdxl")
     return root
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
-
-
-@pytest.fixture
-def executor(models_root, registry, monkeypatch):
-    monkeypatch.setenv("GRAPHFLOW_MODELS", str(models_root))
-    monkeypatch.setenv("GRAPHFLOW_DEVICE", "cpu")
-    return Executor(registry)
 
 
 def _spec(class_type: str) -> list[tuple]:

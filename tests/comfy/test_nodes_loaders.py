@@ -12,7 +12,6 @@ from tiny_models import build_tiny_sd, build_tiny_sdxl
 
 from gf_comfy.names import CLASSES
 from gf_comfy.types import ClipValue
-from graphflow import Executor, load_plugins
 from graphflow.errors import ValidationFailed
 from support import link, make_workflow
 
@@ -46,18 +45,6 @@ def models_root(tmp_path_factory):
     (root / "vae").mkdir()
     shutil.copytree(root / "checkpoints" / "tiny-sd" / "vae", root / "vae" / "tiny-vae")
     return root
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
-
-
-@pytest.fixture
-def executor(models_root, registry, monkeypatch):
-    monkeypatch.setenv("GRAPHFLOW_MODELS", str(models_root))
-    monkeypatch.setenv("GRAPHFLOW_DEVICE", "cpu")
-    return Executor(registry)
 
 
 def _inputs(class_type: str) -> list[tuple]:

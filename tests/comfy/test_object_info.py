@@ -9,7 +9,7 @@ import pytest
 from gf_comfy.names import BY_NODE_ID, CLASSES, ComfyInput, comfy_node
 from gf_comfy.object_info import object_info, object_info_for
 from gf_diffusion.types import Latent, Model, Vae
-from graphflow import Choice, Float, Int, Outputs, String, load_plugins
+from graphflow import Choice, Float, Int, Outputs, String
 from support import registry_with
 
 COMFY_KEYS = [
@@ -61,11 +61,6 @@ def sampler_class():
     yield test_sampler
     CLASSES.pop("TestSampler", None)
     BY_NODE_ID.pop(test_sampler.id, None)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
 
 
 def test_a_class_type_is_described_in_comfyuis_grammar_and_key_order(sampler_class):

@@ -16,7 +16,6 @@ from PIL.PngImagePlugin import PngInfo
 from gf_comfy.api_format import api_to_graphflow, graphflow_to_api
 from gf_comfy.ui_export import graphflow_to_ui
 from gf_comfy.ui_format import ui_to_api, ui_to_graphflow
-from graphflow import load_plugins
 from graphflow.cli import main
 from graphflow.formats import read_workflow_file
 from graphflow.pngmeta import PARAMETERS_KEY, WORKFLOW_KEY, png_text_chunks
@@ -41,11 +40,6 @@ UI = ui_workflow(
     ],
     [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]],
 )
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
 
 
 def cli(capsys, *argv):
