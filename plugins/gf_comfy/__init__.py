@@ -7,15 +7,22 @@ from graphflow import hookimpl
 
 from . import (
     nodes_conditioning,
+    nodes_control,
     nodes_image,
+    nodes_inpaint,
     nodes_io,
+    nodes_ip2p,
     nodes_latent,
     nodes_loaders,
+    nodes_mask,
+    nodes_preprocess,
+    nodes_regions,
     nodes_sampling,
     types,
 )
 
 MODULES = (nodes_loaders, nodes_conditioning, nodes_latent, nodes_image, nodes_io, nodes_sampling)
+MODULES += (nodes_mask, nodes_inpaint, nodes_control, nodes_preprocess, nodes_ip2p, nodes_regions)
 
 
 @hookimpl

@@ -4,8 +4,7 @@ upscaling, and batch slicing/repeating, on graphflow's Latent values and VAE nod
 graphflow latents are scaled by the VAE's scaling factor where ComfyUI's are not; every
 method here but bislerp is linear with weights summing to one, so it commutes with that
 scaling, and bislerp is computed in ComfyUI's (unscaled) space. ComfyUI's optional LATENT
-keys ``batch_index`` and ``noise_mask`` travel on :class:`ComfyLatent`, a graphflow Latent
-with two more fields (samplers read them with ``getattr(latent, "batch_index", None)``).
+keys ``batch_index`` and ``noise_mask`` are fields of graphflow's Latent.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from gf_diffusion.latents import vae_geometry
@@ -30,27 +28,13 @@ MAX_RESOLUTION = 16384
 SD_GEOMETRY = vae_geometry(None)  # (8, 4, 0.18215, 0.0): gf_diffusion's empty-latent default
 
 
-@dataclass
-class ComfyLatent(Latent):
-    """A Latent with ComfyUI's optional LATENT keys.
-
-    ``batch_index``: which items of a larger batch these are (LatentFromBatch sets it, so a
-    sampler draws each item's noise as if the whole batch were sampled). ``noise_mask``:
-    (B, 1, h, w) in 0..1, where the sampler may change the latent.
-    """
-
-    batch_index: list[int] | None = None
-    noise_mask: Any = None
+ComfyLatent = Latent  # ComfyUI's optional LATENT keys (batch_index, noise_mask) are Latent's
 
 
 def with_samples(latent: Latent, samples: Any, **changes: Any) -> Latent:
     """``latent`` around new samples, keeping its geometry and ComfyUI keys (no posterior:
     the samples are final)."""
     extra = {k: v for k, v in changes.items() if v is not None}
-    if extra and not isinstance(latent, ComfyLatent):
-        latent = ComfyLatent(
-            **{f.name: getattr(latent, f.name) for f in dataclasses.fields(latent)}
-        )
     return dataclasses.replace(latent, samples=samples, posterior=None, **extra)
 
 

@@ -9,12 +9,18 @@ from graphflow import hookimpl
 from . import (
     commands,
     component_loaders,
+    controlnet,
+    inpaint,
+    ip2p,
     k_sampler_node,
+    latent_tools,
     latents,
     loader,
     lora,
+    regions,
     sampler,
     schedulers,
+    t2i_adapter,
     text,
     text_encoder_loaders,
     types,
@@ -23,6 +29,7 @@ from . import (
 
 MODULES = (loader, text, schedulers, latents, sampler, vae, lora, k_sampler_node)
 MODULES += (component_loaders, text_encoder_loaders)  # separate loaders (issue 15 §2)
+MODULES += (inpaint, controlnet, t2i_adapter, ip2p, regions, latent_tools)  # issue 17
 
 
 @hookimpl

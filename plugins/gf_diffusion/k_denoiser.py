@@ -19,7 +19,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import unet_call
 from .sigmas import ModelSigmas
+from .unet_call import StepInfo
 from .values import Conditioning, ConditioningEntry
 
 FEATHER = 8  # latent pixels of ComfyUI's area-edge feathering
@@ -34,6 +36,7 @@ class _Prepared:
     weight: float
     area: tuple[int, int, int, int] | None
     time_ids: Any
+    source: ConditioningEntry  # the entry itself (its controls and extra channels)
 
 
 def _time_id_count(unet: Any, entry: ConditioningEntry) -> int:
@@ -137,6 +140,16 @@ def with_opposite_areas(positive: Conditioning, negative: Conditioning):
     return Conditioning(lists["positive"]), Conditioning(lists["negative"])
 
 
+@dataclass
+class SampledInputs:
+    """What the sampler knows about the latent being denoised, for the model's extra inputs
+    (inpainting UNets take the clean latent and the noise mask): on the model's device."""
+
+    latent: Any = None
+    noise_mask: Any = None
+    image_size: tuple[int, int] | None = None
+
+
 class KDenoiser:
     """D(x, σ) for a UNet under positive/negative conditioning and a cfg scale.
 
@@ -164,6 +177,7 @@ class KDenoiser:
         self.last_uncond = None  # the unguided x0 of the last call
         self.dtype = getattr(unet, "dtype", None)
         self._prepared: dict[tuple, list[_Prepared]] = {}
+        self.inputs = SampledInputs()  # k_sample fills it in
 
     def _entries(self, which: str, x) -> list[_Prepared]:
         key = (which, tuple(x.shape), x.device, x.dtype)
@@ -190,13 +204,15 @@ class KDenoiser:
                         float(entry.weight) * float(entry.strength),
                         entry.area,
                         time_ids,
+                        entry,
                     )
                 )
             self._prepared[key] = out
         return self._prepared[key]
 
-    def _model_x0(self, x, sigma, entries: list[_Prepared]):
-        """x0 predictions of ``x`` (B, C, h, w) for each entry, in one batched call."""
+    def _model_x0(self, x, sigma, entries: list[_Prepared], area=None):
+        """x0 predictions of ``x`` (B, C, h, w) for each entry, in one batched call
+        (``area``: where ``x`` was cropped from, (h, w, y, x) in latent pixels)."""
         import torch
 
         batch = x.shape[0]
@@ -214,13 +230,13 @@ class KDenoiser:
         c_in = 1.0 / math.sqrt(sigma**2 + 1.0)
         timestep = self.ms.timestep(sigma).to(x.device)
         model_in = (torch.cat([x] * len(entries)) * c_in).to(self.dtype or x.dtype)
-        out = self.unet(
-            model_in,
-            timestep,
-            encoder_hidden_states=states,
-            added_cond_kwargs=added,
-            return_dict=False,
-        )[0].to(x.dtype)
+        step = StepInfo(
+            sigma=sigma, model_sigmas=self.ms, latent=self.inputs.latent,
+            noise_mask=self.inputs.noise_mask, area=area, image_size=self.inputs.image_size,
+        )  # fmt: skip
+        sources = [e.source for e in entries]
+        out = unet_call.forward(self.unet, model_in, timestep, states, added, sources, batch, step)
+        out = out.to(x.dtype)
         self.calls += 1
         x_all = torch.cat([x] * len(entries))
         if self.ms.prediction_type == "v_prediction":
@@ -253,7 +269,7 @@ class KDenoiser:
             if height <= 0 or width <= 0:
                 continue
             crop = x[..., y : y + height, x_at : x_at + width]
-            (x0,) = self._model_x0(crop, sigma, [e])
+            (x0,) = self._model_x0(crop, sigma, [e], (height, width, y, x_at))
             mult = _area_mask((height, width, y, x_at), x.shape, x.device, x.dtype) * e.weight
             total[..., y : y + height, x_at : x_at + width] += x0 * mult
             count[..., y : y + height, x_at : x_at + width] += mult

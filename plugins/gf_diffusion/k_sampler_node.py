@@ -13,6 +13,7 @@ from .sigmas import SCHEDULER_NAMES, ksampler_sigmas
 from .types import Conditioning as ConditioningType
 from .types import Latent as LatentType
 from .types import Model
+from .unet_call import latent_channels
 
 IMPLEMENTED = [name for name in SAMPLER_NAMES if name in SAMPLERS]
 
@@ -38,10 +39,10 @@ def sample_latent(model, positive, negative, latent, sigmas, sampler, cfg, seed,
     if sigmas is None or len(sigmas) < 2:
         return latent.samples
     with model.on_device(compute_device(model, ctx)) as unet:
-        if latent.samples.shape[1] != unet.config.in_channels:
+        if latent.samples.shape[1] != latent_channels(unet):
             raise ValueError(
                 f"latent has {latent.samples.shape[1]} channels but the model expects "
-                f"{unet.config.in_channels}"
+                f"{latent_channels(unet)}"
             )
         samples = k_sample(
             unet, model_sigmas_of(model), positive, negative, latent, sigmas, sampler=sampler,

@@ -132,9 +132,13 @@ def k_sample(
     else:
         noise = torch.zeros(samples.shape, dtype=samples.dtype)
     noise = noise.to(samples.device, samples.dtype)
-    model = KDenoiser(unet, ms, positive, negative, cfg, getattr(latent, "downscale", 8))
+    downscale = getattr(latent, "downscale", 8)
+    model = KDenoiser(unet, ms, positive, negative, cfg, downscale)
     mask = getattr(latent, "noise_mask", None)
+    model.inputs.latent = samples
+    model.inputs.image_size = (samples.shape[-2] * downscale, samples.shape[-1] * downscale)
     if mask is not None:
+        model.inputs.noise_mask = _latent_mask(mask, samples)[:, :1]
         inpaint_noise = noise
         if sampler in RANDOM_INPAINT_NOISE:
             generator = torch.manual_seed((int(seed) + 1) % 2**64)  # ComfyUI: seed + 1

@@ -16,9 +16,11 @@ from typing import Any
 from graphflow import Float, Int, NodeContext, node
 from graphflow.runtime.handles import compute_device
 
+from . import regions, unet_call
 from .types import Conditioning as ConditioningType
 from .types import Latent as LatentType
 from .types import Model, Scheduler
+from .unet_call import StepInfo
 from .values import Conditioning
 
 PREVIEW_EVERY = 5
@@ -26,8 +28,6 @@ PREVIEW_EVERY = 5
 
 def _stacked(conditioning: Conditioning, batch: int, device, dtype):
     """Embeddings of every entry repeated for the batch, pooled likewise (or None)."""
-    import torch
-
     embeds = [
         e.embeds.to(device=device, dtype=dtype).repeat(batch, 1, 1) for e in conditioning.entries
     ]
@@ -36,7 +36,7 @@ def _stacked(conditioning: Conditioning, batch: int, device, dtype):
         pooled = [
             e.pooled.to(device=device, dtype=dtype).repeat(batch, 1) for e in conditioning.entries
         ]
-    return embeds, pooled, torch.tensor([e.weight for e in conditioning.entries])
+    return embeds, pooled
 
 
 def _same_length(embeds: list) -> list:
@@ -50,16 +50,6 @@ def _same_length(embeds: list) -> list:
         return embeds
     target = math.lcm(*lengths)
     return [e.repeat(1, target // e.shape[1], 1) for e in embeds]
-
-
-def _weighted(predictions: list, weights) -> Any:
-    if len(predictions) == 1:
-        return predictions[0]
-    total = float(weights.sum())
-    out = predictions[0] * (float(weights[0]) / total)
-    for prediction, weight in zip(predictions[1:], weights[1:], strict=True):
-        out = out + prediction * (float(weight) / total)
-    return out
 
 
 def _alpha_bar(scheduler, t) -> float | None:
@@ -136,9 +126,14 @@ class _Guidance:
     groups: int  # how many prompts the batch holds
     n_neg: int
     guided: bool
-    pos_weights: Any
-    neg_weights: Any
+    pos_entries: list  # the ConditioningEntry objects of each prompt, in batch order
+    neg_entries: list
     added: dict | None  # SDXL's added conditioning
+
+    @property
+    def entries(self) -> list:
+        """Every entry whose rows the batched model input holds, in order."""
+        return [*self.neg_entries, *self.pos_entries] if self.guided else self.pos_entries
 
 
 def _guidance(unet, positive, negative, latents, downscale: int, cfg: float, dtype) -> _Guidance:
@@ -147,8 +142,8 @@ def _guidance(unet, positive, negative, latents, downscale: int, cfg: float, dty
 
     batch, device = latents.shape[0], latents.device
     guided = cfg > 1.0 and getattr(unet.config, "time_cond_proj_dim", None) is None
-    pos_embeds, pos_pooled, pos_weights = _stacked(positive, batch, device, dtype)
-    neg_embeds, neg_pooled, neg_weights = _stacked(negative, batch, device, dtype)
+    pos_embeds, pos_pooled = _stacked(positive, batch, device, dtype)
+    neg_embeds, neg_pooled = _stacked(negative, batch, device, dtype)
     groups = [*neg_embeds, *pos_embeds] if guided else pos_embeds
     pooled = None
     if pos_pooled is not None:
@@ -159,8 +154,8 @@ def _guidance(unet, positive, negative, latents, downscale: int, cfg: float, dty
         len(groups),
         len(neg_embeds),
         guided,
-        pos_weights,
-        neg_weights,
+        list(positive.entries),
+        list(negative.entries),
         added,
     )
 
@@ -188,30 +183,32 @@ def _start(sched, latent, samples, steps: int, denoise: float, generator, device
     return sched.add_noise(init, noise, timesteps[:1].repeat(samples.shape[0])), timesteps
 
 
-def _denoise(unet, sched, latents, timesteps, guide: _Guidance, cfg, percentile, step_kwargs, ctx):
+def _denoise(
+    unet, sched, latents, timesteps, guide: _Guidance, cfg, percentile, step_kwargs, ctx,
+    downscale: int = 8,
+):  # fmt: skip
     """The denoising loop: one batched model call and one scheduler step per timestep."""
     import torch
 
     batch = latents.shape[0]
     prediction_type = sched.config.get("prediction_type", "epsilon")
+    image_size = (latents.shape[-2] * downscale, latents.shape[-1] * downscale)
     with torch.no_grad():
         for i, t in enumerate(timesteps):
             model_input = torch.cat([latents] * guide.groups) if guide.groups > 1 else latents
             model_input = sched.scale_model_input(model_input, t)
-            out = unet(
-                model_input,
-                t,
-                encoder_hidden_states=guide.encoder_states,
-                added_cond_kwargs=guide.added,
-                return_dict=False,
-            )[0]
+            step = StepInfo(step_index=i, step_count=len(timesteps), image_size=image_size)
+            out = unet_call.forward(
+                unet, model_input, t, guide.encoder_states, guide.added, guide.entries,
+                batch, step,
+            )  # fmt: skip
             chunks = list(out.chunk(guide.groups))
             if guide.guided:
-                uncond = _weighted(chunks[: guide.n_neg], guide.neg_weights)
-                cond = _weighted(chunks[guide.n_neg :], guide.pos_weights)
+                uncond = regions.combine(chunks[: guide.n_neg], guide.neg_entries, step)
+                cond = regions.combine(chunks[guide.n_neg :], guide.pos_entries, step)
                 prediction = uncond + cfg * (cond - uncond)
             else:
-                prediction = _weighted(chunks, guide.pos_weights)
+                prediction = regions.combine(chunks, guide.pos_entries, step)
             if percentile > 0:
                 alpha_bar = _alpha_bar(sched, t)
                 if alpha_bar is not None:
@@ -258,7 +255,7 @@ def sampler(
         generator = torch.Generator("cpu").manual_seed(seed)
         sched = scheduler.__class__.from_config(scheduler.config)
         samples = latent.samples.to(device=device, dtype=dtype)
-        expected = unet.config.in_channels
+        expected = unet_call.latent_channels(unet)
         if samples.shape[1] != expected:
             raise ValueError(
                 f"latent has {samples.shape[1]} channels but the model expects {expected}: "
@@ -281,6 +278,7 @@ def sampler(
             dynamic_threshold_percentile,
             step_kwargs,
             ctx,
+            latent.downscale,
         )
     return latent.replaced(latents)
 

@@ -8,6 +8,8 @@
   :class:`Tokenizers` (one entry for SD 1.x/2.x, two for SDXL, in the pipeline's order).
 - SCHEDULER: a diffusers scheduler used as a template (samplers copy it before use).
 - TOKENS: :class:`Tokens`; CONDITIONING: :class:`Conditioning`; LATENT: :class:`Latent`.
+- CONTROL_NET: a ModelHandle of a diffusers ``ControlNetModel`` or ``T2IAdapter`` (applied to
+  conditioning as :class:`ControlSpec`).
 - IMAGE: float tensor (B, H, W, C) in 0..1 on the CPU or the run's device.
 """
 
@@ -89,6 +91,43 @@ class ConditioningEntry:
     # (target h, w)); None = the latent's own size, no crop. aesthetic_score: the refiner's.
     sdxl_sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
     aesthetic_score: float | None = None
+    # Regional prompts (issue 17): a mask (1|B, H, W) in 0..1 at any size (resized to the
+    # latent; ComfyUI's ConditioningSetMask), its strength, and whether the prompt is
+    # evaluated on the mask's bounding box only (ComfyUI's set_cond_area "mask bounds").
+    mask: Any = None
+    mask_strength: float = 1.0
+    set_area_to_bounds: bool = False
+    # (start, end) fractions of the sampling run (0 = first step, 1 = last) in which this
+    # prompt is used; None = always (ComfyUI's ConditioningSetTimestepRange).
+    timestep_range: tuple[float, float] | None = None
+    # ControlNets / T2I-Adapters steering this prompt (applied at every model call).
+    controls: tuple[ControlSpec, ...] = ()
+    # Extra UNet input channels (inpainting: concat_mask (B, 1|…, H, W) + concat_latent;
+    # InstructPix2Pix: concat_latent), scaled latents like Latent.samples; None = taken
+    # from the sampled latent and its noise mask (ComfyUI's fallback).
+    concat_latent: Any = None
+    concat_mask: Any = None
+
+
+@dataclass
+class ControlSpec:
+    """One ControlNet or T2I-Adapter applied to a prompt.
+
+    ``model`` is a ModelHandle (diffusers ``ControlNetModel`` or ``T2IAdapter``/
+    ``MultiAdapter``); ``kind`` is "controlnet" or "t2i_adapter". ``hint`` is the control
+    image, IMAGE (B, H, W, 3) in 0..1 at image resolution (resized to the latent's image
+    size when sampled). ``strength`` scales the residuals; they are applied while the
+    sampling run is between ``start`` and ``end`` (fractions, 0 = first step). ``vae`` is
+    kept for ControlNets that take latents (ComfyUI's optional input), else None.
+    """
+
+    model: Any
+    kind: str
+    hint: Any
+    strength: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    vae: Any = None
 
 
 @dataclass
@@ -111,7 +150,17 @@ class Latent:
     scaling_factor: float = 1.0
     shift_factor: float = 0.0
     downscale: int = 8  # image pixels per latent pixel (SDXL's size conditioning needs it)
+    # Where a sampler may change the latent: (B|1, 1, h, w) or (B|1, H, W) in 0..1 at any
+    # size (resized to the latent when sampled); None = everywhere. ComfyUI's noise_mask.
+    noise_mask: Any = None
+    # Which items of a larger batch these are (so each item gets the noise it would have
+    # had in that batch); None = items 0..B-1. ComfyUI's batch_index.
+    batch_index: list[int] | None = None
 
     def replaced(self, samples: Any) -> Latent:
-        """The same latent geometry around new samples (no posterior: they are final)."""
-        return Latent(samples, None, self.scaling_factor, self.shift_factor, self.downscale)
+        """The same latent geometry and noise mask around new samples (no posterior: they
+        are final); like ComfyUI, a sampled latent keeps its noise mask and batch index."""
+        return Latent(
+            samples, None, self.scaling_factor, self.shift_factor, self.downscale,
+            self.noise_mask, self.batch_index,
+        )  # fmt: skip

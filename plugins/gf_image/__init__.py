@@ -7,9 +7,25 @@ Images travel as float tensors (B, H, W, C) in 0..1; masks as (B, H, W); see con
 
 from graphflow import hookimpl
 
-from . import commands, examples, fast_style, io, noise, style, transform, types, upscale
+from . import (
+    commands,
+    edges,
+    examples,
+    fast_style,
+    hed,
+    io,
+    masks,
+    noise,
+    outpaint,
+    preprocessors_user,
+    style,
+    transform,
+    types,
+    upscale,
+)
 
 MODULES = (io, examples, noise, transform, upscale, style, fast_style)
+MODULES += (masks, outpaint, edges, hed, preprocessors_user)  # issue 17
 
 
 @hookimpl
