@@ -1,0 +1,3 @@
+"""(issue 17: being written)."""
+
+NODES = []
