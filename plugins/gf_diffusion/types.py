@@ -21,6 +21,9 @@ VAE_TYPE, Vae = port_type("VAE", "Image autoencoder", "#ff6e6e", model=True)
 TEXT_ENCODER_TYPE, TextEncoder = port_type("TEXT_ENCODER", "Text encoder", "#ffd500", model=True)
 TOKENIZER_TYPE, Tokenizer = port_type("TOKENIZER", "Tokenizer", "#e6c200", model=True)
 SCHEDULER_TYPE, Scheduler = port_type("SCHEDULER", "Noise scheduler", "#4db6ac")
+CONTROL_NET_TYPE, ControlNet = port_type(
+    "CONTROL_NET", "ControlNet or T2I-Adapter", "#00d78d", model=True
+)
 
 PORT_TYPES = (
     LATENT_TYPE,
@@ -31,4 +34,5 @@ PORT_TYPES = (
     TEXT_ENCODER_TYPE,
     TOKENIZER_TYPE,
     SCHEDULER_TYPE,
+    CONTROL_NET_TYPE,
 )

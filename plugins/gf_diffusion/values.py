@@ -102,9 +102,11 @@ class ConditioningEntry:
     timestep_range: tuple[float, float] | None = None
     # ControlNets / T2I-Adapters steering this prompt (applied at every model call).
     controls: tuple[ControlSpec, ...] = ()
-    # Extra UNet input channels (inpainting: concat_mask (B, 1|…, H, W) + concat_latent;
-    # InstructPix2Pix: concat_latent), scaled latents like Latent.samples; None = taken
-    # from the sampled latent and its noise mask (ComfyUI's fallback).
+    # Extra UNet input channels, exactly as the UNet takes them after the latent:
+    # inpainting: concat_mask (B|1, 1, h, w) then concat_latent (the masked image's latent,
+    # scaled like Latent.samples); InstructPix2Pix: concat_latent (the image's latent as
+    # that model takes it: unscaled for SD 1.x). None = the sampler's fallback (inpainting:
+    # the sampled latent and its noise mask, as ComfyUI; InstructPix2Pix: zeros).
     concat_latent: Any = None
     concat_mask: Any = None
 
