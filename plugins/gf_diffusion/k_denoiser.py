@@ -19,12 +19,12 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import unet_call
+from . import regions, unet_call
 from .sigmas import ModelSigmas
 from .unet_call import StepInfo
 from .values import Conditioning, ConditioningEntry
 
-FEATHER = 8  # latent pixels of ComfyUI's area-edge feathering
+FEATHER = regions.FEATHER  # latent pixels of ComfyUI's area-edge feathering
 
 
 @dataclass
@@ -37,6 +37,15 @@ class _Prepared:
     area: tuple[int, int, int, int] | None
     time_ids: Any
     source: ConditioningEntry  # the entry itself (its controls and extra channels)
+    mask: Any = None  # (B', h, w) on the latent × mask_strength, or None
+    sigma_range: tuple[float, float] | None = None  # (from σ, down to σ), both included
+
+    def active(self, sigma: float) -> bool:
+        """Whether the entry guides at ``sigma`` (ComfyUI's timestep_start / _end)."""
+        if self.sigma_range is None:
+            return True
+        start, end = self.sigma_range
+        return not (sigma > start or sigma < end)
 
 
 def _time_id_count(unet: Any, entry: ConditioningEntry) -> int:
@@ -71,25 +80,7 @@ def _time_ids(entry: ConditioningEntry, height, width, device, dtype, count=6, n
 def _area_mask(area, shape, device, dtype):
     """ComfyUI's weight ramp over an area crop: 1 inside, feathered where the area does not
     touch the latent's border, over min(8, side // 4) latent pixels per side."""
-    import torch
-
-    height, width, y, x = area
-    full_h, full_w = shape[-2:]
-    mask = torch.ones(height, width, device=device, dtype=dtype)
-    ramp_h, ramp_w = min(FEATHER, height // 4), min(FEATHER, width // 4)  # as ComfyUI
-    for t in range(ramp_h):
-        ramp = (t + 1) / ramp_h
-        if y != 0:
-            mask[t] *= ramp
-        if y + height < full_h:
-            mask[height - 1 - t] *= ramp
-    for t in range(ramp_w):
-        ramp = (t + 1) / ramp_w
-        if x != 0:
-            mask[:, t] *= ramp
-        if x + width < full_w:
-            mask[:, width - 1 - t] *= ramp
-    return mask
+    return regions.feathered(area, shape, device, dtype)
 
 
 def _inside(inner, outer) -> bool:
@@ -105,7 +96,8 @@ def _inside(inner, outer) -> bool:
 def _opposite(entries: list[ConditioningEntry], entry: ConditioningEntry):
     """ComfyUI's create_cond_with_same_area_if_none: the prompt of the other list to pair
     with an area entry (the smallest area enclosing it, else the first whole-latent entry),
-    as a copy of ``entry`` carrying that prompt; None when no pairing is needed."""
+    as a copy of ``entry`` (its area, mask, strength, range, controls) carrying that prompt
+    and its model inputs; None when no pairing is needed."""
 
     def size(area) -> int:
         return area[0] * area[1]
@@ -114,6 +106,8 @@ def _opposite(entries: list[ConditioningEntry], entry: ConditioningEntry):
     for other in entries:
         if other.area is None:
             smallest = other if smallest is None else smallest
+        elif not regions.is_latent_area(other.area):
+            continue  # not resolved: cannot be compared (only when pairing without a latent)
         elif _inside(entry.area, other.area) and (
             smallest is None or smallest.area is None or size(smallest.area) > size(other.area)
         ):
@@ -123,21 +117,33 @@ def _opposite(entries: list[ConditioningEntry], entry: ConditioningEntry):
     return replace(
         entry, embeds=smallest.embeds, pooled=smallest.pooled,
         sdxl_sizes=smallest.sdxl_sizes, aesthetic_score=smallest.aesthetic_score,
+        concat_latent=smallest.concat_latent, concat_mask=smallest.concat_mask,
     )  # fmt: skip
 
 
 def with_opposite_areas(positive: Conditioning, negative: Conditioning):
     """The two prompt lists with every area entry paired in the other list, as ComfyUI's
     process_conds does before sampling (positive areas first, then the negative's, which by
-    then include the copies just added)."""
+    then include the copies just added). Areas must be resolved (latent pixels,
+    ``regions.resolved``); entries whose area is still in pixels or fractions are skipped."""
     lists = {"positive": list(positive.entries), "negative": list(negative.entries)}
     for name, other in (("positive", "negative"), ("negative", "positive")):
         for entry in lists[name]:
-            if entry.area is not None:
+            if regions.is_latent_area(entry.area):
                 paired = _opposite(lists[other], entry)
                 if paired is not None:
                     lists[other].append(paired)
     return Conditioning(lists["positive"]), Conditioning(lists["negative"])
+
+
+def percent_to_sigma(ms: ModelSigmas, percent: float) -> float:
+    """ComfyUI's percent_to_sigma: the noise level a fraction of the schedule starts at
+    (0 → above every σ, 1 → 0), read at timestep (1 − percent)·(T − 1)."""
+    if percent <= 0.0:
+        return 999999999.9
+    if percent >= 1.0:
+        return 0.0
+    return float(ms.sigma((1.0 - percent) * (len(ms.sigmas) - 1)))
 
 
 @dataclass
@@ -171,7 +177,9 @@ class KDenoiser:
         self.cfg = float(cfg)
         self.downscale = downscale
         self.sdxl = getattr(unet.config, "addition_embed_type", None) == "text_time"
+        self._given = (positive, negative)  # resolved and paired per latent shape
         self.positive, self.negative = with_opposite_areas(positive, negative)
+        self._lists: dict[tuple, tuple[Conditioning, Conditioning]] = {}
         self.calls = 0
         self.keep_uncond = False  # CFG++ samplers set it: the negative prompt even at cfg 1
         self.last_uncond = None  # the unguided x0 of the last call
@@ -179,35 +187,56 @@ class KDenoiser:
         self._prepared: dict[tuple, list[_Prepared]] = {}
         self.inputs = SampledInputs()  # k_sample fills it in
 
+    def _resolved_lists(self, x) -> tuple[Conditioning, Conditioning]:
+        """Both prompt lists for a latent like ``x``: areas in latent pixels, masks on the
+        latent, then paired as ComfyUI's process_conds does (in that order)."""
+        key = (tuple(x.shape[-2:]), x.device)
+        if key not in self._lists:
+            latent_hw = tuple(x.shape[-2:])
+            lists = []
+            for conditioning in self._given:
+                entries = conditioning.entries
+                resolve = regions.resolved
+                lists.append(
+                    Conditioning([resolve(e, latent_hw, self.downscale, x.device) for e in entries])
+                )
+            self._lists[key] = with_opposite_areas(*lists)
+        return self._lists[key]
+
+    def _prepared_entry(self, entry: ConditioningEntry, which: str, x) -> _Prepared:
+        """One resolved entry on the run's device, with its SDXL ids, mask and σ range."""
+        if self.sdxl and entry.pooled is None:
+            raise ValueError("this is an SDXL model: its conditioning needs the pooled embedding")
+        time_ids = None
+        if self.sdxl:
+            height, width = (side * self.downscale for side in x.shape[-2:])
+            count = _time_id_count(self.unet, entry)
+            negative = which == "negative"
+            time_ids = _time_ids(entry, height, width, x.device, self.dtype, count, negative)
+        mask = None
+        if entry.mask is not None:
+            mask = entry.mask.to(x.device, x.dtype) * float(entry.mask_strength)
+        sigma_range = None
+        if entry.timestep_range is not None:
+            start, end = entry.timestep_range
+            sigma_range = (percent_to_sigma(self.ms, start), percent_to_sigma(self.ms, end))
+        return _Prepared(
+            entry.embeds.to(device=x.device, dtype=self.dtype),
+            None if entry.pooled is None else entry.pooled.to(x.device, self.dtype),
+            float(entry.weight) * float(entry.strength),
+            entry.area,
+            time_ids,
+            entry,
+            mask,
+            sigma_range,
+        )
+
     def _entries(self, which: str, x) -> list[_Prepared]:
         key = (which, tuple(x.shape), x.device, x.dtype)
         if key not in self._prepared:
-            conditioning = self.positive if which == "positive" else self.negative
-            height, width = (side * self.downscale for side in x.shape[-2:])
-            out = []
-            for entry in conditioning.entries:
-                if self.sdxl and entry.pooled is None:
-                    raise ValueError(
-                        "this is an SDXL model: its conditioning needs the pooled embedding"
-                    )
-                time_ids = None
-                if self.sdxl:
-                    count = _time_id_count(self.unet, entry)
-                    negative = which == "negative"
-                    time_ids = _time_ids(
-                        entry, height, width, x.device, self.dtype, count, negative
-                    )
-                out.append(
-                    _Prepared(
-                        entry.embeds.to(device=x.device, dtype=self.dtype),
-                        None if entry.pooled is None else entry.pooled.to(x.device, self.dtype),
-                        float(entry.weight) * float(entry.strength),
-                        entry.area,
-                        time_ids,
-                        entry,
-                    )
-                )
-            self._prepared[key] = out
+            positive, negative = self._resolved_lists(x)
+            conditioning = positive if which == "positive" else negative
+            self._prepared[key] = [self._prepared_entry(e, which, x) for e in conditioning.entries]
         return self._prepared[key]
 
     def _model_x0(self, x, sigma, entries: list[_Prepared], area=None):
@@ -246,31 +275,38 @@ class KDenoiser:
         return list(x0.chunk(len(entries)))
 
     def _combined(self, x, sigma, which: str):
-        """The weighted, area-aware average x0 of one prompt list (ComfyUI's calc_cond)."""
+        """The weighted, region-aware average x0 of one prompt list (ComfyUI's
+        calc_cond_batch): entries outside their timestep range are skipped, whole-latent
+        entries are batched, area entries run on their crop; each adds x0 × mult where mult
+        is weight × strength × (its mask × mask_strength, or its area's feathered ramp)."""
         import torch
 
-        entries = self._entries(which, x)
+        entries = [e for e in self._entries(which, x) if e.active(sigma)]
         total = torch.zeros_like(x)
         count = torch.full_like(x, 1e-37)
-        whole = [e for e in entries if e.area is None]
         groups: dict[tuple, list[_Prepared]] = {}
-        for e in whole:
-            groups.setdefault(tuple(e.embeds.shape[2:]), []).append(e)
-        for group in groups.values():
-            for e, x0 in zip(group, self._model_x0(x, sigma, group), strict=True):
-                total += x0 * e.weight
-                count += e.weight
         for e in entries:
             if e.area is None:
+                groups.setdefault(tuple(e.embeds.shape[2:]), []).append(e)
+        for group in groups.values():
+            for e, x0 in zip(group, self._model_x0(x, sigma, group), strict=True):
+                mult = e.weight
+                if e.mask is not None:
+                    mult = regions.batch_mask(e.mask, x.shape[0]) * e.weight
+                total += x0 * mult
+                count += mult
+        for e in entries:
+            area = None if e.area is None else regions.clipped(e.area, x.shape[-2:])
+            if area is None:
                 continue
-            height, width, y, x_at = e.area
-            height = min(height, x.shape[-2] - y)
-            width = min(width, x.shape[-1] - x_at)
-            if height <= 0 or width <= 0:
-                continue
+            height, width, y, x_at = area
             crop = x[..., y : y + height, x_at : x_at + width]
-            (x0,) = self._model_x0(crop, sigma, [e], (height, width, y, x_at))
-            mult = _area_mask((height, width, y, x_at), x.shape, x.device, x.dtype) * e.weight
+            (x0,) = self._model_x0(crop, sigma, [e], area)
+            if e.mask is not None:
+                mask = e.mask[:, y : y + height, x_at : x_at + width]
+                mult = regions.batch_mask(mask, x.shape[0]) * e.weight
+            else:
+                mult = _area_mask(area, x.shape, x.device, x.dtype) * e.weight
             total[..., y : y + height, x_at : x_at + width] += x0 * mult
             count[..., y : y + height, x_at : x_at + width] += mult
         return total / count
