@@ -9,6 +9,7 @@ results are clipped to 0..1, where bicubic and lanczos may overshoot a little at
 
 from __future__ import annotations
 
+from gf_diffusion.resample import CROP_METHODS, IMAGE_METHODS, common_upscale
 from gf_image.io import MAX_PIXELS
 from gf_image.types import UpscaleModel
 from gf_image.upscale import list_upscale_models, load_upscale_model, upscale_with_model
@@ -16,7 +17,6 @@ from graphflow import Choice, Float, Image, Int, NodeContext
 from graphflow.runtime.models import check_pickle_rule
 
 from .names import ComfyInput, comfy_node
-from .resample import CROP_METHODS, IMAGE_METHODS, common_upscale
 
 MAX_RESOLUTION = 16384
 

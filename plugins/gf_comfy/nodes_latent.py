@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from gf_diffusion.latents import vae_geometry
+from gf_diffusion.resample import CROP_METHODS, LATENT_METHODS, common_upscale
 from gf_diffusion.types import Latent as LatentType
 from gf_diffusion.types import Vae
 from gf_diffusion.vae import vae_decode, vae_encode
@@ -22,7 +23,6 @@ from gf_diffusion.values import Latent
 from graphflow import Choice, Float, Image, Int, NodeContext
 
 from .names import comfy_node
-from .resample import CROP_METHODS, LATENT_METHODS, common_upscale
 
 MAX_RESOLUTION = 16384
 SD_GEOMETRY = vae_geometry(None)  # (8, 4, 0.18215, 0.0): gf_diffusion's empty-latent default

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from gf_comfy import nodes_latent as latents
 from gf_comfy.names import CLASSES
 from gf_comfy.nodes_latent import ComfyLatent
-from gf_comfy.resample import LATENT_METHODS, bislerp, common_upscale
+from gf_diffusion.resample import LATENT_METHODS, bislerp, common_upscale
 from gf_diffusion.values import Latent
 
 METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
