@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from . import k_extra, k_solvers
+from . import inpaint_concat, k_extra, k_solvers
 from . import k_samplers as ks
 from .k_denoiser import KDenoiser, MaskedDenoiser
 from .sigmas import ModelSigmas
@@ -102,15 +102,12 @@ def model_sigmas_of(model: Any) -> ModelSigmas:
 
 
 def _latent_mask(mask, samples):
-    """A ComfyUI noise_mask (B|1, [1,] H, W) resized to the latent and broadcast to it."""
-    import torch
-
-    mask = mask.to(device=samples.device, dtype=samples.dtype)
-    mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1])
-    if tuple(mask.shape[-2:]) != tuple(samples.shape[-2:]):
-        mask = torch.nn.functional.interpolate(mask, size=samples.shape[-2:], mode="bilinear")
-    repeats = -(-samples.shape[0] // mask.shape[0])
-    return mask.repeat(repeats, 1, 1, 1)[: samples.shape[0]].expand_as(samples)
+    """A ComfyUI noise_mask (B|1, [1,] H, W) resized to the latent and broadcast to it, as
+    ComfyUI's reshape_mask: bilinear, not rounded, a shorter mask batch cycled."""
+    planes = inpaint_concat.as_mask_planes(mask).to(device=samples.device, dtype=samples.dtype)
+    planes = inpaint_concat.resize_planes(planes, samples.shape[-2:], "bilinear")
+    repeats = -(-samples.shape[0] // planes.shape[0])
+    return planes.repeat(repeats, 1, 1, 1)[: samples.shape[0]].expand_as(samples)
 
 
 def k_sample(

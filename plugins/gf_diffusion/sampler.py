@@ -16,7 +16,7 @@ from typing import Any
 from graphflow import Float, Int, NodeContext, node
 from graphflow.runtime.handles import compute_device
 
-from . import regions, unet_call
+from . import inpaint_concat, regions, unet_call
 from .types import Conditioning as ConditioningType
 from .types import Latent as LatentType
 from .types import Model, Scheduler
@@ -160,34 +160,78 @@ def _guidance(unet, positive, negative, latents, downscale: int, cfg: float, dty
     )
 
 
+@dataclass
+class _Inpainting:
+    """What the latent noise mask needs each step (diffusers' inpainting pipeline with a
+    4-channel UNet): outside ``mask`` the latent is the original ``init`` noised with
+    ``noise`` to the next timestep, and ``init`` itself after the last step."""
+
+    mask: Any  # (B, 1, h, w) on the latents' device, 1 = repaint
+    init: Any  # the clean latent (the posterior sample when the latent carries one)
+    noise: Any  # the initial noise draw
+
+    def blend(self, sched, latents, timesteps, index: int):
+        """``latents`` after step ``index`` with the unmasked region put back."""
+        if index < len(timesteps) - 1:
+            original = sched.add_noise(self.init, self.noise, timesteps[index + 1].reshape(1))
+        else:
+            original = self.init
+        return (1 - self.mask) * original + self.mask * latents
+
+
+def sampler_mask(noise_mask, samples):
+    """``Latent.noise_mask`` as the native sampler uses it: (B, 1, h, w) at the latent's size,
+    resized like diffusers' inpainting pipeline (nearest) and broadcast over the batch."""
+    planes = inpaint_concat.as_mask_planes(noise_mask)
+    planes = inpaint_concat.resize_planes(planes, samples.shape[-2:], "nearest")
+    planes = inpaint_concat.fit_batch(planes, samples.shape[0], "noise mask")
+    return planes.to(device=samples.device, dtype=samples.dtype)
+
+
+def _drawn_init(latent, samples, generator, device, dtype):
+    """The clean starting latent: a posterior sample drawn with the sampler's generator (as
+    diffusers' img2img and inpainting pipelines draw it), else the samples themselves."""
+    if latent.posterior is None:
+        return samples
+    drawn = latent.posterior.sample(generator)
+    return ((drawn - latent.shift_factor) * latent.scaling_factor).to(device, dtype)
+
+
 def _start(sched, latent, samples, steps: int, denoise: float, generator, device, dtype):
-    """(initial latents, timesteps to run); latents are None when nothing is left to do."""
+    """(initial latents, timesteps to run, inpainting state or None); latents are None when
+    nothing is left to do."""
     from diffusers.utils.torch_utils import randn_tensor
 
+    masked = latent.noise_mask is not None
     sched.set_timesteps(steps, device=device)
     if denoise >= 1.0:
-        latents = randn_tensor(samples.shape, generator=generator, device=device, dtype=dtype)
-        return latents * sched.init_noise_sigma, sched.timesteps
+        init = _drawn_init(latent, samples, generator, device, dtype) if masked else None
+        noise = randn_tensor(samples.shape, generator=generator, device=device, dtype=dtype)
+        inpainting = (
+            _Inpainting(sampler_mask(latent.noise_mask, samples), init, noise) if masked else None
+        )
+        return noise * sched.init_noise_sigma, sched.timesteps, inpainting
     start = steps - min(int(steps * denoise), steps)
     timesteps = sched.timesteps[start * sched.order :]
     if hasattr(sched, "set_begin_index"):
         sched.set_begin_index(start * sched.order)
     if len(timesteps) == 0:
-        return None, timesteps
-    if latent.posterior is not None:
-        drawn = latent.posterior.sample(generator)
-        init = ((drawn - latent.shift_factor) * latent.scaling_factor).to(device, dtype)
-    else:
-        init = samples
+        return None, timesteps, None
+    init = _drawn_init(latent, samples, generator, device, dtype)
     noise = randn_tensor(init.shape, generator=generator, device=device, dtype=dtype)
-    return sched.add_noise(init, noise, timesteps[:1].repeat(samples.shape[0])), timesteps
+    inpainting = (
+        _Inpainting(sampler_mask(latent.noise_mask, samples), init, noise) if masked else None
+    )
+    latents = sched.add_noise(init, noise, timesteps[:1].repeat(samples.shape[0]))
+    return latents, timesteps, inpainting
 
 
 def _denoise(
     unet, sched, latents, timesteps, guide: _Guidance, cfg, percentile, step_kwargs, ctx,
-    downscale: int = 8,
+    downscale: int = 8, inpainting: _Inpainting | None = None,
 ):  # fmt: skip
-    """The denoising loop: one batched model call and one scheduler step per timestep."""
+    """The denoising loop: one batched model call and one scheduler step per timestep
+    (then, with a noise mask, the unmasked region put back)."""
     import torch
 
     batch = latents.shape[0]
@@ -197,7 +241,11 @@ def _denoise(
         for i, t in enumerate(timesteps):
             model_input = torch.cat([latents] * guide.groups) if guide.groups > 1 else latents
             model_input = sched.scale_model_input(model_input, t)
-            step = StepInfo(step_index=i, step_count=len(timesteps), image_size=image_size)
+            step = StepInfo(
+                step_index=i, step_count=len(timesteps), image_size=image_size,
+                latent=None if inpainting is None else inpainting.init,
+                noise_mask=None if inpainting is None else inpainting.mask,
+            )  # fmt: skip
             out = unet_call.forward(
                 unet, model_input, t, guide.encoder_states, guide.added, guide.entries,
                 batch, step,
@@ -216,6 +264,8 @@ def _denoise(
                         prediction, model_input[:batch], alpha_bar, percentile, prediction_type
                     )
             latents = sched.step(prediction, t, latents, **step_kwargs, return_dict=False)[0]
+            if inpainting is not None:
+                latents = inpainting.blend(sched, latents, timesteps, i)
             if ctx is not None:
                 if (i + 1) % PREVIEW_EVERY == 0 or i == len(timesteps) - 1:
                     ctx.preview(_preview(latents))
@@ -243,8 +293,11 @@ def sampler(
     cfg is the classifier-free guidance scale (ε = ε_uncond + cfg·(ε_cond − ε_uncond); 1 turns
     guidance off). denoise < 1 starts from the input latent at the matching step (img2img).
     dynamic_threshold_percentile > 0 clips the predicted image at that percentile (Imagen),
-    which keeps high cfg from burning colours. eta adds noise for DDIM. The same seed gives
-    the same image on the same device. The model runs on the run's device (moved back there
+    which keeps high cfg from burning colours. eta adds noise for DDIM. A latent with a noise
+    mask (Set Latent Noise Mask, VAE Encode for Inpainting) is repainted only where the mask
+    is 1: elsewhere it is put back after every step, noised to the next one (diffusers'
+    inpainting pipeline), and is the original after the last. The same seed gives the same
+    image on the same device. The model runs on the run's device (moved back there
     if it was offloaded), with its patches applied.
     """
     import torch
@@ -261,7 +314,7 @@ def sampler(
                 f"latent has {samples.shape[1]} channels but the model expects {expected}: "
                 "make the empty latent with this checkpoint's VAE"
             )
-        latents, timesteps = _start(
+        latents, timesteps, inpainting = _start(
             sched, latent, samples, steps, denoise, generator, device, dtype
         )
         if latents is None:
@@ -279,6 +332,7 @@ def sampler(
             step_kwargs,
             ctx,
             latent.downscale,
+            inpainting,
         )
     return latent.replaced(latents)
 
