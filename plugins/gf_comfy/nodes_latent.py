@@ -10,10 +10,10 @@ keys ``batch_index`` and ``noise_mask`` are fields of graphflow's Latent.
 from __future__ import annotations
 
 import dataclasses
-import math
 from contextlib import contextmanager
 from typing import Any
 
+from gf_diffusion import latent_tools
 from gf_diffusion.latents import vae_geometry
 from gf_diffusion.resample import CROP_METHODS, LATENT_METHODS, common_upscale
 from gf_diffusion.types import Latent as LatentType
@@ -274,13 +274,6 @@ def latent_upscale_by(
 # --------------------------------------------------------------------------- batches
 
 
-def _masks_for_batch(masks: Any, batch: int) -> Any:
-    """Noise masks repeated to cover ``batch`` items (ComfyUI cycles a shorter mask batch)."""
-    if masks.shape[0] < batch:
-        masks = masks.repeat(math.ceil(batch / masks.shape[0]), 1, 1, 1)[:batch]
-    return masks
-
-
 @comfy_node("LatentFromBatch", display_name="Latent From Batch", category="latent/batch")
 def latent_from_batch(
     samples: LatentType,
@@ -292,19 +285,7 @@ def latent_from_batch(
     The result remembers which items they were, so a sampler gives them the noise they
     would have had in the whole batch (a seed reproduces one image of a batch).
     """
-    source = samples.samples
-    start = min(source.shape[0] - 1, batch_index)
-    length = min(source.shape[0] - start, length)
-    mask = getattr(samples, "noise_mask", None)
-    if mask is not None and mask.shape[0] > 1:
-        mask = _masks_for_batch(mask, source.shape[0])[start : start + length].clone()
-    elif mask is not None:
-        mask = mask.clone()  # one mask serves every item
-    known = getattr(samples, "batch_index", None)
-    indices = list(range(start, start + length)) if known is None else known[start : start + length]
-    return with_samples(
-        samples, source[start : start + length].clone(), batch_index=indices, noise_mask=mask
-    )
+    return latent_tools.from_batch(samples, batch_index, length)
 
 
 @comfy_node("RepeatLatentBatch", display_name="Repeat Latent Batch", category="latent/batch")
@@ -314,16 +295,7 @@ def repeat_latent_batch(samples: LatentType, amount: Int(min=1, max=64) = 1) -> 
     Items that came from LatentFromBatch get new batch positions after the originals', so
     each repeat is sampled with different noise.
     """
-    source = samples.samples
-    repeated = source.repeat(amount, *([1] * (source.dim() - 1)))
-    mask = getattr(samples, "noise_mask", None)
-    if mask is not None and mask.shape[0] > 1:
-        mask = mask.repeat(amount, 1, 1, 1)
-    known = getattr(samples, "batch_index", None)
-    if known is not None:
-        offset = max(known) - min(known) + 1
-        known = known + [x + i * offset for i in range(1, amount) for x in known]
-    return with_samples(samples, repeated, batch_index=known, noise_mask=mask)
+    return latent_tools.repeated(samples, amount)
 
 
 NODES = [
