@@ -297,3 +297,19 @@ def test_a_mask_chain_runs_in_a_workflow(input_folder, tmp_path):
     )
     assert result.ok, result.error
     assert torch.all(result.outputs["show"]["image"] == 1.0)
+
+
+def test_the_masks_demo_workflow_makes_its_six_panels(tmp_path):
+    from pathlib import Path
+
+    from graphflow import load_plugins, load_workflow
+
+    path = Path(__file__).parents[2] / "workflows" / "masks_demo.json"
+    executor = Executor(load_plugins().registry, output_dir=tmp_path)
+    result = executor.run(load_workflow(path), outputs=["panel5", "soft"])
+    assert result.ok, result.error
+    strip, soft = result.outputs["panel5"]["image"], result.outputs["soft"]["mask"]
+    assert strip.shape == (1, 106, 6 * 160, 3)
+    assert soft[0, 40, 65] == pytest.approx(1.0) and soft[0, 0, 0] < 1e-3
+    assert torch.all(strip[0, 0, 3 * 160 : 3 * 160 + 5] == 0)  # the spotlight's dark corner
+    assert torch.allclose(strip[0, 40, 2 * 160 + 65], torch.ones(3))  # soft mask panel
