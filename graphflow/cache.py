@@ -13,13 +13,17 @@ See docs/architecture.md for the invariants.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
+import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .disk_cache import DiskCache
 from .node import NodeSpec
 
 
@@ -32,8 +36,45 @@ class FingerprintError(Exception):
         self.error = error
 
 
-def _json_default(value: Any) -> str:
-    return repr(value)
+LOCAL_PREFIX = "~"
+"""Starts a signature that holds process-local text (an object's memory address), so it is
+valid in this process only: the memory cache uses it, the disk tier never does."""
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+class _ProcessLocal(Exception):
+    """A value's only text form names a memory address (it differs in every process)."""
+
+
+def _json_default(value: Any) -> Any:
+    """Canonical JSON form of a non-JSON literal or fingerprint: the same in every process
+    (sets sorted, not in hash order; no ``id()``), else :class:`_ProcessLocal`."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(json.dumps(v, sort_keys=True, default=_json_default) for v in value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__qualname__}.{value.name}"
+    text = repr(value)
+    if _ADDRESS.search(text):
+        raise _ProcessLocal(text)
+    return text
+
+
+def _stable_text(value: Any) -> tuple[str, bool]:
+    """(text, portable) of a literal dict or a fingerprint."""
+    if value is None:
+        return "null", True
+    try:
+        return json.dumps(value, sort_keys=True, default=_json_default), True
+    except _ProcessLocal:
+        return repr(value), False
+    except (TypeError, ValueError):  # keys json cannot sort or take (mixed types, tuples)
+        text = repr(value)
+        return text, not _ADDRESS.search(text)
 
 
 def node_signature(
@@ -43,18 +84,36 @@ def node_signature(
     fingerprint: object = None,
     nonce: str = "",
 ) -> str:
-    """Hash one node: ``links`` are (input name, upstream signature, output name) triples."""
+    """Hash one node: ``links`` are (input name, upstream signature, output name) triples.
+
+    The same inputs give the same signature in every process (literals and fingerprints are
+    hashed in a canonical form), so the disk tier can use it after a restart. When that is
+    impossible — a literal or fingerprint whose only text is ``<... at 0x...>``, or an
+    upstream signature that is process-local — the result starts with :data:`LOCAL_PREFIX`.
+    """
+    literal_text, portable = _stable_text(literals)
+    fingerprint_text, portable_fingerprint = _stable_text(fingerprint)
+    links = sorted(links)
     payload = "\x1f".join(
         (
             spec.id,
             spec.version,
-            json.dumps(literals, sort_keys=True, default=_json_default),
-            "|".join(f"{name}={sig}:{out}" for name, sig, out in sorted(links)),
-            repr(fingerprint),
+            literal_text,
+            "|".join(f"{name}={sig}:{out}" for name, sig, out in links),
+            fingerprint_text,
             nonce,
         )
     )
-    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+    local = not (portable and portable_fingerprint)
+    if local or any(sig.startswith(LOCAL_PREFIX) for _, sig, _ in links):
+        return LOCAL_PREFIX + digest
+    return digest
+
+
+def is_portable(signature: str) -> bool:
+    """True when ``signature`` means the same in every process (the disk tier may use it)."""
+    return not signature.startswith(LOCAL_PREFIX)
 
 
 @dataclass
@@ -165,7 +224,7 @@ def _map_tensors(value: Any, move: Callable[[Any], Any]) -> Any:
 class CacheEntry:
     """Cached outputs of one node execution."""
 
-    __slots__ = ("cost", "device_bytes", "home_device", "nbytes", "outputs", "ui")
+    __slots__ = ("cost", "device_bytes", "home_device", "nbytes", "on_disk", "outputs", "ui")
 
     def __init__(self, outputs: dict[str, Any], ui: dict | None, cost: float):
         self.outputs = outputs
@@ -173,6 +232,7 @@ class CacheEntry:
         self.cost = cost
         self.nbytes, self.device_bytes = estimate_nbytes(outputs)
         self.home_device: str | None = None  # set while spilled to the CPU
+        self.on_disk = False  # also stored in (or read from) the disk tier
 
     @property
     def score(self) -> float:
@@ -180,18 +240,31 @@ class CacheEntry:
         return self.cost / max(self.nbytes, 1)
 
 
-class OutputCache:
-    """Node outputs keyed by signature, within a byte budget."""
+_FROM_SETTINGS: Any = object()
 
-    def __init__(self, max_bytes: int | None = None, max_device_bytes: int | None = None):
-        """Budgets default to the ``cache_bytes`` / ``cache_device_bytes`` settings."""
-        if max_bytes is None or max_device_bytes is None:
+
+class OutputCache:
+    """Node outputs keyed by signature, within a byte budget; optionally backed by a
+    :class:`~graphflow.disk_cache.DiskCache` that outlives the process."""
+
+    def __init__(
+        self,
+        max_bytes: int | None = None,
+        max_device_bytes: int | None = None,
+        disk: DiskCache | None = _FROM_SETTINGS,
+    ):
+        """Budgets default to the ``cache_bytes`` / ``cache_device_bytes`` settings; the
+        disk tier to the ``disk_cache*`` settings (off unless ``disk_cache`` is on)."""
+        if max_bytes is None or max_device_bytes is None or disk is _FROM_SETTINGS:
             from .settings import current_settings
 
             settings = current_settings()
             max_bytes = settings.cache_bytes if max_bytes is None else max_bytes
             if max_device_bytes is None:
                 max_device_bytes = settings.cache_device_bytes
+            if disk is _FROM_SETTINGS:
+                disk = DiskCache.from_settings(settings)
+        self.disk: DiskCache | None = disk
         self.max_bytes = max_bytes
         self.max_device_bytes = max_device_bytes
         self._entries: dict[str, CacheEntry] = {}
@@ -206,13 +279,18 @@ class OutputCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, signature: str) -> CacheEntry | None:
-        """The entry for ``signature`` (spilled values are moved back to their device)."""
+    def get(self, signature: str, durable: bool = False) -> CacheEntry | None:
+        """The entry for ``signature`` (spilled values are moved back to their device).
+
+        ``durable``: on a miss, look in the disk tier too (a hit there is kept in memory).
+        """
         with self._lock:
             entry = self._entries.get(signature)
             if entry is None:
                 self.misses += 1
-                return None
+        if entry is None:  # the disk is read outside the lock
+            return self._from_disk(signature) if durable and self.disk else None
+        with self._lock:
             self.hits += 1
             if entry.home_device is not None:
                 home = entry.home_device
@@ -235,6 +313,37 @@ class OutputCache:
             self.device_bytes += entry.device_bytes
             self._enforce(protect=signature)
             return signature in self._entries
+
+    def _from_disk(self, signature: str) -> CacheEntry | None:
+        assert self.disk is not None
+        hit = self.disk.get(signature)
+        if hit is None:
+            return None
+        self.put(signature, hit.outputs, hit.ui, hit.cost)
+        entry = self._entries.get(signature)
+        if entry is None:  # larger than the memory budget: served once, not kept
+            entry = CacheEntry(hit.outputs, hit.ui, hit.cost)
+        entry.on_disk = True
+        return entry
+
+    def persist(
+        self, signature: str, outputs: dict[str, Any], ui: dict | None, cost: float
+    ) -> bool:
+        """Store a node's outputs in the disk tier too; False when there is none, or when
+        they cannot be stored there (values with no codec stay memory-only, counted)."""
+        if self.disk is None or not is_portable(signature):
+            return False
+        stored = self.disk.put(signature, outputs, ui, cost)
+        if stored:
+            entry = self._entries.get(signature)
+            if entry is not None:
+                entry.on_disk = True
+        return stored
+
+    def flush(self) -> None:
+        """Write the disk tier's pending counters (the executor calls it after each run)."""
+        if self.disk is not None:
+            self.disk.flush()
 
     def discard(self, signature: str) -> None:
         """Drop one entry if present."""
@@ -289,4 +398,5 @@ class OutputCache:
                 "misses": self.misses,
                 "evictions": self.evictions,
                 "spills": self.spills,
+                "disk": None if self.disk is None else dict(self.disk.local),
             }

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import FingerprintError, OutputCache, compute_signatures
+from .cache import FingerprintError, OutputCache, compute_signatures, is_portable
 from .cancel import CancelToken
 from .context import ModelLoader, NodeContext, RunServices
 from .errors import Interrupted, RunStatus
@@ -257,6 +257,7 @@ class _Run:
         self.specs = validated.specs
         self.plan = plan
         self.targets = targets
+        self.target_set = frozenset(targets)
         self.run_id = run_id
         self.observers = observers
         self.literals, self.links = planned_inputs(validated, plan)
@@ -274,6 +275,7 @@ class _Run:
             png_chunks=functools.partial(png_chunks_for, registry=executor.registry),
         )
         self.result = RunResult(run_id, RunStatus.RUNNING)
+        self.rebuild: dict[str, float] = {}  # seconds to recompute a node after a restart
 
     def emit(self, event: Event) -> None:
         for observer in self.observers:
@@ -298,6 +300,7 @@ class _Run:
                     self.run_id,
                 )
             self.emit(RunStarted(self.run_id, tuple(self.plan)))
+            self.durable = self._durable_nodes(signatures.signatures, signatures.volatile)
             values = self._pull(signatures.signatures, signatures.volatile)
             for target in self.targets:
                 result.outputs[target] = values[target]
@@ -314,7 +317,39 @@ class _Run:
             self._fail(error.node, error.error, started)
         except Exception as error:
             self._fail(self.current, error, started)
+        finally:
+            self.cache.flush()
         return result
+
+    durable: frozenset[str] = frozenset()
+    """Nodes the disk tier may serve and store (see :meth:`_durable_nodes`)."""
+
+    def _durable_nodes(self, signatures: dict[str, str], volatile: set[str]) -> frozenset[str]:
+        """With a disk tier: the planned nodes that are not volatile, whose signatures are
+        portable, and whose spec does not opt out (``spec.disk_cache = False``)."""
+        if self.cache.disk is None:
+            return frozenset()
+        return frozenset(
+            node_id
+            for node_id in self.plan
+            if node_id not in volatile
+            and is_portable(signatures[node_id])
+            and getattr(self.specs[node_id], "disk_cache", True)
+        )
+
+    def _store(self, node_id: str, signature: str, outputs, ui, seconds: float) -> None:
+        """Keep a node's outputs in memory, and on disk when the disk tier wants them: a
+        requested output, or a node whose recompute after a restart (its own seconds plus
+        those of its upstream nodes that are not on disk) reaches ``min_seconds``."""
+        self.cache.put(signature, outputs, ui, seconds)
+        if node_id not in self.durable:
+            self.rebuild[node_id] = seconds
+            return
+        sources = {source for _, source, _ in self.links[node_id]}
+        rebuild = seconds + sum(self.rebuild.get(source, 0.0) for source in sources)
+        wanted = node_id in self.target_set or rebuild >= self.cache.disk.min_seconds
+        stored = wanted and self.cache.persist(signature, outputs, ui, seconds)
+        self.rebuild[node_id] = 0.0 if stored else rebuild
 
     def _fail(self, node: str, error: BaseException, started: float) -> None:
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
@@ -346,8 +381,9 @@ class _Run:
             if node_id not in started:
                 started.add(node_id)
                 if node_id not in volatile:
-                    entry = cache.get(signatures[node_id])
+                    entry = cache.get(signatures[node_id], node_id in self.durable)
                     if entry is not None:
+                        self.rebuild[node_id] = 0.0 if entry.on_disk else entry.cost
                         values[node_id] = entry.outputs
                         if entry.ui is not None:
                             result.ui[node_id] = entry.ui
@@ -380,7 +416,7 @@ class _Run:
                 result.ui[node_id] = ui
             result.executed.append(node_id)
             if node_id not in volatile:
-                cache.put(signatures[node_id], outputs, ui, seconds)
+                self._store(node_id, signatures[node_id], outputs, ui, seconds)
             stack.pop()
         return values
 

@@ -74,6 +74,23 @@ class Settings(BaseModel):
         ge=0,
         description="Accelerator bytes the output cache keeps before spilling values to the CPU",
     )
+    disk_cache: bool = Field(
+        False,
+        description="Keep outputs of expensive nodes on disk too, so they survive a restart "
+        "(docs/caching.md)",
+    )
+    disk_cache_dir: Path | None = Field(
+        None, description="Folder of the disk cache (unset: the data folder's cache/)"
+    )
+    disk_cache_bytes: int = Field(
+        20 << 30, ge=0, description="Byte budget of the disk cache (least recently used go first)"
+    )
+    disk_cache_min_seconds: float = Field(
+        0.05,
+        ge=0,
+        description="Nodes that take less to recompute (with their upstream nodes not on disk) "
+        "stay memory-only; requested outputs are always stored",
+    )
     upscale_bytes: int | None = Field(
         None, ge=1, description="CPU memory an upscale may use before it tiles (unset: 2 GiB)"
     )
@@ -106,7 +123,13 @@ class Settings(BaseModel):
     )
 
     @field_validator(
-        "device", "auth_token", "upscale_bytes", "data_dir", "input_dir", mode="before"
+        "device",
+        "auth_token",
+        "upscale_bytes",
+        "data_dir",
+        "input_dir",
+        "disk_cache_dir",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
