@@ -313,3 +313,50 @@ def test_mask_class_types_run_in_a_workflow(registry, tmp_path):
     result = Executor(registry, output_dir=tmp_path).run(workflow, outputs=["image"])
     assert result.ok, result.error
     assert result.outputs["image"]["image"].shape == (1, 9, 9, 3)
+
+
+def test_a_comfyui_outpaint_prompt_runs(registry, tmp_path):
+    from gf_comfy.api_format import api_to_graphflow
+    from graphflow.workflow import workflow_from_dict
+
+    prompt = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 32, "height": 24, "batch_size": 2, "color": 0xFF0000},
+        },
+        "2": {
+            "class_type": "ImagePadForOutpaint",
+            "inputs": {
+                "image": ["1", 0],
+                "left": 8,
+                "top": 0,
+                "right": 8,
+                "bottom": 0,
+                "feathering": 4,
+            },
+        },
+        "3": {
+            "class_type": "GrowMask",
+            "inputs": {"mask": ["2", 1], "expand": -2, "tapered_corners": True},
+        },
+        "4": {"class_type": "MaskToImage", "inputs": {"mask": ["3", 0]}},
+        "5": {
+            "class_type": "ImageCompositeMasked",
+            "inputs": {
+                "destination": ["2", 0],
+                "source": ["4", 0],
+                "x": 0,
+                "y": 0,
+                "resize_source": False,
+                "mask": ["3", 0],
+            },
+        },
+        "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}},
+    }
+    workflow = workflow_from_dict(api_to_graphflow(prompt, registry))
+    result = Executor(registry, output_dir=tmp_path).run(workflow, outputs=["5"])
+    assert result.ok, result.error
+    out = result.outputs["5"]["image"]
+    assert out.shape == (2, 24, 48, 3)
+    assert torch.all(out[:, :, 0] == 1.0)  # padding: mask 1 (still after shrinking at the border)
+    assert torch.allclose(out[:, 12, 24], torch.tensor([1.0, 0.0, 0.0]))  # the red image, mask 0
