@@ -31,6 +31,10 @@ from .names import BY_NODE_ID, CLASSES, ComfyClass, ComfyInput
 
 log = logging.getLogger("graphflow.comfy")
 
+MASK_CLASSES = (
+    "SolidMask", "InvertMask", "MaskToImage", "ImageToMask", "ImageColorToMask", "ThresholdMask",
+    "GrowMask", "FeatherMask", "CropMask", "MaskComposite", "ImageCompositeMasked",
+)  # fmt: skip
 # Where ComfyUI defines the class types that are not in its nodes.py (``python_module``).
 PYTHON_MODULES = {
     "CLIPTextEncodeSDXL": "comfy_extras.nodes_clip_sdxl",
@@ -39,6 +43,8 @@ PYTHON_MODULES = {
     "ImageUpscaleWithModel": "comfy_extras.nodes_upscale_model",
     "ImageScaleToTotalPixels": "comfy_extras.nodes_post_processing",
     "Canny": "comfy_extras.nodes_canny",
+    "InstructPixToPixConditioning": "comfy_extras.nodes_ip2p",
+    **dict.fromkeys(MASK_CLASSES, "comfy_extras.nodes_mask"),
 }
 NUMBER_TYPES = {"INT": int, "FLOAT": float}
 _PLAIN = ComfyInput()
