@@ -68,7 +68,10 @@ def _down_prefixes(config) -> list[tuple[str, str]]:
             pairs.append(
                 (f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{per * (i + 1)}.0.op.")
             )
-    pairs += [("mid_block.resnets.0.", "middle_block.0."), ("mid_block.resnets.1.", "middle_block.2.")]
+    pairs += [
+        ("mid_block.resnets.0.", "middle_block.0."),
+        ("mid_block.resnets.1.", "middle_block.2."),
+    ]
     pairs.append(("mid_block.attentions.0.", "middle_block.1."))
     return pairs
 
