@@ -21,6 +21,7 @@ from typing import Any
 
 from . import __version__
 from .cancel import CancelToken
+from .cli_cache import add_cache_commands
 from .errors import GraphflowError, RunStatus, ValidationFailed
 from .executor import Executor, RunResult
 from .formats import GRAPHFLOW, export_workflow, exporter_names, read_workflow_file
@@ -413,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(serve)
     serve.set_defaults(handler=cmd_serve)
+    add_cache_commands(sub, common)
     _add_plugin_commands(sub)
     return parser
 

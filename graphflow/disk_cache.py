@@ -322,6 +322,7 @@ class DiskCache:
     def stats(self) -> dict:
         """Entries, bytes, budget, and the counters of every process that used the folder."""
         with self._write() as db:
+            self._flush_pending(db)
             entries, total = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM entries"
             ).fetchone()

@@ -308,10 +308,17 @@ def decode_value(tree: Any, tensors: dict[str, Any]) -> Any:
 
 
 def pack(manifest: dict, tensors: dict[str, Any]) -> bytes:
-    """One safetensors file holding ``tensors``, with ``manifest`` (JSON) in its metadata."""
+    """One safetensors file holding ``tensors``, with ``manifest`` (JSON) in its metadata.
+
+    Without tensors the file is written here, so a value of plain data never imports torch.
+    """
+    text = json.dumps(manifest, separators=(",", ":"), allow_nan=False)
+    if not tensors:
+        header = json.dumps({"__metadata__": {_METADATA_KEY: text}}).encode()
+        header += b" " * (-len(header) % 8)  # safetensors pads its header to 8 bytes
+        return struct.pack("<Q", len(header)) + header
     from safetensors.torch import save
 
-    text = json.dumps(manifest, separators=(",", ":"), allow_nan=False)
     try:
         return save(tensors, metadata={_METADATA_KEY: text})
     except Exception as error:  # a dtype safetensors cannot store
@@ -320,13 +327,15 @@ def pack(manifest: dict, tensors: dict[str, Any]) -> bytes:
 
 def unpack(payload: bytes) -> tuple[dict, dict[str, Any]]:
     """(manifest, tensors) of a :func:`pack` payload; raises :class:`UndecodableError`."""
-    from safetensors.torch import load
-
     try:
         (length,) = struct.unpack_from("<Q", payload, 0)
         header = json.loads(payload[8 : 8 + length])
         manifest = json.loads(header["__metadata__"][_METADATA_KEY])
-        tensors = load(payload)
+        tensors: dict[str, Any] = {}
+        if set(header) - {"__metadata__"}:
+            from safetensors.torch import load
+
+            tensors = load(payload)
     except Exception as error:
         raise UndecodableError(f"not a graphflow safetensors payload: {error}") from None
     if not isinstance(manifest, dict):
