@@ -36,16 +36,16 @@ from .values import Conditioning, Latent
 IP2P_CHANNELS = 8
 
 
-def image_latent(vae, image, ctx: NodeContext | None) -> tuple[Any, Latent]:
+def image_latent(vae, image, ctx: NodeContext | None, tiling: str = "auto") -> tuple[Any, Latent]:
     """(the image's latent as an InstructPix2Pix UNet takes it, an empty latent of its size).
 
     The first is the VAE posterior's mode, unscaled (B, C, h, w); the second is an all-zero
-    :class:`Latent` in the VAE's geometry, to be sampled.
+    :class:`Latent` in the VAE's geometry, to be sampled. ``tiling``: as ``diffusion.vae_encode``.
     """
     import torch
 
     encoded = vae_encode.function(
-        vae=vae, image=image[..., :3], mode="sample", tiling="auto", tile_size=512, ctx=ctx
+        vae=vae, image=image[..., :3], mode="sample", tiling=tiling, tile_size=512, ctx=ctx
     )
     concat = encoded.posterior.mode()
     empty = replace(encoded, samples=torch.zeros_like(encoded.samples), posterior=None)
