@@ -8,10 +8,11 @@ import diffusers
 import numpy as np
 import pytest
 import torch
-from tiny_control import control_models, control_models_root  # noqa: F401 (fixtures)
 
 from graphflow import Executor, Image, Int, node
 from support import link, make_workflow, registry_with
+
+pytest_plugins = ("tiny_control",)  # the control_models fixtures
 
 PROMPT = "a red cat"
 SEED = 1234
