@@ -108,6 +108,7 @@ class DiskCache:
         self.root = self.folder / f"v{FORMAT}"
         self.objects = self.root / "objects"
         self.tmp = self.root / "tmp"
+        self._objects = os.fspath(self.objects)  # plain strings: a miss must be cheap
         self.max_bytes = max_bytes
         self.min_seconds = min_seconds
         self._lock = threading.RLock()
@@ -204,12 +205,14 @@ class DiskCache:
         whose codec is not registered in this process)."""
         if not _KEY.fullmatch(key):
             return None
-        path = self.path_for(key)
+        name = f"{self._objects}/{key[:2]}/{key}"
         try:
-            data = path.read_bytes()
+            with open(name, "rb") as file:
+                data = file.read()
         except OSError:  # absent (or vanished under an evicting process)
             self._count("misses")
             return None
+        path = Path(name)
         try:
             hit = _decode_entry(key, data)
         except MissingCodec:  # a plugin type not loaded here: the entry is fine, keep it

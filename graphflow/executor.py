@@ -300,7 +300,7 @@ class _Run:
                     self.run_id,
                 )
             self.emit(RunStarted(self.run_id, tuple(self.plan)))
-            self.durable = self._durable_nodes(signatures.signatures, signatures.volatile)
+            self.portable = signatures.signatures if self.cache.disk is not None else {}
             values = self._pull(signatures.signatures, signatures.volatile)
             for target in self.targets:
                 result.outputs[target] = values[target]
@@ -321,19 +321,18 @@ class _Run:
             self.cache.flush()
         return result
 
-    durable: frozenset[str] = frozenset()
-    """Nodes the disk tier may serve and store (see :meth:`_durable_nodes`)."""
+    portable: dict[str, str] = {}
+    """Signatures of this run's nodes when the cache has a disk tier, else empty."""
 
-    def _durable_nodes(self, signatures: dict[str, str], volatile: set[str]) -> frozenset[str]:
-        """With a disk tier: the planned nodes that are not volatile, whose signatures are
-        portable, and whose spec does not opt out (``spec.disk_cache = False``)."""
-        if self.cache.disk is None:
-            return frozenset()
-        return frozenset(
-            node_id
-            for node_id in self.plan
-            if node_id not in volatile
-            and is_portable(signatures[node_id])
+    def _durable(self, node_id: str) -> bool:
+        """May the disk tier serve and store this (non-volatile) node? Yes with a disk tier,
+        a portable signature, and a spec that does not opt out (``spec.disk_cache = False``).
+        Asked only for the nodes a run looks up, so a restart that hits at the output nodes
+        costs nothing per node."""
+        signature = self.portable.get(node_id)
+        return (
+            signature is not None
+            and is_portable(signature)
             and getattr(self.specs[node_id], "disk_cache", True)
         )
 
@@ -342,7 +341,7 @@ class _Run:
         requested output, or a node whose recompute after a restart (its own seconds plus
         those of its upstream nodes that are not on disk) reaches ``min_seconds``."""
         self.cache.put(signature, outputs, ui, seconds)
-        if node_id not in self.durable:
+        if not self._durable(node_id):
             self.rebuild[node_id] = seconds
             return
         sources = {source for _, source, _ in self.links[node_id]}
@@ -381,7 +380,7 @@ class _Run:
             if node_id not in started:
                 started.add(node_id)
                 if node_id not in volatile:
-                    entry = cache.get(signatures[node_id], node_id in self.durable)
+                    entry = cache.get(signatures[node_id], self._durable(node_id))
                     if entry is not None:
                         self.rebuild[node_id] = 0.0 if entry.on_disk else entry.cost
                         values[node_id] = entry.outputs
