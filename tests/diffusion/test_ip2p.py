@@ -164,6 +164,22 @@ def test_progress_is_reported_per_step(executor):
     assert steps == [(1, 2), (2, 2)]
 
 
+@pytest.mark.slow
+def test_interrupt_stops_sampling_within_one_step(executor):
+    seen = []
+
+    def stop_at_step_2(event):
+        if isinstance(event, Progress) and event.node == "sample":
+            seen.append(event.value)
+            if event.value == 2:
+                executor.interrupt()
+
+    workflow = ip2p_workflow(steps=10, seed=99)
+    result = executor.run(workflow, outputs=["decode"], observers=[stop_at_step_2])
+    assert result.status == "interrupted" and seen == [1, 2]
+    assert "sample" not in result.executed
+
+
 # --- errors ---
 
 
