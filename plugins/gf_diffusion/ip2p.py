@@ -108,8 +108,7 @@ def _image_entries(positive: Conditioning, negative: Conditioning, samples) -> t
     """
     if not positive.entries or not negative.entries:
         raise ValueError("both the positive and the negative conditioning need a prompt")
-    missing = [i for i, e in enumerate(positive.entries) if e.concat_latent is None]
-    if missing:
+    if any(e.concat_latent is None for e in positive.entries):
         raise ValueError(
             "the positive conditioning carries no image to edit: pass the prompts through "
             "diffusion.instruct_pix2pix_conditioning (or ComfyUI's InstructPixToPixConditioning)"
