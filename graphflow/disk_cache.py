@@ -61,7 +61,7 @@ _KEY = re.compile(r"[0-9a-f]{32}")  # a portable signature (see cache.node_signa
 STALE_TEMP_SECONDS = 3600.0
 """Temp files older than this are leftovers of a crashed writer (removed on open)."""
 
-_COUNTERS = ("hits", "misses", "writes", "skipped", "too_large", "evictions", "corrupt")
+_COUNTERS = ("hits", "misses", "writes", "skipped", "too_large", "evictions", "corrupt", "errors")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY, bytes INTEGER NOT NULL, used INTEGER NOT NULL, created REAL NOT NULL
@@ -174,12 +174,22 @@ class DiskCache:
             self._pending[name] += amount
             self.local[name] += amount
 
+    def _failed(self, action: str, error: BaseException) -> None:
+        """A disk or index error never fails a run: the tier just misses (logged, counted)."""
+        log.warning(
+            "disk cache %s: %s failed: %s: %s", self.folder, action, type(error).__name__, error
+        )
+        self._count("errors")
+
     def flush(self) -> None:
         """Write this process's pending counters into the index (the executor calls it after
-        each run; puts and hits do it anyway)."""
+        each run; puts and hits do it anyway). Never raises for disk or index errors."""
         if any(self._pending.values()):
-            with self._write():
-                pass
+            try:
+                with self._write():
+                    pass
+            except (OSError, sqlite3.Error) as error:
+                self._failed("writing the counters", error)
 
     def close(self) -> None:
         """Flush the counters and close the index (the store stays usable: it reopens)."""
@@ -202,7 +212,15 @@ class DiskCache:
 
     def get(self, key: str) -> DiskHit | None:
         """The entry for ``key``, or None (absent, corrupt — then removed —, or of a type
-        whose codec is not registered in this process)."""
+        whose codec is not registered in this process). Never raises for disk or index
+        errors (they are logged and counted as ``errors``)."""
+        try:
+            return self._get(key)
+        except (OSError, sqlite3.Error) as error:
+            self._failed("reading", error)
+            return None
+
+    def _get(self, key: str) -> DiskHit | None:
         if not _KEY.fullmatch(key):
             return None
         name = f"{self._objects}/{key[:2]}/{key}"
@@ -218,9 +236,9 @@ class DiskCache:
         except MissingCodec:  # a plugin type not loaded here: the entry is fine, keep it
             self._count("misses")
             return None
-        except UndecodableError as error:
+        except Exception as error:  # corrupt, or a pack's from_data refused stale data
             self._count("misses")
-            self._remove_corrupt(key, path, str(error))
+            self._remove_corrupt(key, path, f"{type(error).__name__}: {error}")
             return None
         with self._write() as db:
             db.execute(
@@ -233,7 +251,15 @@ class DiskCache:
 
     def put(self, key: str, outputs: dict[str, Any], ui: dict | None, cost: float) -> bool:
         """Store one node's outputs; False when they are not stored (not encodable — counted
-        as ``skipped`` —, larger than the whole budget, or the write failed)."""
+        as ``skipped`` —, larger than the whole budget, or the write failed — logged and
+        counted as ``errors``, never raised)."""
+        try:
+            return self._put(key, outputs, ui, cost)
+        except (OSError, sqlite3.Error) as error:
+            self._failed("writing", error)
+            return False
+
+    def _put(self, key: str, outputs: dict[str, Any], ui: dict | None, cost: float) -> bool:
         if not _KEY.fullmatch(key):
             self._count("skipped")
             return False
@@ -247,14 +273,16 @@ class DiskCache:
             log.debug("not stored on disk: %s", error)
             self._count("skipped")
             return False
+        except Exception as error:  # a pack's to_data raised: its bug, not the run's
+            log.warning(
+                "disk cache: encoding failed, not stored: %s: %s", type(error).__name__, error
+            )
+            self._count("skipped")
+            return False
         if len(data) > self.max_bytes:
             self._count("too_large")
             return False
-        try:
-            self._write_file(key, path, data)
-        except OSError as error:
-            log.warning("disk cache: could not write %s: %s", path, error)
-            return False
+        self._write_file(key, path, data)
         self._count("writes")
         self._touch(key, len(data), evict=True)
         return True

@@ -3,6 +3,7 @@ concurrent processes, stores only what it can encode (never pickles), and its CL
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -462,3 +463,38 @@ def test_cache_stats_of_a_missing_folder_creates_nothing(tmp_path, capsys):
     assert main(["cache", "stats", "--data-dir", str(tmp_path / "none")]) == 0
     assert "entries    0" in capsys.readouterr().out
     assert not (tmp_path / "none").exists()
+
+
+def test_a_broken_disk_folder_never_fails_a_run(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    pack = TestPack()
+    cache = OutputCache(disk=DiskCache(blocked, 1 << 30))
+    result = pack.executor(cache=cache).run(chain_workflow())
+    assert result.ok, result.error
+    assert result.ui["out"] == {"value": [4.0]}
+    assert cache.disk.local["errors"] >= 1 and cache.disk.local["writes"] == 0
+
+
+def test_a_stale_entry_a_pack_cannot_rebuild_is_removed(tmp_path):
+    from dataclasses import dataclass
+
+    from graphflow import value_codec
+
+    @dataclass
+    class Old:
+        """Version 1 of a pack's type."""
+
+        x: int
+
+    value_codec.register_dataclass(Old, "tests.disk.Renamed")
+    disk = store(tmp_path)
+    disk.put(KEY, {"v": Old(1)}, None, 1.0)
+    codec = value_codec._BY_NAME["tests.disk.Renamed"]
+
+    def refuse(data):
+        raise RuntimeError("field x was renamed in version 2")
+
+    value_codec._BY_NAME["tests.disk.Renamed"] = dataclasses.replace(codec, from_data=refuse)
+    assert disk.get(KEY) is None and not disk.path_for(KEY).exists()
+    assert disk.stats()["corrupt"] == 1
