@@ -92,7 +92,7 @@ def photo(name: str, size: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(("name", "size"), [("coffee", 64), ("chelsea", 53)])
 def test_the_port_matches_an_independent_numpy_forward_pass(net, weights_path, name, size):
-    image = photo(name, size)  # 64×43 and 53×36: odd sides exercise pooling and resizing
+    image = photo(name, size)  # 64×43 and 53×35: odd sides exercise pooling and resizing
     expected = np_hed(weights_path, np.round(image[0].numpy() * 255).astype(np.uint8))
     got = hed.hed_edges(net, torch.round(image * 255) / 255)[0].double().numpy()
     assert got.shape == expected.shape == image.shape[1:3]
