@@ -3,22 +3,35 @@
 Starts ``graphflow serve`` in-process (its own thread and event loop, loopback, a temporary
 data folder), then from a client event loop in the main thread:
 
-- cold: a 500-node ``core.add`` chain whose first value changes every time, so every node
-  executes (POST → validate → queue → worker → events over /ws → ``job_done``);
+- cold: a ``core.add`` chain whose first value changes every time, so every node executes
+  (POST → parse → validate → queue → worker → events over /ws → ``job_done``);
 - cached: the identical workflow again (only the output node is looked up);
-- the same for a 10,000-node chain (accepted and run; times reported).
 
-Each is the median of ``--repeats`` runs (default 5), measured from just before the POST to
-the ``job_done`` message. Peer reference on this machine: 7.7 s cold, 5.0 s cached (500
-nodes). Targets (issue 7): ≤ 0.5 s cold, ≤ 0.1 s cached.
+at 500 nodes and at ``--big`` nodes (default 10,000). Each is the median of ``--repeats``
+runs, measured from just before the POST (the client's JSON encoding included) to the
+``job_done`` message; the client reads every websocket frame and counts their bytes.
 
-Run: python benchmarks/server_roundtrip.py [--repeats 5] [--big 10000]
+The in-process engine is measured in the same run, interleaved with the server runs, on the
+same documents, as benchmarks/engine_overhead.py does: cold = a new Executor and cache, then
+``run`` (validate + plan + execute); cached = ``run`` again on the warm executor. The table
+gives server ÷ engine (issue 18 asks ≤ 2× at 500 and 10,000 nodes, cold and cached).
+
+``--feed batched`` (the default) connects with ``/ws?batch=1`` (events that arrive together
+come as one ``events`` message); ``--feed plain`` reads one message per event, the feed's
+unbatched form; ``--feed both`` measures both. Both share one 2-core-sized process: the
+client's decoding competes with the server for the interpreter, as a conservative bound.
+
+Peer reference on this machine (500 nodes): 7.7 s cold, 5.0 s cached; targets (issue 7):
+≤ 0.5 s cold, ≤ 0.1 s cached.
+
+Run: python benchmarks/server_roundtrip.py [--repeats 5] [--big 10000] [--feed both]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import tempfile
 import threading
@@ -27,10 +40,13 @@ import time
 import aiohttp
 from aiohttp import web
 
+from graphflow import Executor, OutputCache, loads_workflow
 from graphflow.server import ServerConfig, create_app
+from graphflow.server.state import STATE
 
 PEER = {"cold": 7.7, "cached": 5.0}
 TARGET = {"cold": 0.5, "cached": 0.1}
+KINDS = ("cold", "cached")
 
 
 def chain(n: int, start: float) -> dict:
@@ -72,8 +88,31 @@ class ServerThread:
         self.thread.join(30)
 
 
-async def round_trip(session, ws, url: str, workflow: dict) -> tuple[float, float, dict]:
-    """(seconds to the POST answer, seconds to job_done, the job record)."""
+class Feed:
+    """The client's websocket: reads every frame, counts frames and bytes."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse):
+        self.ws = ws
+        self.frames = 0
+        self.bytes = 0
+
+    async def until_done(self, job_id: str) -> None:
+        """Read (and decode) frames until this job's ``job_done``."""
+        while True:
+            frame = await self.ws.receive(timeout=300)
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                raise RuntimeError(f"unexpected websocket frame {frame.type}")
+            self.frames += 1
+            self.bytes += len(frame.data.encode())
+            message = json.loads(frame.data)
+            if message["type"] == "job_done" and message["data"]["job_id"] == job_id:
+                return
+
+
+async def round_trip(session, feed: Feed, url: str, workflow: dict) -> dict:
+    """One job: seconds to the POST answer and to ``job_done``, websocket frames and bytes,
+    and the job record."""
+    frames, size = feed.frames, feed.bytes
     began = time.perf_counter()
     async with session.post(
         url + "/api/prompt", json={"workflow": workflow, "client_id": "b"}
@@ -82,53 +121,98 @@ async def round_trip(session, ws, url: str, workflow: dict) -> tuple[float, floa
         assert r.status == 200, body
     accepted = time.perf_counter() - began
     job_id = body["job_id"]
-    while True:
-        message = await ws.receive_json(timeout=300)
-        if message["type"] == "job_done" and message["data"]["job_id"] == job_id:
-            break
+    await feed.until_done(job_id)
     done = time.perf_counter() - began
     async with session.get(f"{url}/api/history/{job_id}") as r:
         record = await r.json()
     assert record["status"] == "done", record
-    return accepted, done, record
-
-
-async def measure(url: str, nodes: int, repeats: int, offset: float) -> dict[str, tuple]:
-    """Median cold and cached round trips for an ``nodes``-node chain."""
-    async with aiohttp.ClientSession() as session:
-        ws = await session.ws_connect(url + "/ws?client_id=b", max_msg_size=0)
-        await ws.receive_json()
-        cold, cold_post, cached, cached_post = [], [], [], []
-        for i in range(repeats):
-            workflow = chain(nodes, start=offset + i)
-            post, done, record = await round_trip(session, ws, url, workflow)
-            assert record["executed"] == nodes + 1
-            cold.append(done)
-            cold_post.append(post)
-            post, done, record = await round_trip(session, ws, url, workflow)
-            assert record["executed"] == 0
-            cached.append(done)
-            cached_post.append(post)
-        await ws.close()
     return {
-        "cold": (statistics.median(cold), statistics.median(cold_post)),
-        "cached": (statistics.median(cached), statistics.median(cached_post)),
+        "total": done,
+        "post": accepted,
+        "frames": feed.frames - frames,
+        "bytes": feed.bytes - size,
+        "record": record,
     }
 
 
-def report(nodes: int, results: dict[str, tuple], compare: bool) -> None:
-    """Print one size's numbers with the peer ratio and the target."""
-    for kind in ("cold", "cached"):
-        total, post = results[kind]
-        line = f"{nodes:>6} nodes {kind:<6} {total * 1000:9.1f} ms"
-        line += f"  (POST answered {post * 1000:.1f} ms)"
-        if compare:
+def expected_ui(value: float) -> dict:
+    """What the chain's ``core.show`` shows for its last value."""
+    from gf_core.display import show
+
+    return show(value=value)
+
+
+def engine_times(registry, workflow: dict) -> tuple[float, float]:
+    """In-process engine seconds (cold, cached) for one document, as engine_overhead.py."""
+    parsed = loads_workflow(json.dumps(workflow))
+    began = time.perf_counter()
+    executor = Executor(registry, cache=OutputCache())
+    first = executor.run(parsed)
+    cold = time.perf_counter() - began
+    began = time.perf_counter()
+    again = executor.run(parsed)
+    cached = time.perf_counter() - began
+    assert first.ok and again.ok and again.executed == []
+    return cold, cached
+
+
+async def measure(url: str, registry, nodes: int, repeats: int, offset: float, batch: bool):
+    """Per kind (cold, cached): lists of server runs and engine seconds."""
+    rows: dict[str, dict[str, list]] = {k: {"server": [], "engine": []} for k in KINDS}
+    async with aiohttp.ClientSession() as session:
+        query = "&batch=1" if batch else ""
+        feed = Feed(await session.ws_connect(f"{url}/ws?client_id=b{query}", max_msg_size=0))
+        await feed.ws.receive_json()  # the greeting status
+        for i in range(repeats):
+            workflow = chain(nodes, start=offset + i)
+            cold, cached = engine_times(registry, workflow)
+            rows["cold"]["engine"].append(cold)
+            rows["cached"]["engine"].append(cached)
+            run = await round_trip(session, feed, url, workflow)
+            assert run["record"]["executed"] == nodes + 1
+            assert run["record"]["outputs"]["out"] == expected_ui(offset + i + nodes - 1)
+            rows["cold"]["server"].append(run)
+            run = await round_trip(session, feed, url, workflow)
+            assert run["record"]["executed"] == 0
+            rows["cached"]["server"].append(run)
+        await feed.ws.close()
+    return rows
+
+
+def summarize(rows: dict) -> dict[str, dict[str, float]]:
+    """Medians per kind: server total and POST seconds, engine seconds, ratio, bytes."""
+    out = {}
+    for kind in KINDS:
+        server, engine = rows[kind]["server"], rows[kind]["engine"]
+        ratios = [run["total"] / e for run, e in zip(server, engine, strict=True)]
+        out[kind] = {
+            "total": statistics.median(run["total"] for run in server),
+            "post": statistics.median(run["post"] for run in server),
+            "engine": statistics.median(engine),
+            "ratio": statistics.median(ratios),
+            "frames": statistics.median(run["frames"] for run in server),
+            "bytes": statistics.median(run["bytes"] for run in server),
+        }
+    return out
+
+
+def report(feed: str, nodes: int, results: dict, compare: bool) -> None:
+    """Print one size's rows (a markdown table body) and, for 500 nodes, the old targets."""
+    for kind in KINDS:
+        r = results[kind]
+        print(
+            f"| {feed} | {nodes} | {kind} | {r['total'] * 1e3:.1f} | {r['post'] * 1e3:.1f} | "
+            f"{r['engine'] * 1e3:.1f} | {r['ratio']:.2f}× | {r['frames']:.0f} | "
+            f"{r['bytes'] / 1e3:,.1f} |"
+        )
+    if compare:
+        for kind in KINDS:
+            total = results[kind]["total"]
             verdict = "meets" if total <= TARGET[kind] else "MISSES"
-            line += (
-                f"  peer {PEER[kind]:.1f} s → {PEER[kind] / total:,.0f}× faster;"
-                f" target ≤ {TARGET[kind]} s: {verdict}"
+            print(
+                f"|   | (500 {kind}: peer {PEER[kind]:.1f} s → {PEER[kind] / total:,.0f}× "
+                f"faster; target ≤ {TARGET[kind]} s: {verdict}) | | | | | | | |"
             )
-        print(line)
 
 
 def main() -> None:
@@ -136,19 +220,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--big", type=int, default=10_000, help="size of the large chain")
+    parser.add_argument("--feed", choices=["batched", "plain", "both"], default="batched")
+    parser.add_argument("--json", action="store_true", help="print the medians as JSON too")
     args = parser.parse_args()
+    feeds = ["batched", "plain"] if args.feed == "both" else [args.feed]
+    results = {}
     with tempfile.TemporaryDirectory() as data_dir:
         server = ServerThread(data_dir)
+        registry = server.app[STATE].registry
         url = f"http://127.0.0.1:{server.port}"
         try:
-            asyncio.run(measure(url, 500, 1, offset=-1000.0))  # warm-up: imports, first JIT
-            small = asyncio.run(measure(url, 500, args.repeats, offset=0.0))
-            big = asyncio.run(measure(url, args.big, max(1, args.repeats // 2 + 1), offset=1e6))
+            # warm-up: imports, first calls
+            asyncio.run(measure(url, registry, 500, 1, offset=-1000.0, batch=True))
+            for n, feed in enumerate(feeds):
+                batch = feed == "batched"
+                small = measure(url, registry, 500, args.repeats, offset=n * 1e7, batch=batch)
+                big_repeats = max(1, args.repeats // 2 + 1)
+                big = measure(url, registry, args.big, big_repeats, n * 1e7 + 1e6, batch)
+                results[feed] = {500: summarize(asyncio.run(small))}
+                results[feed][args.big] = summarize(asyncio.run(big))
         finally:
             server.stop()
-    print(f"server round trip, median of {args.repeats} (POST → job_done on /ws)")
-    report(500, small, compare=True)
-    report(args.big, big, compare=False)
+    print("server round trip (POST → job_done on /ws) vs the in-process engine, medians")
+    print(
+        "| feed | nodes | run | server ms | POST answered ms | engine ms | server ÷ engine |"
+        " ws frames | ws kB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for feed in feeds:
+        report(feed, 500, results[feed][500], compare=True)
+        report(feed, args.big, results[feed][args.big], compare=False)
+    if args.json:
+        print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

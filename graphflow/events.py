@@ -20,8 +20,14 @@ class Event:
 
     def to_dict(self) -> dict:
         """``{"type": ..., "data": {...}}`` as sent over the websocket."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {"type": self.type, "data": data}
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:  # once per event class: dataclasses.fields() is slow per call
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))
+        return {"type": self.type, "data": {name: getattr(self, name) for name in names}}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+"""Each event class's field names, in declaration order (filled on first use)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,23 +104,43 @@ class Dispatcher:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        inbox = self._inbox
+        run_job: str | None = None  # consecutive events of one job go to the hub together
+        run: list[Event] = []
         for _ in range(self.flush_batch):
-            if not self._inbox:
-                return
-            kind, job_id, payload = self._inbox.popleft()
+            if not inbox:
+                break
+            kind, job_id, payload = inbox.popleft()
+            if kind == "event":
+                if job_id != run_job and run:
+                    self._deliver(run_job, run)
+                    run = []
+                run_job = job_id
+                run.append(payload)
+                continue
+            if run:  # what came before goes first: a job's events, then its outcome
+                self._deliver(run_job, run)
+                run = []
             try:
-                if kind == "event":
-                    self.hub.send_job_event(self.active.get(job_id), job_id, payload)
-                elif kind == "preview":
+                if kind == "preview":
                     self.hub.send_preview(self.active.get(job_id), payload)
                 else:
                     self._finished(job_id, payload)
             except Exception:
                 log.exception("could not deliver %s of job %s", kind, job_id)
-        if self._inbox and not self._flush_scheduled:
+        if run:
+            self._deliver(run_job, run)
+        if inbox and not self._flush_scheduled:
             # Yield to the loop between batches so requests stay responsive during a big run.
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def _deliver(self, job_id: str | None, events: list[Event]) -> None:
+        assert job_id is not None
+        try:
+            self.hub.send_job_events(self.active.get(job_id), job_id, events)
+        except Exception:
+            log.exception("could not deliver events of job %s", job_id)
 
     def _finished(self, job_id: str, outcome: JobOutcome) -> None:
         client_id = self.active.pop(job_id, None)

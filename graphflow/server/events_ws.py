@@ -8,6 +8,11 @@ in the first ``status`` message when absent). A client receives:
   as ``{"type", "data"}`` with ``data.job_id`` added;
 - ``job_done`` — after the job's record is committed to the history (wait for this one, not
   ``run_finished``, before reading ``/api/history/{job_id}``);
+- with ``&batch=1``, the job events that arrive together come as one ``events`` message
+  ``{"type": "events", "data": {"job_id", "events": [message, ...]}}`` whose items are
+  exactly the messages an unbatched connection gets, in order (``status``, ``job_done``,
+  ``pong`` and previews stay separate frames). A big run then costs a few frames instead of
+  two per node;
 - previews of its own jobs as binary frames: a 4-byte big-endian header length, a UTF-8 JSON
   header ``{"type": "preview", "data": {job_id, node, format, width, height}}``, then JPEG bytes.
 
@@ -33,6 +38,7 @@ import struct
 import sys
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
@@ -45,6 +51,8 @@ from .routes_common import ApiError
 log = logging.getLogger("graphflow.server")
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+BATCH_VALUES = {"1": True, "true": True, "0": False, "false": False}
+"""What ``GET /ws?batch=`` accepts."""
 PREVIEW_BACKLOG = 16
 """A preview is dropped when its client already has this many messages waiting."""
 
@@ -98,13 +106,37 @@ def parse_preview_frame(frame: bytes) -> tuple[dict, bytes]:
     return json.loads(frame[4 : 4 + length]), frame[4 + length :]
 
 
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
+def encode_message(message: dict) -> str:
+    """JSON text of one message: :func:`~graphflow.jobs.to_json`'s exact output, with one
+    shared encoder for the common case (values plain JSON holds); ``to_json`` handles the
+    rest (NaN, odd ui values) as it always did."""
+    try:
+        return _ENCODER.encode(message)
+    except (TypeError, ValueError, RecursionError):
+        return to_json(message)
+
+
+def event_message(event: Event, job_id: str) -> dict:
+    """An executor event as its websocket message: ``Event.to_dict()`` plus ``job_id``."""
+    message = event.to_dict()
+    message["data"]["job_id"] = job_id
+    return message
+
+
 class Connection:
     """One websocket with its outbound buffer and writer task."""
 
-    def __init__(self, ws: web.WebSocketResponse, client_id: str, max_backlog: int):
+    def __init__(
+        self, ws: web.WebSocketResponse, client_id: str, max_backlog: int, batch: bool = False
+    ):
         self.ws = ws
         self.client_id = client_id
         self.max_backlog = max_backlog
+        self.batch = batch
+        """True: this client takes a run of job events as one ``events`` message."""
         self.outbox: deque[str | bytes] = deque()
         self.ready = asyncio.Event()
         self.closed = False
@@ -218,16 +250,32 @@ class EventHub:
 
     def send_job_event(self, client_id: str | None, job_id: str, event: Event) -> None:
         """Forward one executor event of a job to the client that queued it."""
+        self.send_job_events(client_id, job_id, (event,))
+
+    def send_job_events(self, client_id: str | None, job_id: str, events: Sequence[Event]) -> None:
+        """Forward consecutive executor events of one job to the client that queued it: one
+        message per event to plain connections, one ``events`` message to batching ones.
+        Taps get each event, in order."""
         if self.taps:
-            self._tap("job_event", client_id, job_id, event)
+            for event in events:
+                self._tap("job_event", client_id, job_id, event)
         conns = self._clients.get(client_id) if client_id is not None else None
-        if not conns:
+        if not conns or not events:
             return  # nobody listening: skip the encoding work entirely
-        message = event.to_dict()
-        message["data"]["job_id"] = job_id
-        text = to_json(message)
+        messages = [event_message(event, job_id) for event in events]
+        texts: list[str] | None = None
+        batch: str | None = None
         for conn in list(conns):
-            conn.send(text)
+            if conn.batch:
+                if batch is None:
+                    data = {"job_id": job_id, "events": messages}
+                    batch = encode_message({"type": "events", "data": data})
+                conn.send(batch)
+            else:
+                if texts is None:
+                    texts = [encode_message(message) for message in messages]
+                for text in texts:
+                    conn.send(text)
 
     def send_preview(self, client_id: str | None, frame: bytes) -> None:
         """Send an encoded preview frame, skipping clients that are behind."""
@@ -270,15 +318,19 @@ class EventHub:
             raise ApiError(
                 400, "invalid_client_id", "client_id must be 1-128 letters, digits or _.:-"
             )
+        batch = BATCH_VALUES.get(request.query.get("batch", "0").lower())
+        if batch is None:
+            raise ApiError(400, "invalid_request", "batch must be 1, 0, true or false")
         # compress=False: events are small JSON; deflating each one costs more than it saves.
         ws = web.WebSocketResponse(heartbeat=30, compress=False, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        conn = Connection(ws, client_id, self.max_backlog)
+        conn = Connection(ws, client_id, self.max_backlog, batch)
         self._clients.setdefault(client_id, set()).add(conn)
         conn.task = asyncio.ensure_future(conn.write_forever())
-        conn.send(
-            to_json({"type": "status", "data": {"client_id": client_id, "queue": self.status()}})
-        )
+        hello: dict[str, Any] = {"client_id": client_id, "queue": self.status()}
+        if batch:
+            hello["batch"] = True  # so a client can tell this server batches
+        conn.send(to_json({"type": "status", "data": hello}))
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT and message.data == "ping":
