@@ -63,7 +63,16 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
     print(f"disk cache: {stats['folder']} ({state})")
     print(f"  entries    {stats['entries']}")
     print(f"  bytes      {_size(stats['bytes'])} of {_size(stats['max_bytes'])}")
-    counters = ("hits", "misses", "writes", "skipped", "too_large", "evictions", "corrupt")
+    counters = (
+        "hits",
+        "misses",
+        "writes",
+        "skipped",
+        "too_large",
+        "evictions",
+        "corrupt",
+        "errors",
+    )
     shown = [f"{name} {stats[name]}" for name in counters if name in stats]
     if shown:
         print(f"  counts     {', '.join(shown)}")
