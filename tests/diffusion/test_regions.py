@@ -304,3 +304,26 @@ def test_both_samplers_run_regional_prompts_and_a_whole_area_is_the_plain_prompt
     assert not torch.allclose(split, plain, atol=1e-2) and not torch.allclose(
         split, blue, atol=1e-2
     )
+
+
+@pytest.mark.slow
+def test_the_regional_prompts_workflow_draws_red_left_and_blue_right():
+    """workflows/regional_prompts.json on graphflow-tiny (the K Sampler's branch)."""
+    import json
+    from pathlib import Path
+
+    from graphflow.workflow import Workflow
+
+    path = Path(__file__).parents[2] / "workflows" / "regional_prompts.json"
+    data = json.loads(path.read_text())
+    nodes = data["nodes"]
+    for name in ("sampler", "decode_native", "save_native", "save_k"):
+        del nodes[name]
+    nodes["show"] = {"type": "core.show", "inputs": {"value": {"link": ["decode_k", "image"]}}}
+    result = Executor(load_plugins().registry).run(Workflow.model_validate(data), ["decode_k"])
+    assert result.ok, result.error
+    image = result.outputs["decode_k"]["image"][0]
+    assert image.shape == (32, 64, 3)
+    left, right = image[:, :32].reshape(-1, 3).mean(0), image[:, 32:].reshape(-1, 3).mean(0)
+    assert left[0] > 2 * left[2]  # the red sneaker
+    assert right[2] > right[0] and right[2] > 2 * left[2]  # the blue dress
