@@ -156,3 +156,29 @@ def test_a_hires_pass_upscales_the_latent_and_resamples_it(executor, sampler_typ
     )  # 16 px → 2 latent px (SD geometry) → 4
     assert torch.isfinite(second.samples).all()
     assert not torch.allclose(second.samples, upscaled.samples, atol=1e-3)  # it resampled
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hires_fix", "hires_fix_pixel"])
+def test_the_shipped_hires_workflows_make_64_pixel_pictures_from_32(name):
+    """workflows/hires_fix.json (latent upscale) and hires_fix_pixel.json (the embedded ×4
+    super-resolution model, then VAE encode) on graphflow-tiny."""
+    import json
+    from pathlib import Path
+
+    from graphflow.workflow import Workflow
+
+    data = json.loads((Path(__file__).parents[2] / "workflows" / f"{name}.json").read_text())
+    for node in ("save", "save_first"):
+        del data["nodes"][node]
+    data["nodes"]["show"] = {
+        "type": "core.show",
+        "inputs": {"value": {"link": ["decode", "image"]}},
+    }
+    run = Executor(load_plugins().registry).run(
+        Workflow.model_validate(data), ["decode", "decode_first", "second_pass"]
+    )
+    assert run.ok, run.error
+    assert run.outputs["decode_first"]["image"].shape == (1, 32, 32, 3)
+    assert run.outputs["decode"]["image"].shape == (1, 64, 64, 3)
+    assert run.outputs["second_pass"]["latent"].samples.shape == (1, 4, 16, 16)  # 4× VAE
