@@ -24,7 +24,7 @@ def _latent(batch=1, height=8, width=8, downscale=4, **fields) -> Latent:
 def test_every_method_doubles_a_tiny_latent_from_pixel_sizes(method):
     source = _latent()  # 32×32 pixels with graphflow-tiny's 4× VAE
     out = latent_tools.upscale_latent.function(source, method, 64, 64, "disabled")
-    assert out.samples.shape == (1, 4, 4, 4)  # 16 px → 2 latent px (SD geometry) → 4
+    assert out.samples.shape == (1, 4, 16, 16)
     assert (out.downscale, out.scaling_factor, out.shift_factor) == (4, 0.68, 0.22)
     if method == "nearest-exact":  # each latent pixel becomes a 2×2 block
         assert torch.equal(out.samples[..., ::2, ::2], source.samples)
