@@ -24,6 +24,7 @@ from .controlnet_files import (
     check_controlnet_file,
     controlnet_label,
     is_adapter_path,
+    is_difference_file,
     list_controlnets,
     read_controlnet,
 )
@@ -54,26 +55,36 @@ def load_controlnet_handle(
     dtype: str = "auto",
     allow_pickle: bool = False,
     attention: str = "auto",
+    base_model: Any = None,
 ) -> Any:
-    """The CONTROL_NET handle of ``name`` in models/controlnet (the resident one if loaded)."""
+    """The CONTROL_NET handle of ``name`` in models/controlnet (the resident one if loaded).
+
+    ``base_model``: the MODEL a diff ControlNet's differences are added to (its base
+    weights, without patches); the resident ControlNet is then per base model.
+    """
     path = CONTROLNETS.path(name)
     check_controlnet_file(path, allow_pickle)
     torch_dtype = _torch_dtype(dtype, ctx.device, ctx.dtype)
     if is_adapter_path(path, allow_pickle):
-        return _adapter_loader()(path, torch_dtype)
+        return _adapter_loader()(path, torch_dtype, allow_pickle, ctx)
     device = ctx.device
+    diff = base_model is not None and is_difference_file(path, allow_pickle)
 
     def load() -> Any:
         from .attention_processor import install_attention_processor
         from .component_loaders import _quiet
 
         _quiet()
-        net = read_controlnet(path, torch_dtype, allow_pickle).to(device)
+        base = base_model.unpatched.state_dict() if diff else None
+        net = read_controlnet(path, torch_dtype, allow_pickle, base).to(device)
         install_attention_processor(net, enabled=ATTENTION[attention])
         log.info("%s: loaded as a ControlNet", path.name)
         return net
 
-    return ctx.models.load("controlnet", path, load, dtype=dtype, attention=attention)
+    options = {"dtype": dtype, "attention": attention}
+    if diff:
+        options["base"] = base_model.identity
+    return ctx.models.load("controlnet", path, load, **options)
 
 
 @node("diffusion.load_controlnet", category="diffusion/loaders", display_name="Load ControlNet")

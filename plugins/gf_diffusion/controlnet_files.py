@@ -307,12 +307,34 @@ def controlnet_state(path: Path, allow_pickle: bool) -> dict[str, Any]:
     """The weights of a single ControlNet file under diffusers' keys."""
     state = load_state_dict(path, allow_pickle)
     if is_original_layout(state):
+        difference = state.pop("difference", None)
         state = to_diffusers_keys(state)
+        if difference is not None:
+            state["difference"] = difference
     return state
 
 
-def read_controlnet(path: Path, torch_dtype: Any, allow_pickle: bool) -> Any:
-    """A diffusers ControlNetModel from a folder or a single file (either layout)."""
+def is_difference_file(path: Path, allow_pickle: bool = False) -> bool:
+    """True for a "diff" ControlNet (a ``difference`` key: weights stored as differences
+    from its base UNet's, ComfyUI's DiffControlNetLoader files)."""
+    return not path.is_dir() and "difference" in detect.read_header(path, allow_pickle).shapes
+
+
+def add_base_weights(state: dict[str, Any], base: dict[str, Any], name: str) -> dict[str, Any]:
+    """A diff ControlNet's weights plus its base UNet's (same diffusers names: conv_in,
+    time embedding, down and mid blocks); the ControlNet's own layers as they are."""
+    shared = [k for k in state if k in base and tuple(base[k].shape) == tuple(state[k].shape)]
+    if not shared:
+        raise ModelFileError(f"{name} is a diff ControlNet whose layers the model does not have")
+    return {k: (v + base[k].to(v.dtype) if k in shared else v) for k, v in state.items()}
+
+
+def read_controlnet(path: Path, torch_dtype: Any, allow_pickle: bool, base: Any = None) -> Any:
+    """A diffusers ControlNetModel from a folder or a single file (either layout).
+
+    ``base``: the UNet state dict a diff ControlNet's differences are added to; a diff file
+    without one is refused (it would not work).
+    """
     from diffusers import ControlNetModel
 
     if path.is_dir():
@@ -320,11 +342,16 @@ def read_controlnet(path: Path, torch_dtype: Any, allow_pickle: bool) -> Any:
             str(path), local_files_only=True, torch_dtype=torch_dtype
         ).eval()
     state = controlnet_state(path, allow_pickle)
+    if state.pop("difference", None) is not None:
+        if base is None:
+            raise ModelFileError(
+                f"{path.name} is a diff ControlNet: load it with Load ControlNet Model (diff) "
+                "and the model it was made for"
+            )
+        state = add_base_weights(state, base, path.name)
     beside = config_beside(path)
-    if beside.is_file():
-        config = json.loads(beside.read_text())
-    else:
-        config = derive_config(state, path.name)
+    config = json.loads(beside.read_text()) if beside.is_file() else None
+    config = config or derive_config(state, path.name)
     return _build(config, state, torch_dtype, path.name)
 
 
