@@ -259,3 +259,14 @@ def test_loader_node_lists_adapters_of_both_folders_and_loads_them(tmp_path, mon
         assert result.ok, result.error
         (handle,) = result.outputs["load"].values()
         assert _same_weights(handle.unpatched, adapter)
+
+    # ComfyUI loads adapters through ControlNetLoader: an adapter in models/controlnet
+    workflow = make_workflow(
+        {
+            "load": ("diffusion.load_controlnet", {"control_net_name": "sketch.safetensors"}),
+            "show": ("core.show", {"value": {"link": ["load", "control_net"]}}),
+        }
+    )
+    result = executor.run(workflow, outputs=["load"])
+    assert result.ok, result.error
+    assert _same_weights(result.outputs["load"]["control_net"].unpatched, adapter)

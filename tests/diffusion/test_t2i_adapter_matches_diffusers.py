@@ -266,3 +266,22 @@ def test_sdxl_adapter_graph_equals_the_sdxl_adapter_pipeline(adapter_root, execu
         executor, adapter_graph([("sdxl-canny", 0, 0.9, 0.0, 1.0)], "tiny-sdxl", "euler")
     )
     assert np.abs(ours - whole).max() > 1e-3  # end 0.5 switched it off halfway
+
+
+def k_graph(controls) -> dict:
+    """The same graph sampled by diffusion.k_sampler (ComfyUI's sigma-space rules)."""
+    nodes = adapter_graph(controls)
+    sample = {k: v for k, v in nodes["sample"][1].items() if k != "scheduler"}
+    nodes["sample"] = ("diffusion.k_sampler", {**sample, "sampler": "euler"})
+    del nodes["sched"]
+    return nodes
+
+
+def test_k_sampler_applies_adapters_within_their_percent_range(executor):
+    plain = run_image(executor, k_graph([]))
+    full = run_image(executor, k_graph([("sd1-canny.safetensors", 0, 1.0, 0.0, 1.0)]))
+    half = run_image(executor, k_graph([("sd1-canny.safetensors", 0, 1.0, 0.5, 1.0)]))
+    never = run_image(executor, k_graph([("sd1-canny.safetensors", 0, 1.0, 0.0, 0.0)]))
+    assert np.abs(full - plain).max() > 1e-2
+    assert np.abs(half - full).max() > 1e-3 and np.abs(half - plain).max() > 1e-3
+    assert np.array_equal(never, plain)  # end 0: σ(0 %) is above every step's σ
