@@ -184,3 +184,38 @@ def test_a_missing_controlnet_file_is_named_by_validation(executor):
     nodes["cn"][1]["control_net_name"] = "nowhere.safetensors"
     with pytest.raises(ValidationFailed, match="control_net_name"):
         executor.run(make_workflow(nodes), outputs=["decode"])
+
+
+def test_diff_controlnet_gets_the_model_weights_added(executor, models_root):
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from tiny_control import SD_CONFIG, to_original_layout
+
+    net = ControlNetModel.from_pretrained(models_root / "controlnet" / "tiny-cn").state_dict()
+    unet = UNet2DConditionModel.from_pretrained(models_root / "checkpoints" / "tiny-sd" / "unet")
+    base = unet.state_dict()
+    shared = [k for k in net if k in base and base[k].shape == net[k].shape]
+    assert "conv_in.weight" in shared and "controlnet_mid_block.weight" not in shared
+    diff = {k: (v - base[k] if k in shared else v).contiguous() for k, v in net.items()}
+    state = to_original_layout(diff, SD_CONFIG)
+    state["difference"] = torch.tensor([])
+    path = models_root / "controlnet" / "tiny-diff.safetensors"
+    save_file(state, str(path))
+    try:
+        nodes = {
+            "ckpt": ("comfy.checkpoint_loader_simple", {"ckpt_name": "tiny-sd"}),
+            "cn": (
+                "comfy.diff_control_net_loader",
+                {"model": link("ckpt", "model"), "control_net_name": "tiny-diff.safetensors"},
+            ),
+            "plain": ("comfy.control_net_loader", {"control_net_name": "tiny-diff.safetensors"}),
+            "show": ("core.show", {"value": link("cn", "control_net")}),
+        }
+        result = executor.run(make_workflow(nodes), outputs=["cn"])
+        assert result.ok, result.error
+        loaded = result.outputs["cn"]["control_net"].unpatched.state_dict()
+        assert all(torch.allclose(loaded[k], net[k], atol=1e-6) for k in net)
+        refused = executor.run(make_workflow(nodes), outputs=["plain"])
+        assert not refused.ok and "diff ControlNet" in str(refused.error)
+    finally:
+        path.unlink()
