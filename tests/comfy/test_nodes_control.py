@@ -139,7 +139,6 @@ def _graph(native: bool, strength: float = 0.9, start: float = 0.1, end: float =
     return nodes
 
 
-@pytest.mark.slow
 def test_comfy_graph_equals_the_native_nodes_graph(executor):
     comfy = executor.run(make_workflow(_graph(False)), outputs=["decode", "apply", "cn"])
     native = executor.run(make_workflow(_graph(True)), outputs=["decode", "apply", "cn"])

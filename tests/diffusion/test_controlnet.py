@@ -168,7 +168,6 @@ def _image(executor, nodes):
     return result.outputs["decode"]["image"]
 
 
-@pytest.mark.slow
 def test_k_sampler_with_a_controlnet_differs_and_strength_0_equals_without(executor):
     plain = _image(executor, k_graph([]))
     controlled = _image(executor, k_graph([("tiny-cn", 0, 1.0, 0.0, 1.0)]))
@@ -179,7 +178,6 @@ def test_k_sampler_with_a_controlnet_differs_and_strength_0_equals_without(execu
     assert (late - plain).abs().max() > 1e-4 and (late - controlled).abs().max() > 1e-4
 
 
-@pytest.mark.slow
 def test_base_model_untouched_and_only_strength_changed_reuses_the_controlnet(executor):
     nodes = control_graph([("tiny-cn", 0, 1.0, 0.0, 1.0)])
     nodes["show_model"] = ("core.show", {"value": link("ckpt", "model")})

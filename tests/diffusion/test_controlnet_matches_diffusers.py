@@ -182,7 +182,6 @@ def test_single_files_give_the_folder_image(executor):
         assert np.abs(folder - single).max() < 1e-6, name
 
 
-@pytest.mark.slow
 def test_sdxl_controlnet_equals_the_sdxl_controlnet_pipeline(control_models, executor):
     nodes = control_graph([("tiny-xl-cn", 0, 0.9, 0.0, 1.0)], "tiny-sdxl", "euler")
     ours = run_image(executor, nodes)
