@@ -196,3 +196,25 @@ def test_base_model_untouched_and_only_strength_changed_reuses_the_controlnet(ex
     assert again.outputs["cn0"]["control_net"] is result.outputs["cn0"]["control_net"]
     after = unet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_t2i_adapter_control_gives_intrablock_residuals_on_its_rows_only():
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(0)
+    adapter = T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=2)
+    spec = ControlSpec(ModelHandle.of(adapter.eval(), "adapter"), "t2i_adapter", HINTS[0], 0.5)
+    plain = ConditioningEntry(torch.zeros(1, 7, 32))
+    controlled = ConditioningEntry(torch.zeros(1, 7, 32), controls=(spec,))
+    model_in = torch.randn(2, 4, 16, 16)
+    step = StepInfo(step_index=0, step_count=4, image_size=(32, 32))
+    out = control_apply.residuals(
+        model_in, 10, torch.zeros(2, 7, 32), None, [plain, controlled], 1, step
+    )
+    features = out["down_intrablock_additional_residuals"]
+    assert [tuple(f.shape[:2]) for f in features] == [(2, 32), (2, 64)]
+    assert all(torch.equal(f[0], torch.zeros_like(f[0])) for f in features)
+    assert all(f[1].abs().max() > 0 for f in features)
+    late = StepInfo(step_index=3, step_count=4, image_size=(32, 32))
+    spec.end = 0.5
+    assert control_apply.residuals(model_in, 10, None, None, [plain, controlled], 1, late) == {}
