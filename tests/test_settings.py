@@ -84,6 +84,10 @@ def test_every_existing_environment_variable_still_works():
         "auth_token": "t" * 16,
         "attention": "sdpa",
         "comfy_previews": True,
+        "disk_cache": False,
+        "disk_cache_dir": None,
+        "disk_cache_bytes": 20 << 30,
+        "disk_cache_min_seconds": 0.05,
     }
     assert settings.plugin_folders == [Path("/p1"), Path("/p2")]
 
