@@ -278,7 +278,8 @@ def test_a_prompt_repeated_on_the_token_axis_guides_the_same(parts):
     twice = ConditioningEntry(torch.cat([empty.embeds, empty.embeds], dim=1))
     one = sample(parts, Conditioning([cat]), Conditioning([empty]))
     two = sample(parts, Conditioning([cat]), Conditioning([twice]))
-    assert torch.allclose(one, two, atol=1e-5)
+    # float32 attention sums a repeated sequence in another order: ~2e-5 on values ~3
+    assert torch.allclose(one, two, atol=1e-4)
 
 
 def test_long_run_of_text_is_cut_exactly_every_75_tokens(parts):
