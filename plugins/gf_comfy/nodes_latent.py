@@ -15,7 +15,7 @@ from typing import Any
 
 from gf_diffusion import latent_tools
 from gf_diffusion.latents import vae_geometry
-from gf_diffusion.resample import CROP_METHODS, LATENT_METHODS, common_upscale
+from gf_diffusion.resample import CROP_METHODS, LATENT_METHODS
 from gf_diffusion.types import Latent as LatentType
 from gf_diffusion.types import Vae
 from gf_diffusion.vae import vae_decode, vae_encode
@@ -209,15 +209,9 @@ def vae_encode_tiled(
 
 
 def upscale_latent(latent: Latent, width: int, height: int, method: str, crop: str) -> Latent:
-    """``latent`` resized to width × height latent pixels by ComfyUI's rules."""
-    samples = latent.samples
-    if method == "bislerp":  # not linear: slerp ComfyUI's unscaled latents, then rescale
-        unscaled = samples / latent.scaling_factor + latent.shift_factor
-        resized = common_upscale(unscaled, width, height, method, crop)
-        resized = (resized - latent.shift_factor) * latent.scaling_factor
-    else:
-        resized = common_upscale(samples, width, height, method, crop)
-    return with_samples(latent, resized.to(samples.dtype))
+    """``latent`` resized to width × height latent pixels by ComfyUI's rules (the native
+    latent tools' implementation)."""
+    return latent_tools.resized(latent, width, height, method, crop)
 
 
 def latent_target(latent: Latent, width: int, height: int) -> tuple[int, int]:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import math
 
+from gf_diffusion.resample import common_upscale
 from gf_image import mask_ops
 from gf_image.outpaint import batch_images, composite_images, pad_for_outpaint
 from graphflow import Boolean, Choice, Float, Image, Int, Mask, Outputs
 
 from .names import ComfyInput, comfy_node
-from .resample import common_upscale
 
 MAX_RESOLUTION = 16384
 POSITION = Int(min=0, max=MAX_RESOLUTION, step=1)
