@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_models import _tiny_vae, build_clip_tokenizer
+from tiny_models import build_tiny_sd
 
 # The tiny SD 1.x UNet's down blocks: 32 channels at 16×16, then 64 at 8×8.
 SD1_WIDTHS = [32, 64]
@@ -66,54 +66,4 @@ def original_layout(adapter) -> dict:
 
 def build_tiny_sd1(target: Path, seed: int = 0) -> Path:
     """Save a tiny StableDiffusionPipeline laid out as SD 1.x (cross attention first)."""
-    import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=tuple(SD1_WIDTHS),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=16,
-    )
-    tokenizer = build_clip_tokenizer(target.parent / f".{target.name}-tokenizer-src")
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        unet=unet,
-        vae=_tiny_vae(),
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(target)
-    return target
+    return build_tiny_sd(target, seed, cross_attention_first=True)

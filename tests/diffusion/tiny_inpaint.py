@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_models import _tiny_vae, build_clip_tokenizer
+from tiny_models import build_tiny_sd
 
 INPAINT_CHECKPOINT = "tiny-sd-inpainting"
 
@@ -14,57 +14,7 @@ INPAINT_CHECKPOINT = "tiny-sd-inpainting"
 def build_tiny_inpaint_sd(target: Path, seed: int = 0) -> Path:
     """Save a tiny StableDiffusionInpaintPipeline (32×32 images, 16×16×4 latents, a UNet with
     9 input channels) into ``target``."""
-    import torch
-    from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=9,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=16,
-    )
-    tokenizer = build_clip_tokenizer(target.parent / f".{target.name}-tokenizer-src")
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionInpaintPipeline(
-        unet=unet,
-        vae=_tiny_vae(),
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(target)
-    return target
+    return build_tiny_sd(target, seed, in_channels=9, pipeline="StableDiffusionInpaintPipeline")
 
 
 def ensure_inpaint_checkpoint(models_root: Path) -> Path:

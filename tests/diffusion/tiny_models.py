@@ -64,25 +64,53 @@ def _tiny_vae():
     )
 
 
-def build_tiny_sd(target: Path, seed: int = 0) -> Path:
-    """Save a tiny StableDiffusionPipeline (32×32 images, 16×16×4 latents) into ``target``."""
-    import torch
-    from diffusers import (
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
+def _ddim():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
     )
+
+
+def build_tiny_sd(
+    target: Path,
+    seed: int = 0,
+    *,
+    in_channels: int = 4,
+    cross_attention_first: bool = False,
+    pipeline: str = "StableDiffusionPipeline",
+    scheduler=None,
+) -> Path:
+    """Save a tiny SD pipeline (32×32 images, 16×16×4 latents) into ``target``.
+
+    ``in_channels`` 9 / 8 with ``pipeline`` "StableDiffusionInpaintPipeline" /
+    "StableDiffusionInstructPix2PixPipeline" make the inpainting / InstructPix2Pix variants;
+    ``cross_attention_first`` lays the UNet out as SD 1.x (cross attention in the first down
+    block, which SD 1.x T2I-Adapters need); ``scheduler`` defaults to SD's DDIM.
+    """
+    import diffusers
+    import torch
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
+    down = ("DownBlock2D", "CrossAttnDownBlock2D")
+    up = ("CrossAttnUpBlock2D", "UpBlock2D")
+    if cross_attention_first:
+        down, up = down[::-1], up[::-1]
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=16,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        down_block_types=down,
+        up_block_types=up,
         cross_attention_dim=32,
         attention_head_dim=8,
         norm_num_groups=16,
@@ -102,20 +130,12 @@ def build_tiny_sd(target: Path, seed: int = 0) -> Path:
             max_position_embeddings=77,
         )
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
+    pipe = getattr(diffusers, pipeline)(
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        scheduler=scheduler,
+        scheduler=scheduler if scheduler is not None else _ddim(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
