@@ -36,6 +36,25 @@ def registry_with(*specs) -> Registry:
     return registry
 
 
+def prompt_nodes(prompt: str, checkpoint: str = "tiny-sd", scheduler: str | None = "ddim") -> dict:
+    """The start of a txt2img graph: checkpoint ``ckpt``, the prompt and an empty negative
+    tokenized (``pos_tokens``/``neg_tokens``) and encoded (``pos``/``neg``), and ``sched``
+    (the checkpoint's own scheduler when ``scheduler`` is None)."""
+    tokens = {"tokenizer": link("ckpt", "tokenizer")}
+    encode = {"text_encoder": link("ckpt", "text_encoder")}
+    sched = {"scheduler": link("ckpt", "scheduler")}
+    if scheduler is not None:
+        sched["name"] = scheduler
+    return {
+        "ckpt": ("diffusion.load_checkpoint", {"checkpoint": checkpoint}),
+        "pos_tokens": ("diffusion.tokenize", {"text": prompt, **tokens}),
+        "neg_tokens": ("diffusion.tokenize", {"text": "", **tokens}),
+        "pos": ("diffusion.encode_text", {"tokens": link("pos_tokens", "tokens"), **encode}),
+        "neg": ("diffusion.encode_text", {"tokens": link("neg_tokens", "tokens"), **encode}),
+        "sched": ("diffusion.scheduler", sched),
+    }
+
+
 def make_workflow(nodes: dict[str, tuple[str, dict]]) -> Workflow:
     """Build a workflow from ``{id: (type, inputs)}``."""
     return Workflow.model_validate(

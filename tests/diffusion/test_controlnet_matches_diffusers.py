@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from graphflow import Executor, Image, Int, node
-from support import link, make_workflow, registry_with
+from support import link, make_workflow, prompt_nodes, registry_with
 
 pytest_plugins = ("tiny_control",)  # the control_models fixtures
 
@@ -32,24 +32,7 @@ def control_hint(which: Int = 0) -> Image:
 def control_graph(controls, checkpoint="tiny-sd", scheduler="ddim", prompt=PROMPT) -> dict:
     """txt2img nodes with ``controls``: [(file, hint index, strength, start, end)], chained."""
     nodes = {
-        "ckpt": ("diffusion.load_checkpoint", {"checkpoint": checkpoint}),
-        "pos_tokens": (
-            "diffusion.tokenize",
-            {"text": prompt, "tokenizer": link("ckpt", "tokenizer")},
-        ),
-        "neg_tokens": ("diffusion.tokenize", {"text": "", "tokenizer": link("ckpt", "tokenizer")}),
-        "pos": (
-            "diffusion.encode_text",
-            {"tokens": link("pos_tokens", "tokens"), "text_encoder": link("ckpt", "text_encoder")},
-        ),
-        "neg": (
-            "diffusion.encode_text",
-            {"tokens": link("neg_tokens", "tokens"), "text_encoder": link("ckpt", "text_encoder")},
-        ),
-        "sched": (
-            "diffusion.scheduler",
-            {"scheduler": link("ckpt", "scheduler"), "name": scheduler},
-        ),
+        **prompt_nodes(prompt, checkpoint, scheduler),
         "empty": (
             "diffusion.empty_latent",
             {"width": 32, "height": 32, "vae": link("ckpt", "vae")},

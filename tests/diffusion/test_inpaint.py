@@ -16,7 +16,7 @@ from gf_diffusion.sampler import sampler_mask
 from gf_diffusion.unet_call import StepInfo
 from gf_diffusion.values import ConditioningEntry, Latent
 from graphflow import Executor, Image, Mask, load_plugins, node
-from support import link, make_workflow
+from support import link, make_workflow, prompt_nodes
 
 PICTURE = picture(seed=5)
 MASK = square_mask(top=8, left=8, size=12)
@@ -41,16 +41,9 @@ def executor(models):
     return Executor(registry)
 
 
-def prompt_nodes(checkpoint="tiny-sd") -> dict:
-    tokens = {"tokenizer": link("ckpt", "tokenizer")}
-    encode = {"text_encoder": link("ckpt", "text_encoder")}
+def inpaint_nodes(checkpoint="tiny-sd") -> dict:
     return {
-        "ckpt": ("diffusion.load_checkpoint", {"checkpoint": checkpoint}),
-        "pos_tokens": ("diffusion.tokenize", {"text": "a red cat", **tokens}),
-        "neg_tokens": ("diffusion.tokenize", {"text": "", **tokens}),
-        "pos": ("diffusion.encode_text", {"tokens": link("pos_tokens", "tokens"), **encode}),
-        "neg": ("diffusion.encode_text", {"tokens": link("neg_tokens", "tokens"), **encode}),
-        "sched": ("diffusion.scheduler", {"scheduler": link("ckpt", "scheduler")}),
+        **prompt_nodes("a red cat", checkpoint, scheduler=None),
         "picture": ("test.picture", {}),
         "mask": ("test.mask", {}),
         "plain": (
@@ -126,7 +119,7 @@ def outside_difference(out, latent_mask) -> tuple[float, float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["native", "k"])
 def test_latent_noise_mask_keeps_the_unmasked_latent_exactly(models, executor, kind):
-    nodes = prompt_nodes()
+    nodes = inpaint_nodes()
     nodes["masked"] = (
         "diffusion.set_latent_mask",
         {"latent": link("plain", "latent"), "mask": link("mask", "mask")},
@@ -146,7 +139,7 @@ def test_latent_noise_mask_keeps_the_unmasked_latent_exactly(models, executor, k
 
 @pytest.mark.slow
 def test_vae_encode_for_inpaint_keeps_the_latents_outside_the_grown_mask(models, executor):
-    nodes = prompt_nodes()
+    nodes = inpaint_nodes()
     nodes["encode"] = (
         "diffusion.vae_encode_inpaint",
         {
@@ -326,9 +319,8 @@ def test_inpaint_conditioning_sets_copies_and_leaves_inputs_alone(models):
 
     registry.register(test_picture)
     registry.register(test_mask)
-    nodes = {
-        k: v for k, v in prompt_nodes(INPAINT_CHECKPOINT).items() if k not in ("plain", "roundtrip")
-    }
+    nodes = inpaint_nodes(INPAINT_CHECKPOINT)
+    nodes = {k: v for k, v in nodes.items() if k not in ("plain", "roundtrip")}
     nodes["inpaint"] = (
         "diffusion.inpaint_conditioning",
         {

@@ -23,7 +23,7 @@ import torch
 from tiny_inpaint import INPAINT_CHECKPOINT, ensure_inpaint_checkpoint, picture, square_mask
 
 from graphflow import Executor, Image, Mask, String, load_plugins, node
-from support import link, make_workflow
+from support import link, make_workflow, prompt_nodes
 
 PROMPT = "a red cat"
 SEED = 77
@@ -54,26 +54,9 @@ def executor(models):
     return Executor(registry)
 
 
-def prompt_nodes(checkpoint: str, scheduler: str) -> dict:
+def picture_nodes(checkpoint: str, scheduler: str) -> dict:
     return {
-        "ckpt": ("diffusion.load_checkpoint", {"checkpoint": checkpoint}),
-        "pos_tokens": (
-            "diffusion.tokenize",
-            {"text": PROMPT, "tokenizer": link("ckpt", "tokenizer")},
-        ),
-        "neg_tokens": ("diffusion.tokenize", {"text": "", "tokenizer": link("ckpt", "tokenizer")}),
-        "pos": (
-            "diffusion.encode_text",
-            {"tokens": link("pos_tokens", "tokens"), "text_encoder": link("ckpt", "text_encoder")},
-        ),
-        "neg": (
-            "diffusion.encode_text",
-            {"tokens": link("neg_tokens", "tokens"), "text_encoder": link("ckpt", "text_encoder")},
-        ),
-        "sched": (
-            "diffusion.scheduler",
-            {"scheduler": link("ckpt", "scheduler"), "name": scheduler},
-        ),
+        **prompt_nodes(PROMPT, checkpoint, scheduler),
         "picture": ("test.picture", {}),
     }
 
@@ -103,7 +86,7 @@ def sample_nodes(positive, negative, latent, denoise: float = 1.0) -> dict:
 
 
 def nine_channel_graph():
-    nodes = prompt_nodes(INPAINT_CHECKPOINT, "ddim")
+    nodes = picture_nodes(INPAINT_CHECKPOINT, "ddim")
     nodes["mask"] = ("test.mask", {"which": "aligned"})
     nodes["inpaint"] = (
         "diffusion.inpaint_conditioning",
@@ -125,7 +108,7 @@ def nine_channel_graph():
 
 
 def latent_mask_graph(scheduler: str, denoise: float):
-    nodes = prompt_nodes("tiny-sd", scheduler)
+    nodes = picture_nodes("tiny-sd", scheduler)
     nodes["mask"] = ("test.mask", {"which": "off_grid"})
     nodes["encode"] = (
         "diffusion.vae_encode",

@@ -18,7 +18,7 @@ from gf_diffusion import t2i_adapter as t2i
 from gf_diffusion.unet_call import StepInfo
 from gf_diffusion.values import ControlSpec
 from graphflow import Executor, Image, Int, node
-from support import link, make_workflow, registry_with
+from support import link, make_workflow, prompt_nodes, registry_with
 
 PROMPT = "a red cat"
 SEED = 1234
@@ -75,24 +75,8 @@ def reference_adapter(name):
 
 def adapter_graph(controls, checkpoint="tiny-sd1", scheduler="ddim") -> dict:
     """txt2img nodes with ``controls``: [(adapter, hint index, strength, start, end)]."""
-    tokens = link("ckpt", "tokenizer")
-    encoder = link("ckpt", "text_encoder")
     nodes = {
-        "ckpt": ("diffusion.load_checkpoint", {"checkpoint": checkpoint}),
-        "pos_tokens": ("diffusion.tokenize", {"text": PROMPT, "tokenizer": tokens}),
-        "neg_tokens": ("diffusion.tokenize", {"text": "", "tokenizer": tokens}),
-        "pos": (
-            "diffusion.encode_text",
-            {"tokens": link("pos_tokens", "tokens"), "text_encoder": encoder},
-        ),
-        "neg": (
-            "diffusion.encode_text",
-            {"tokens": link("neg_tokens", "tokens"), "text_encoder": encoder},
-        ),
-        "sched": (
-            "diffusion.scheduler",
-            {"scheduler": link("ckpt", "scheduler"), "name": scheduler},
-        ),
+        **prompt_nodes(PROMPT, checkpoint, scheduler),
         "empty": (
             "diffusion.empty_latent",
             {"width": 32, "height": 32, "vae": link("ckpt", "vae")},
