@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .settings import default_data_dir
 from .value_codec import (
     MissingCodec,
     UndecodableError,
@@ -71,20 +72,11 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 
 
-def default_data_folder(settings: Any) -> Path:
-    """The data folder: the ``data_dir`` setting, else ``$XDG_DATA_HOME/graphflow``, else
-    ``~/.local/share/graphflow`` (the same rule as ``server.config.default_data_dir``)."""
-    if settings.data_dir is not None:
-        return Path(settings.data_dir)
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "graphflow"
-
-
 def cache_folder(settings: Any) -> Path:
     """Where the disk tier lives: ``disk_cache_dir``, else ``DATA/cache``."""
     if settings.disk_cache_dir is not None:
         return Path(settings.disk_cache_dir)
-    return default_data_folder(settings) / "cache"
+    return default_data_dir(settings) / "cache"
 
 
 @dataclass

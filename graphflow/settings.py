@@ -320,3 +320,13 @@ def use_settings(settings: Settings | None) -> Iterator[Settings]:
         yield settings
     finally:
         _current.reset(token)
+
+
+def default_data_dir(settings: Settings | None = None) -> Path:
+    """The ``data_dir`` setting (``$GRAPHFLOW_DATA_DIR``), else ``$XDG_DATA_HOME/graphflow``,
+    else ``~/.local/share/graphflow``. ``settings`` default to the current ones."""
+    configured = (settings or current_settings()).data_dir
+    if configured is not None:
+        return Path(configured)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "graphflow"

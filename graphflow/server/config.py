@@ -10,28 +10,17 @@ Layout of the data folder (``--data-dir``, default ``$GRAPHFLOW_DATA_DIR``, else
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GraphflowError
-from ..settings import Settings, current_settings
+from ..settings import Settings, current_settings, default_data_dir
 from . import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV
 from .security import OriginPolicy, is_loopback
 
 
 class ConfigError(GraphflowError):
     """The server cannot start with these settings (shown as one line)."""
-
-
-def default_data_dir(settings: Settings | None = None) -> Path:
-    """The ``data_dir`` setting (``$GRAPHFLOW_DATA_DIR``), else ``$XDG_DATA_HOME/graphflow``,
-    else ``~/.local/share/graphflow``. ``settings`` default to the current ones."""
-    configured = (settings or current_settings()).data_dir
-    if configured is not None:
-        return Path(configured)
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "graphflow"
 
 
 @dataclass
