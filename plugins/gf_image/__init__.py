@@ -12,11 +12,13 @@ from . import (
     edges,
     examples,
     fast_style,
+    grid,
     hed,
     io,
     masks,
     noise,
     outpaint,
+    pose,
     preprocessors_user,
     style,
     transform,
@@ -25,7 +27,8 @@ from . import (
 )
 
 MODULES = (io, examples, noise, transform, upscale, style, fast_style)
-MODULES += (masks, outpaint, edges, hed, preprocessors_user)  # issue 17
+MODULES += (masks, outpaint, edges, hed, preprocessors_user, pose)  # issue 17
+MODULES += (grid,)
 
 
 @hookimpl

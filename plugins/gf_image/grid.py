@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the helper that owns it."""
+
+NODES = []
