@@ -15,6 +15,12 @@ MODULES = (gan_models, dcgan_files, gan_nodes, pix2pix_models, pix2pix_nodes)
 
 
 @hookimpl
+def graphflow_port_types():
+    """The port types the pack's modules declare in their ``PORT_TYPES``."""
+    return [port for module in MODULES for port in getattr(module, "PORT_TYPES", ())]
+
+
+@hookimpl
 def graphflow_nodes():
     """Every node of the GAN pack."""
     return [spec for module in MODULES for spec in module.NODES]

@@ -14,6 +14,12 @@ MODULES = (classify, hedging, clip_model, clip_nodes, segment, latent_map, vae_v
 
 
 @hookimpl
+def graphflow_port_types():
+    """The port types the pack's modules declare in their ``PORT_TYPES``."""
+    return [port for module in MODULES for port in getattr(module, "PORT_TYPES", ())]
+
+
+@hookimpl
 def graphflow_nodes():
     """Every node of the vision pack."""
     return [spec for module in MODULES for spec in module.NODES]
