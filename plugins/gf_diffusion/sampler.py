@@ -197,16 +197,29 @@ def _drawn_init(latent, samples, generator, device, dtype):
     return ((drawn - latent.shift_factor) * latent.scaling_factor).to(device, dtype)
 
 
+def _noise(latent, shape, generator, device, dtype):
+    """The starting noise. A latent taken out of a batch (``batch_index``, as Latent From
+    Batch leaves it) gets the noise its items had in the whole batch: one draw for items
+    0..max(index), then the items it holds, so sampling one item alone reproduces it."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    index = latent.batch_index
+    if not index or len(index) != shape[0]:
+        return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+    whole = randn_tensor(
+        (max(index) + 1, *shape[1:]), generator=generator, device=device, dtype=dtype
+    )
+    return whole[list(index)]
+
+
 def _start(sched, latent, samples, steps: int, denoise: float, generator, device, dtype):
     """(initial latents, timesteps to run, inpainting state or None); latents are None when
     nothing is left to do."""
-    from diffusers.utils.torch_utils import randn_tensor
-
     masked = latent.noise_mask is not None
     sched.set_timesteps(steps, device=device)
     if denoise >= 1.0:
         init = _drawn_init(latent, samples, generator, device, dtype) if masked else None
-        noise = randn_tensor(samples.shape, generator=generator, device=device, dtype=dtype)
+        noise = _noise(latent, samples.shape, generator, device, dtype)
         inpainting = (
             _Inpainting(sampler_mask(latent.noise_mask, samples), init, noise) if masked else None
         )
@@ -218,7 +231,7 @@ def _start(sched, latent, samples, steps: int, denoise: float, generator, device
     if len(timesteps) == 0:
         return None, timesteps, None
     init = _drawn_init(latent, samples, generator, device, dtype)
-    noise = randn_tensor(init.shape, generator=generator, device=device, dtype=dtype)
+    noise = _noise(latent, init.shape, generator, device, dtype)
     inpainting = (
         _Inpainting(sampler_mask(latent.noise_mask, samples), init, noise) if masked else None
     )

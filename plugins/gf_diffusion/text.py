@@ -337,11 +337,20 @@ def average_conditioning(
     """Blend two prompts' embeddings: weight_a × a + (1 − weight_a) × b.
 
     When b has more tokens than a (a longer prompt: more chunks) it is cut to a's length,
-    when fewer it is padded with zeros, as ComfyUI's ConditioningAverage does.
+    when fewer it is padded with zeros, as ComfyUI's ConditioningAverage does. Every entry of
+    a is blended with b's first entry and keeps its own options (area, mask, timestep range,
+    ControlNets), as ComfyUI keeps those of its conditioning_to.
     """
+    second = b.entries[0]
+    return Conditioning([_averaged(first, second, weight_a) for first in a.entries])
+
+
+def _averaged(first: ConditioningEntry, second: ConditioningEntry, weight: float):
+    """``first`` with its embeddings (and pooled) blended toward ``second``'s."""
+    import dataclasses
+
     import torch
 
-    first, second = a.entries[0], b.entries[0]
     if first.embeds.shape[::2] != second.embeds.shape[::2]:
         raise PromptError(
             f"cannot average conditionings of shapes {tuple(first.embeds.shape)} and "
@@ -351,11 +360,11 @@ def average_conditioning(
     missing = first.embeds.shape[1] - other.shape[1]
     if missing:
         other = torch.cat([other, other.new_zeros(other.shape[0], missing, other.shape[2])], 1)
-    embeds = first.embeds * weight_a + other * (1 - weight_a)
-    pooled = None
+    embeds = first.embeds * weight + other * (1 - weight)
+    pooled = first.pooled if first.pooled is not None else second.pooled
     if first.pooled is not None and second.pooled is not None:
-        pooled = first.pooled * weight_a + second.pooled * (1 - weight_a)
-    return Conditioning([ConditioningEntry(embeds, pooled, first.weight)])
+        pooled = first.pooled * weight + second.pooled * (1 - weight)
+    return dataclasses.replace(first, embeds=embeds, pooled=pooled)
 
 
 NODES = [tokenize, encode_text, combine_conditioning, average_conditioning]

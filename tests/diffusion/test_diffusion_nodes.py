@@ -228,3 +228,34 @@ def test_attention_choice_switches_processors_per_run_with_the_same_image(regist
     assert kinds["graphflow"] == {GraphflowAttnProcessor}
     assert GraphflowAttnProcessor not in kinds["diffusers"]
     assert torch.allclose(images["graphflow"], images["diffusers"], atol=1e-5)
+
+
+def test_average_conditioning_keeps_each_entrys_options(registry):
+    import dataclasses
+
+    parts = load_parts(registry)
+    cat, dog = encode(registry, parts, "a cat"), encode(registry, parts, "a dog")
+    mask = torch.ones(1, 4, 4)
+    regional = dataclasses.replace(cat.entries[0], mask=mask, timestep_range=(0.0, 0.5))
+    two = type(cat)([regional, cat.entries[0]])
+    average = registry["diffusion.average_conditioning"].function(a=two, b=dog, weight_a=0.5)
+    assert len(average.entries) == 2
+    assert average.entries[0].mask is mask and average.entries[0].timestep_range == (0.0, 0.5)
+    expected = 0.5 * cat.entries[0].embeds + 0.5 * dog.entries[0].embeds
+    assert all(torch.allclose(entry.embeds, expected) for entry in average.entries)
+
+
+def test_an_item_taken_from_a_batch_samples_as_it_did_in_the_batch(registry):
+    parts = load_parts(registry)
+    cat, empty = encode(registry, parts, "a cat"), encode(registry, parts, "")
+    latent = registry["diffusion.empty_latent"].function(
+        width=32, height=32, vae=parts["vae"], batch_size=3
+    )
+    sched = registry["diffusion.scheduler"].function(scheduler=parts["scheduler"], name="ddim")
+    run = registry["diffusion.sampler"].function
+    options = dict(model=parts["model"], positive=cat, negative=empty, scheduler=sched, seed=5)
+    whole = run(latent=latent, steps=2, **options).samples
+    third = registry["diffusion.latent_from_batch"].function(latent, 2, 1)
+    alone = run(latent=third, steps=2, **options).samples
+    assert torch.allclose(alone[0], whole[2], atol=1e-4)  # batched matmuls differ ~1e-5
+    assert not torch.allclose(alone[0], whole[0], atol=1e-3)
