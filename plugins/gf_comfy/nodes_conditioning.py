@@ -207,7 +207,8 @@ def conditioning_set_area(
     Stored as ComfyUI stores it: (height, width, y, x) in latent pixels (pixels // 8).
     """
     area = (height // 8, width // 8, y // 8, x // 8)
-    return Conditioning([replace(e, area=area, strength=strength) for e in conditioning.entries])
+    fields = dict(area=area, strength=strength, set_area_to_bounds=False)
+    return Conditioning([replace(e, **fields) for e in conditioning.entries])
 
 
 @comfy_node(

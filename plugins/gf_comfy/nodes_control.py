@@ -84,8 +84,9 @@ def control_net_apply(
 ) -> Conditioning:
     """Apply a ControlNet to one conditioning, over the whole run (deprecated in ComfyUI).
 
-    Strength 0 returns the conditioning unchanged. graphflow applies it to this
-    conditioning only: ComfyUI also steers the negative prompt with it.
+    Strength 0 returns the conditioning unchanged. It steers this conditioning only: as in
+    ComfyUI, the negative prompt is evaluated without the ControlNet (Apply ControlNet,
+    the newer node, steers both).
     """
     if strength == 0:
         return conditioning

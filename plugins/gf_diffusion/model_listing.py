@@ -38,12 +38,14 @@ KNOWN_FOLDERS = {
     "loras": "LoRA and LyCORIS (LoCon, LoHa, LoKr) files",
     "embeddings": "textual-inversion embeddings",
     "controlnet": "ControlNet models",
+    "t2i_adapter": "T2I-Adapter models",
+    "preprocessors": "control-image preprocessor model folders (depth, pose)",
     "upscale_models": "super-resolution (upscale) models",
     "style_models": "fast style-transfer networks",
     "configs": "diffusers config folders for single-file checkpoints",
 }
 # Folders whose files detect.KINDS does not describe: no "belongs in" advice for them.
-UNDETECTED = {"style_models", "configs"}
+UNDETECTED = {"style_models", "configs", "preprocessors"}
 MODEL_SUFFIXES = tuple(sorted(SAFE_SUFFIXES | PICKLE_SUFFIXES))
 CACHE_SIZE = 1024
 
