@@ -169,6 +169,7 @@ def mean_masked_latents(pipe, mask):
     return mean * pipe.vae.config.scaling_factor
 
 
+@pytest.mark.slow
 def test_nine_channel_unet_equals_inpaint_pipeline(models, executor):
     ours = run_image(executor, nine_channel_graph())
     pipe = inpaint_pipeline(models / "checkpoints" / INPAINT_CHECKPOINT)
