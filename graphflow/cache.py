@@ -20,7 +20,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .disk_cache import DiskCache
@@ -118,10 +118,12 @@ def is_portable(signature: str) -> bool:
 
 @dataclass
 class SignaturePlan:
-    """Signatures of planned nodes, and which of them must not be cached (volatile)."""
+    """Signatures of planned nodes, which of them must not be cached (volatile), and the
+    fingerprints of the nodes that declare one (element signatures reuse them)."""
 
     signatures: dict[str, str]
     volatile: set[str]
+    fingerprints: dict[str, object] = field(default_factory=dict)
 
 
 def compute_signatures(
@@ -130,15 +132,22 @@ def compute_signatures(
     literal_inputs: Callable[[str], dict[str, Any]],
     link_inputs: Callable[[str], Iterable[tuple[str, str, str]]],
     nonce: str,
+    known: SignaturePlan | None = None,
 ) -> SignaturePlan:
     """Signatures for ``plan`` (topological order).
 
     ``literal_inputs(node)`` gives the effective literals (defaults filled in);
     ``link_inputs(node)`` yields (input name, source node, output name). A node that is not
     idempotent gets the run's ``nonce`` and is volatile, and so is everything downstream.
+    ``known`` holds nodes outside ``plan`` that it links from (a run-time expansion links
+    to its parent's inputs); the result covers ``plan`` only.
     """
     signatures: dict[str, str] = {}
     volatile: set[str] = set()
+    fingerprints: dict[str, object] = {}
+    if known is not None:  # rare (one copy per expansion), so plain copies keep this simple
+        signatures = dict(known.signatures)
+        volatile = set(known.volatile)
     for node_id in plan:
         spec = specs[node_id]
         literals = literal_inputs(node_id)
@@ -151,7 +160,7 @@ def compute_signatures(
         fingerprint = None
         if spec.fingerprint_function is not None:
             try:
-                fingerprint = spec.fingerprint_function(**literals)
+                fingerprint = fingerprints[node_id] = spec.fingerprint_function(**literals)
             except Exception as error:
                 raise FingerprintError(node_id, error) from error
         signatures[node_id] = node_signature(
@@ -159,7 +168,10 @@ def compute_signatures(
         )
         if is_volatile:
             volatile.add(node_id)
-    return SignaturePlan(signatures, volatile)
+    if known is not None:
+        signatures = {node_id: signatures[node_id] for node_id in plan}
+        volatile = volatile.intersection(plan)
+    return SignaturePlan(signatures, volatile, fingerprints)
 
 
 # -- sizes and devices ------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import FingerprintError, OutputCache, compute_signatures, is_portable
+from . import mapping
+from .cache import FingerprintError, OutputCache, SignaturePlan, compute_signatures, is_portable
 from .cancel import CancelToken
 from .context import ModelLoader, NodeContext, RunServices
 from .errors import Interrupted, RunStatus
@@ -38,6 +39,7 @@ from .events import (
     RunInterrupted,
     RunStarted,
 )
+from .expansion import Expand, prepare_expansion
 from .formats import png_chunks_for
 from .gcpause import gc_paused
 from .graph import ValidatedGraph, build_graph, plan_execution
@@ -74,7 +76,8 @@ class RunResult:
     ``status`` is a :class:`~graphflow.errors.RunStatus` (``finished``, ``failed`` or
     ``interrupted``; a ``str``, so comparing with the plain word works too); ``outputs`` maps
     each requested output node to its named output values; ``ui`` holds display data of
-    output nodes.
+    output nodes; ``elements`` tells, for each node mapped over lists, which elements ran
+    (``"executed"``) and which came from the cache (``"cached"``), by index.
     """
 
     run_id: str
@@ -85,6 +88,7 @@ class RunResult:
     cached: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: RunError | None = None
+    elements: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -254,7 +258,7 @@ class _Run:
         self.executor = executor
         self.cancel = cancel
         self.cache = executor.cache
-        self.specs = validated.specs
+        self.specs = self.validated_specs = validated.specs
         self.plan = plan
         self.targets = targets
         self.target_set = frozenset(targets)
@@ -275,6 +279,9 @@ class _Run:
             png_chunks=functools.partial(png_chunks_for, registry=executor.registry),
         )
         self.result = RunResult(run_id, RunStatus.RUNNING)
+        self.values: dict[str, dict[str, Any]] = {}
+        self.started: set[str] = set()
+        self.signatures = SignaturePlan({}, set())
         self.rebuild: dict[str, float] = {}  # seconds to recompute a node after a restart
 
     def emit(self, event: Event) -> None:
@@ -300,10 +307,11 @@ class _Run:
                     self.run_id,
                 )
             self.emit(RunStarted(self.run_id, tuple(self.plan)))
+            self.signatures = signatures
             self.portable = signatures.signatures if self.cache.disk is not None else {}
-            values = self._pull(signatures.signatures, signatures.volatile)
+            self._pull(self.targets)
             for target in self.targets:
-                result.outputs[target] = values[target]
+                result.outputs[target] = self.values[target]
             result.status = RunStatus.FINISHED
             result.seconds = time.perf_counter() - started
             self.emit(
@@ -360,13 +368,17 @@ class _Run:
     current = ""
     """The node executing now ("" between nodes); names the culprit when a run stops."""
 
-    def _pull(self, signatures: dict[str, str], volatile: set[str]) -> dict[str, dict[str, Any]]:
-        values: dict[str, dict[str, Any]] = {}
-        started: set[str] = set()
+    def _pull(self, targets: list[str]) -> None:
+        """Compute ``targets`` into ``self.values`` (an expansion pulls its inner nodes
+        through here too, nested once per expansion level)."""
+        values = self.values
+        started = self.started
+        signatures = self.signatures.signatures
+        volatile = self.signatures.volatile
         cancel = self.cancel
         cache = self.cache
         result = self.result
-        stack = list(reversed(self.targets))
+        stack = list(reversed(targets))
         while stack:
             node_id = stack[-1]
             if node_id in values:
@@ -402,13 +414,13 @@ class _Run:
                     value = float(value)  # an INT output feeding a FLOAT input
                 kwargs[name] = value
             if lazy:
-                wanted = self._lazy_wanted(spec, kwargs, links)
+                wanted = self._lazy_wanted(node_id, spec, kwargs, links)
                 missing = [s for name, s, _ in links if name in wanted and s not in values]
                 if missing:
                     stack.extend(missing)
                     continue
             self.current = node_id
-            outputs, ui, seconds = self._call(node_id, spec, kwargs)
+            outputs, ui, seconds = self._execute(node_id, spec, kwargs)
             self.current = ""
             values[node_id] = outputs
             if ui is not None:
@@ -417,23 +429,108 @@ class _Run:
             if node_id not in volatile:
                 self._store(node_id, signatures[node_id], outputs, ui, seconds)
             stack.pop()
-        return values
 
-    @staticmethod
-    def _lazy_wanted(spec, kwargs: dict[str, Any], links) -> set[str]:
+    def _lazy_wanted(self, node_id: str, spec, kwargs: dict[str, Any], links) -> set[str]:
         if spec.needs_function is None:
             return {name for name, _, _ in links if name in spec.lazy_inputs}
-        return set(spec.needs_function(**kwargs) or ())
+        plan = mapping.plan_calls(node_id, spec, kwargs, {})
+        calls = [kwargs] if plan is None else plan.calls  # a mapped node: what any call needs
+        return {name for call in calls for name in spec.needs_function(**call) or ()}
 
-    def _call(self, node_id: str, spec, kwargs: dict[str, Any]):
+    def _link_keys(self, node_id: str) -> dict[str, str]:
+        signatures = self.signatures.signatures
+        return {name: f"{signatures[s]}:{output}" for name, s, output in self.links[node_id]}
+
+    def _execute(self, node_id: str, spec, kwargs: dict[str, Any]):
+        """Run one node: once, or once per element when lists reach it (graphflow.mapping)."""
+        plan = mapping.plan_calls(node_id, spec, kwargs, self._link_keys(node_id))
+        if plan is not None and plan.mapped:
+            return mapping.run_mapped(self, node_id, spec, plan)
+        if plan is not None:
+            kwargs = plan.calls[0]
         self.emit(NodeStarted(self.run_id, node_id, spec.id))
-        if spec.context_param is not None:
-            kwargs[spec.context_param] = NodeContext(self.services, node_id)
         torch = _peak_memory_start()
         began = time.perf_counter()
-        raw = spec.function(**kwargs)
+        context = NodeContext(self.services, node_id) if spec.context_param else None
+        keys = None if plan is None else plan.keys[0]
+        outputs, ui = self.invoke(node_id, spec, kwargs, keys, context, None)
         seconds = time.perf_counter() - began
-        outputs, ui = spec.pack_result(raw)
         peak = torch.cuda.max_memory_allocated() if torch is not None else None
         self.emit(NodeFinished(self.run_id, node_id, seconds, peak, ui))
         return outputs, ui, seconds
+
+    def invoke(self, node_id, spec, kwargs, keys, context, key):
+        """Call a node's function once: packed outputs (lists wrapped) and ui. ``key`` is
+        the call's element signature (None: the node's own signature)."""
+        if spec.context_param is not None:
+            kwargs[spec.context_param] = context
+        raw = spec.function(**kwargs)
+        if isinstance(raw, Expand):
+            outputs, ui = self._expand(node_id, spec, raw, kwargs, keys, context)
+        else:
+            outputs, ui = spec.pack_result(raw)
+        if spec.list_outputs:
+            base = key if key is not None else self.signatures.signatures[node_id]
+            outputs = mapping.list_outputs(spec, outputs, base)
+        return outputs, ui
+
+    def _expand(self, node_id, spec, expand: Expand, kwargs, keys, context):
+        """Run the graph a node returned in its place; its outputs are the named inner ones."""
+        if keys is None:
+            keys = mapping.input_keys(kwargs, self._link_keys(node_id))
+        element = getattr(context, "element", None)
+        prefix = f"{node_id}:" if element is None else f"{node_id}[{element}]:"
+        inner = prepare_expansion(expand, node_id, spec, self.executor.registry, prefix)
+        for name, source in inner.sources.items():
+            self.values[source] = {"value": kwargs.get(name)}
+            self.signatures.signatures[source] = keys.get(name, mapping.literal_key(None))
+            if node_id in self.signatures.volatile:
+                self.signatures.volatile.add(source)
+        if self.specs is self.validated_specs:
+            self.specs = dict(self.specs)  # the validated graph stays as it was
+        self.specs.update(inner.specs)
+        self.literals.update(inner.literals)
+        self.links.update(inner.links)
+        known = self.signatures
+        added = compute_signatures(
+            inner.order,
+            self.specs,
+            self.literals.__getitem__,
+            self.links.__getitem__,
+            self.run_id,
+            known=known,
+        )
+        known.signatures.update(added.signatures)
+        known.volatile.update(added.volatile)
+        known.fingerprints.update(added.fingerprints)
+        self._pull(inner.targets)
+        self.current = node_id
+        outputs = {
+            name: self.values[ref[0]][ref[1]] if isinstance(ref, tuple) else ref.value
+            for name, ref in inner.outputs.items()
+        }
+        return outputs, expand.ui
+
+    # -- what graphflow.mapping asks of a run (mapping.ElementRunner) ------------------------
+    def element_entry(self, node_id: str, key: str):
+        """The cached outputs of one element call, if any."""
+        return self.cache.get(key, self._durable(node_id) and is_portable(key))
+
+    def store_element(self, node_id: str, key: str, outputs, ui, seconds: float) -> None:
+        """Keep one element call's outputs (on disk too when the node's would be)."""
+        self.cache.put(key, outputs, ui, seconds)
+        if not self._durable(node_id) or not is_portable(key):
+            return
+        wanted = node_id in self.target_set or seconds >= self.cache.disk.min_seconds
+        if wanted and node_id not in self.signatures.volatile:
+            self.cache.persist(key, outputs, ui, seconds)
+
+    def element_nonce(self, node_id: str) -> tuple[object, str]:
+        """The node's fingerprint, and the run's nonce when the node is not idempotent."""
+        spec = self.specs[node_id]
+        nonce = "" if spec.idempotent else self.run_id
+        return self.signatures.fingerprints.get(node_id), nonce
+
+    def record_elements(self, node_id: str, ran: list[int], cached: list[int]) -> None:
+        """Note which elements of a mapped node ran and which were cached."""
+        self.result.elements[node_id] = {"executed": ran, "cached": cached}

@@ -14,6 +14,8 @@ context instead of being an input.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +42,16 @@ class NodeDeclarationError(TypeError):
     """A node is declared wrongly (a mistake of the plugin author, found at import time)."""
 
 
+class UnequalLists(str, enum.Enum):
+    """What a node mapped over lists does when its lists differ in length (graphflow.mapping)."""
+
+    ERROR = "error"
+    """Refuse to run, naming the inputs and their lengths (graphflow's own nodes)."""
+    REPEAT_LAST = "repeat_last"
+    """Run as often as the longest list; a shorter list repeats its last element (ComfyUI's
+    rule, used by the gf_comfy class types so imported workflows behave as in ComfyUI)."""
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """One input port of a node, with its widget constraints."""
@@ -55,6 +67,9 @@ class InputSpec:
     multiline: bool = False
     description: str = ""
     choice_labels: Any = field(default=None, compare=False)
+    is_list: bool = False
+    """A collect input: it receives a whole list (a single value as a one-element list) and
+    the node does not map over it."""
 
     @property
     def required(self) -> bool:
@@ -90,19 +105,26 @@ class InputSpec:
             data["multiline"] = True
         if self.description:
             data["description"] = self.description
+        if self.is_list:
+            data["is_list"] = True
         return data
 
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One named output port of a node."""
+    """One named output port of a node; ``is_list``: the node returns a list of values of
+    ``type`` there, and downstream nodes map over it."""
 
     name: str
     type: str
+    is_list: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
-        return {"name": self.name, "type": self.type}
+        data: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.is_list:
+            data["is_list"] = True
+        return data
 
 
 class Outputs:
@@ -139,6 +161,7 @@ class NodeSpec:
         output_node: bool,
         idempotent: bool,
         context_param: str | None,
+        unequal_lists: UnequalLists = UnequalLists.ERROR,
     ):
         self.function = function
         self.id = id
@@ -155,6 +178,9 @@ class NodeSpec:
         self.outputs_by_name: dict[str, OutputSpec] = {o.name: o for o in outputs}
         self.lazy_inputs: tuple[str, ...] = tuple(i.name for i in inputs if i.lazy)
         self.float_inputs: frozenset[str] = frozenset(i.name for i in inputs if i.type == "FLOAT")
+        self.list_inputs: frozenset[str] = frozenset(i.name for i in inputs if i.is_list)
+        self.list_outputs: frozenset[str] = frozenset(o.name for o in outputs if o.is_list)
+        self.unequal_lists = UnequalLists(unequal_lists)
         self.needs_function: Callable[..., Iterable[str]] | None = None
         self.check_function: Callable[..., Iterable[str] | str | None] | None = None
         self.fingerprint_function: Callable[..., object] | None = None
@@ -221,7 +247,7 @@ class NodeSpec:
 
     def to_dict(self) -> dict:
         """JSON-ready form for the editor, ``graphflow nodes --json`` and ``/api/nodes``."""
-        return {
+        data = {
             "id": self.id,
             "version": self.version,
             "display_name": self.display_name,
@@ -232,6 +258,9 @@ class NodeSpec:
             "output_node": self.output_node,
             "idempotent": self.idempotent,
         }
+        if self.unequal_lists is not UnequalLists.ERROR:
+            data["unequal_lists"] = self.unequal_lists.value
+        return data
 
     def __repr__(self) -> str:
         return f"<NodeSpec {self.id} {self.version}>"
@@ -331,6 +360,28 @@ def _check_default(node_id: str, spec: InputSpec) -> None:
             raise NodeDeclarationError(f"node {node_id}: default of {spec.name!r} is above max")
 
 
+def _list_flags(
+    node_id: str, what: str, flags: bool | Iterable[Any], names: list[str]
+) -> frozenset[str]:
+    """The port names ``input_is_list``/``output_is_list`` mark: ``True`` (all of them), port
+    names, or (outputs, as ComfyUI's OUTPUT_IS_LIST) one bool per port in order."""
+    if flags is True or flags is False:
+        return frozenset(names if flags else ())
+    given = list(flags)
+    if given and all(isinstance(flag, bool) for flag in given):
+        if len(given) != len(names):
+            raise NodeDeclarationError(
+                f"node {node_id}: {what} has {len(given)} flags for {len(names)} ports {names}"
+            )
+        return frozenset(name for name, flag in zip(names, given, strict=True) if flag)
+    unknown = [name for name in given if name not in names]
+    if unknown:
+        raise NodeDeclarationError(
+            f"node {node_id}: {what} names {unknown}, which are not its ports {names}"
+        )
+    return frozenset(given)
+
+
 def node(
     id: str,
     *,
@@ -340,12 +391,21 @@ def node(
     output: bool = False,
     idempotent: bool = True,
     outputs: Mapping[str, TypeRef] | None = None,
+    input_is_list: bool | Iterable[str] = False,
+    output_is_list: bool | Iterable[str] | Iterable[bool] = False,
+    unequal_lists: UnequalLists | str = UnequalLists.ERROR,
 ) -> Callable[[Callable[..., Any]], NodeSpec]:
     """Declare a node from a typed function; returns its :class:`NodeSpec`.
 
     ``id`` is stable and namespaced (``core.add``); ``version`` is semver and part of every
     cache key, so bump it when the node's results change. ``output=True`` marks an output
     node (runs are pulled from those); ``idempotent=False`` makes the node run every time.
+
+    Lists (see graphflow.mapping and docs/lists.md): a list reaching an ordinary input makes
+    the node run once per element. ``input_is_list`` (``True`` or input names) marks collect
+    inputs, which get the whole list instead; ``output_is_list`` (``True``, output names, or
+    one bool per output) marks outputs where the function returns a list. ``unequal_lists``
+    says what lists of different lengths do (:class:`UnequalLists`).
     """
     if not NODE_ID.match(id):
         raise NodeDeclarationError(
@@ -375,6 +435,12 @@ def node(
             _check_default(id, spec)
             inputs.append(spec)
         output_ports = _outputs_from(id, signature.return_annotation, outputs)
+        collect = _list_flags(id, "input_is_list", input_is_list, [i.name for i in inputs])
+        listed = _list_flags(id, "output_is_list", output_is_list, [o.name for o in output_ports])
+        inputs = [dataclasses.replace(i, is_list=True) if i.name in collect else i for i in inputs]
+        output_ports = tuple(
+            dataclasses.replace(o, is_list=True) if o.name in listed else o for o in output_ports
+        )
         if not output_ports and not output:
             raise NodeDeclarationError(
                 f"node {id}: a node without outputs must be an output node (output=True)"
@@ -391,6 +457,7 @@ def node(
             output_node=output,
             idempotent=idempotent,
             context_param=context_param,
+            unequal_lists=UnequalLists(unequal_lists),
         )
 
     return declare
