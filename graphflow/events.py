@@ -57,12 +57,21 @@ class NodeStarted(Event):
 
 @dataclass(frozen=True, slots=True)
 class Progress(Event):
-    """A long node reports step ``value`` of ``total``."""
+    """A long node reports step ``value`` of ``total``.
+
+    For a node mapped over lists (graphflow.mapping), ``elements`` is how many elements it
+    runs and ``element`` the one a report belongs to; the node's own step reports keep
+    ``unit == "step"``, and after each element the engine reports ``unit == "element"``
+    with ``value`` elements done of ``total``. Unmapped nodes: ``element`` None, ``elements`` 0.
+    """
 
     type: ClassVar[str] = "progress"
     node: str = ""
     value: int = 0
     total: int = 0
+    unit: str = "step"
+    element: int | None = None
+    elements: int = 0
 
 
 @dataclass(frozen=True, slots=True)
