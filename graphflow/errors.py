@@ -11,7 +11,7 @@ format and stored records are the plain strings they always were.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -114,27 +114,50 @@ class JobErrorCode(_Word):
 
 @dataclass(frozen=True, slots=True)
 class GraphError:
-    """One problem found in a workflow: what, where, and a sentence for a person."""
+    """One problem found in a workflow: what, where, and a sentence for a person.
+
+    ``node`` is the id in the graph that runs: inside a subgraph that is the id with the
+    nesting path, ``"12:3"`` for inner node 3 of subgraph node 12, and ``path`` then holds
+    the ids along the nesting, ``("12", "3")`` (empty for a node of the workflow itself).
+    """
 
     code: ErrorCode
     message: str
     node: str | None = None
     input: str | None = None
+    path: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        """JSON-ready form (the code as its string value)."""
-        data = asdict(self)
-        data["code"] = self.code.value
+        """JSON-ready form (the code as its string value; ``path`` only inside subgraphs)."""
+        data = {
+            "code": self.code.value,
+            "message": self.message,
+            "node": self.node,
+            "input": self.input,
+        }
+        if self.path:
+            data["path"] = list(self.path)
         return data
 
-    def __str__(self) -> str:
-        where = ""
-        if self.node is not None:
+    @property
+    def where(self) -> str:
+        """Where the problem is, in words: ``node '5'`` or, inside subgraphs,
+        ``outer node 12 › inner node 3`` (with ``, input 'x'`` when an input is named)."""
+        if self.node is None:
+            return ""
+        if len(self.path) > 1:
+            inner = " › ".join(f"inner node {part}" for part in self.path[1:])
+            where = f"outer node {self.path[0]} › {inner}"
+        else:
             where = f"node {self.node!r}"
-            if self.input is not None:
-                where += f", input {self.input!r}"
-            where = f"[{where}] "
-        return f"{self.code.value}: {where}{self.message}"
+        if self.input is not None:
+            where += f", input {self.input!r}"
+        return where
+
+    def __str__(self) -> str:
+        where = self.where
+        prefix = f"[{where}] " if where else ""
+        return f"{self.code.value}: {prefix}{self.message}"
 
 
 class GraphflowError(Exception):

@@ -19,6 +19,7 @@ from .errors import ErrorCode, GraphError, ValidationFailed
 from .gcpause import gc_paused
 from .node import InputSpec, NodeSpec
 from .registry import Registry
+from .subgraphs import flatten, has_subgraphs
 from .types import TypeRegistry
 from .workflow import Link, Workflow
 
@@ -36,6 +37,9 @@ class ValidatedGraph:
     specs: dict[str, NodeSpec]
     order: list[str]
     output_nodes: list[str]
+    document: Workflow | None = None
+    """The workflow as written, when it has subgraphs: ``workflow`` is then its flattened
+    form (inner nodes with ids such as ``"12:3"``), which is what runs."""
 
 
 def _short(value: Any) -> str:
@@ -101,11 +105,31 @@ def _check_literal(
         shown = ", ".join(_short(c) for c in choices[:12]) + (" ..." if len(choices) > 12 else "")
         return GraphError(
             ErrorCode.NOT_IN_CHOICES,
-            f"{_short(value)} is not one of: {shown or '(no choices available)'}",
+            f"{_short(value)} is not one of: {shown or _no_choices(spec)}",
             node_id,
             spec.name,
         )
     return None
+
+
+def choices_folder(spec: InputSpec) -> str | None:
+    """The models-folder kind a Choice lists, when it says: the choices are a
+    ``ModelCatalog``'s ``names`` (its ``folder``), or a function with a ``models_folder``
+    attribute."""
+    source = spec.choices
+    folder = getattr(getattr(source, "__self__", None), "folder", None)
+    if folder is None:
+        folder = getattr(source, "models_folder", None)
+    return folder if isinstance(folder, str) and folder else None
+
+
+def _no_choices(spec: InputSpec) -> str:
+    folder = choices_folder(spec)
+    if folder is None:
+        return "(no choices available)"
+    from .runtime.models import model_search_dirs
+
+    return f"(no choices available: put files in {model_search_dirs(folder)[0]})"
 
 
 def _run_node_check(node_id: str, spec: NodeSpec, literals: dict[str, Any]) -> list[GraphError]:
@@ -154,9 +178,22 @@ def _cycle_errors(graph: nx.DiGraph) -> list[GraphError]:
 def validate(
     workflow: Workflow, registry: Registry
 ) -> tuple[ValidatedGraph | None, list[GraphError]]:
-    """Check a workflow against the registry; returns (graph or None, every error found)."""
+    """Check a workflow against the registry; returns (graph or None, every error found).
+
+    Subgraph nodes are flattened first (graphflow.subgraphs); errors inside a subgraph
+    carry the nesting path (``outer node 12 › inner node 3``).
+    """
     with gc_paused():
-        return _validate(workflow, registry)
+        if not has_subgraphs(workflow):
+            return _validate(workflow, registry)
+        flat = flatten(workflow, registry)
+        validated, errors = _validate(flat.workflow, registry)
+        errors = flat.locate(errors)
+        if errors:
+            return None, errors
+        assert validated is not None
+        validated.document = workflow
+        return validated, []
 
 
 def _validate(

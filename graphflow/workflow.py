@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    StrictInt,
+    StrictStr,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from .errors import WorkflowFormatError
@@ -60,20 +68,116 @@ InputValue = Annotated[Link | JsonValue, Field(union_mode="left_to_right")]
 
 
 class NodeEntry(BaseModel):
-    """One node of a workflow: its type, its inputs, and an optional display title."""
+    """One node of a workflow: its type, its inputs, and an optional display title.
+
+    A node of type ``subgraph`` runs a subgraph: ``subgraph`` names one defined in the
+    document's ``subgraphs`` section, or ``file`` names a workflow file whose ``subgraphs``
+    section holds it (``subgraph`` may then be left out when the file defines only one).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    type: str = Field(description="Registered node id, e.g. 'core.add'")
+    type: str = Field(description="Registered node id, e.g. 'core.add', or 'subgraph'")
+    subgraph: str | None = Field(
+        default=None, description="For type 'subgraph': the id of the subgraph it runs"
+    )
+    file: str | None = Field(
+        default=None,
+        description="For type 'subgraph': a workflow file (relative to this one) defining it",
+    )
     inputs: dict[str, InputValue] = Field(default_factory=dict)
     title: str | None = Field(default=None, description="Title shown in the editor")
 
     def to_dict(self) -> dict:
         """The entry as it is written to disk (no title key when there is none)."""
-        data: dict[str, Any] = {"type": self.type, "inputs": {}}
-        for name, value in self.inputs.items():
-            data["inputs"][name] = {"link": list(value.link)} if isinstance(value, Link) else value
+        data: dict[str, Any] = {"type": self.type}
+        if self.subgraph is not None:
+            data["subgraph"] = self.subgraph
+        if self.file is not None:
+            data["file"] = self.file
+        data["inputs"] = _inputs_to_dict(self.inputs)
         if self.title is not None:
             data["title"] = self.title
+        return data
+
+
+def _inputs_to_dict(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {"link": list(value.link)} if isinstance(value, Link) else value
+        for name, value in inputs.items()
+    }
+
+
+class SubgraphInput(BaseModel):
+    """One typed input a subgraph declares; inner nodes read it as ``{"link": ["$in", name]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    type: str = Field(description="Port type, e.g. 'IMAGE' or 'FLOAT'")
+    default: JsonValue = Field(
+        default=None, description="Value used when the subgraph node leaves it unset"
+    )
+    description: str | None = None
+
+    @property
+    def has_default(self) -> bool:
+        """True when the document gives a default (the input may then be left unset)."""
+        return "default" in self.model_fields_set
+
+    def to_dict(self) -> dict:
+        """The input as it is written to disk."""
+        data: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.has_default:
+            data["default"] = self.default
+        if self.description is not None:
+            data["description"] = self.description
+        return data
+
+
+class SubgraphOutput(BaseModel):
+    """One output a subgraph declares: which inner node's output it passes on."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str
+    source: tuple[str, str] = Field(
+        alias="from", description="[inner node id, output name] (or ['$in', input name])"
+    )
+    type: str | None = Field(
+        default=None, description="Port type; when given, the inner output must fit it"
+    )
+
+    def to_dict(self) -> dict:
+        """The output as it is written to disk."""
+        data: dict[str, Any] = {"name": self.name, "from": list(self.source)}
+        if self.type is not None:
+            data["type"] = self.type
+        return data
+
+
+class Subgraph(BaseModel):
+    """A workflow used as one node: typed inputs, outputs taken from inner nodes, nodes."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(default=None, description="Name shown in the editor")
+    description: str | None = None
+    inputs: list[SubgraphInput] = Field(default_factory=list)
+    outputs: list[SubgraphOutput] = Field(default_factory=list)
+    nodes: dict[str, NodeEntry] = Field(description="Inner node id → node")
+    editor: dict[str, JsonValue] | None = Field(
+        default=None, description="Editor-only data of the inner graph; never affects a run"
+    )
+
+    def to_dict(self) -> dict:
+        """The subgraph as it is written to disk, keys in a fixed order."""
+        data: dict[str, Any] = {}
+        if self.title is not None:
+            data["title"] = self.title
+        if self.description is not None:
+            data["description"] = self.description
+        data["inputs"] = [item.to_dict() for item in self.inputs]
+        data["outputs"] = [item.to_dict() for item in self.outputs]
+        data["nodes"] = {node_id: entry.to_dict() for node_id, entry in self.nodes.items()}
+        if self.editor is not None:
+            data["editor"] = self.editor
         return data
 
 
@@ -87,10 +191,32 @@ class Workflow(BaseModel):
     )
     format: str = Field(default=CURRENT_FORMAT, pattern=r"^graphflow/1$")
     nodes: dict[str, NodeEntry] = Field(description="Node id → node")
+    subgraphs: dict[str, Subgraph] | None = Field(
+        default=None, description="Subgraph id → subgraph, run by nodes of type 'subgraph'"
+    )
     editor: dict[str, JsonValue] | None = Field(
         default=None,
         description="Editor-only data (positions, groups, viewport); never affects a run",
     )
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder ``file`` references of subgraph nodes are relative to (the folder of
+        the file this document was read from; None: the current directory)."""
+        return self._base_dir
+
+    @base_dir.setter
+    def base_dir(self, folder: str | Path | None) -> None:
+        self._base_dir = None if folder is None else Path(folder)
+
+    def __eq__(self, other: object) -> bool:
+        """Documents are equal when their content is (wherever they were read from)."""
+        if not isinstance(other, Workflow):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
 
     def to_dict(self) -> dict:
         """The document as plain JSON data, keys in a fixed order."""
@@ -98,6 +224,8 @@ class Workflow(BaseModel):
             "format": self.format,
             "nodes": {node_id: entry.to_dict() for node_id, entry in self.nodes.items()},
         }
+        if self.subgraphs is not None:
+            data["subgraphs"] = {key: sub.to_dict() for key, sub in self.subgraphs.items()}
         if self.editor is not None:
             data["editor"] = self.editor
         return data
@@ -361,7 +489,9 @@ def load_workflow(path: str | Path) -> Workflow:
                 text = workflow_text_from_png(text).encode()
             except PngMetadataError as error:
                 raise WorkflowFormatError(str(error)) from None
-        return loads_workflow(text)
+        workflow = loads_workflow(text)
+        workflow.base_dir = path.resolve().parent
+        return workflow
     except WorkflowFormatError as error:
         raise WorkflowFormatError(f"{path}: {error}") from None
 
