@@ -3,7 +3,8 @@
 ComfyUI can only do this in its browser frontend (``graphToPrompt``); this is the same
 conversion on the server side, rule by rule as COMFY_COMPAT.md §4.3 describes it:
 
-1. subgraph instances are expanded into their inner nodes, ids ``"<instance>:<inner>"``;
+1. subgraph instances are expanded into their inner nodes, ids ``"<instance>:<inner>"``
+   (``ui_subgraphs.py``);
 2. virtual nodes (Reroute, PrimitiveNode, Note, MarkdownNote) and muted (mode 2) and
    bypassed (mode 4) nodes are not emitted;
 3. ``widgets_values`` are read positionally over the node's widgets, built from its class
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from graphflow.errors import ErrorCode, GraphError, ValidationFailed, WorkflowFormatError
@@ -40,43 +40,12 @@ from graphflow.types import ANY_TYPE
 from . import names
 from .api_format import api_to_graphflow, spec_for
 from .dynprompt import expand_dynamic_prompt
+from .ui_subgraphs import BYPASSED, MUTED, WIDGET_TYPES, FlatNode, Flattener, Source
 
 VIRTUAL_TYPES = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})
-MUTED, BYPASSED = 2, 4
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize", "increment-wrap"})
-WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN"})
 SEED_NAMES = frozenset({"seed", "noise_seed"})
 LEGACY_GROUP_PREFIXES = ("workflow>", "workflow/")
-SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20
-MAX_SUBGRAPH_DEPTH = 32
-
-Source = tuple  # ("node", node id, slot) | ("value", value)
-
-
-@dataclass
-class FlatInput:
-    """One input socket of a flattened node: its name, type, widget and where it comes from."""
-
-    name: str
-    type: str
-    widget: str | None
-    source: Source | None
-
-
-@dataclass
-class FlatNode:
-    """A UI node after subgraph expansion, with its links resolved to (node id, slot)."""
-
-    id: str
-    type: str
-    mode: int
-    title: str | None
-    order: tuple[int, int]
-    inputs: list[FlatInput] = field(default_factory=list)
-    output_types: list[str] = field(default_factory=list)
-    widgets_values: Any = None
-    named_values: Any = None
-    proxy_widgets: bool = False  # [newer] subgraph instance whose inner nodes hold the values
 
 
 def is_ui_workflow(doc: Any) -> bool:
@@ -92,149 +61,6 @@ def is_ui_workflow(doc: Any) -> bool:
 def count_nodes(doc: Any) -> int:
     """The number of top-level nodes of a UI workflow."""
     return len(doc.get("nodes") or []) if isinstance(doc, dict) else 0
-
-
-# -- flattening -------------------------------------------------------------------------------
-
-
-def _links(raw_links: Any) -> dict[Any, tuple[Any, int]]:
-    """link id → (origin node id, origin slot), from arrays (0.4) or objects (schema 1)."""
-    links: dict[Any, tuple[Any, int]] = {}
-    for link in _list(raw_links):
-        if isinstance(link, list) and len(link) >= 5 and isinstance(link[0], (int, str)):
-            links[link[0]] = (link[1], link[2])
-        elif isinstance(link, dict) and isinstance(link.get("id"), (int, str)):
-            links[link["id"]] = (link.get("origin_id"), link.get("origin_slot", 0))
-    return links
-
-
-def _list(value: Any) -> list:
-    return value if isinstance(value, list) else []
-
-
-def _int(value: Any, default: int = 0) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-class _Flattener:
-    """Expands subgraph instances (iteratively) into one flat node table."""
-
-    def __init__(self, workflow: dict, problems: list[GraphError]):
-        definitions = workflow.get("definitions") or {}
-        subgraphs = definitions.get("subgraphs") if isinstance(definitions, dict) else None
-        self.subgraphs = {
-            s["id"]: s
-            for s in _list(subgraphs)
-            if isinstance(s, dict) and isinstance(s.get("id"), str)
-        }
-        self.nodes: dict[str, FlatNode] = {}
-        self.aliases: dict[tuple[str, int], Source | None] = {}
-        self.problems = problems
-
-    def run(self, workflow: dict) -> None:
-        """Flatten the workflow's nodes and those of every subgraph instance, depth first."""
-        work = [("", _list(workflow.get("nodes")), workflow.get("links"), None, None, 0)]
-        while work:
-            prefix, raw_nodes, raw_links, instance, definition, depth = work.pop()
-            links = _links(raw_links)
-            for position, raw in enumerate(raw_nodes):
-                if not isinstance(raw, dict) or "id" not in raw:
-                    continue
-                node = self._flat(prefix, raw, links, instance, definition, position)
-                sub = self.subgraphs.get(node.type)
-                if sub is not None and node.mode not in (MUTED, BYPASSED):
-                    if depth >= MAX_SUBGRAPH_DEPTH:
-                        self.problems.append(
-                            GraphError(
-                                ErrorCode.CYCLE, "subgraphs nest too deeply (a loop?)", node.id
-                            )
-                        )
-                        continue
-                    self._alias_outputs(node, sub)
-                    work.append(
-                        (
-                            node.id + ":",
-                            _list(sub.get("nodes")),
-                            sub.get("links"),
-                            node,
-                            sub,
-                            depth + 1,
-                        )
-                    )
-                    continue
-                self.nodes[node.id] = node
-
-    def _flat(self, prefix, raw, links, instance, definition, position) -> FlatNode:
-        node = FlatNode(
-            id=prefix + str(raw["id"]),
-            type=str(raw.get("type", "")),
-            mode=_int(raw.get("mode")),
-            title=raw.get("title") if isinstance(raw.get("title"), str) else None,
-            order=(_int(raw.get("order"), position), position),
-            widgets_values=raw.get("widgets_values"),
-            named_values=raw.get("widgets_values_named"),
-        )
-        properties = raw.get("properties")
-        node.proxy_widgets = isinstance(properties, dict) and "proxyWidgets" in properties
-        for item in _list(raw.get("inputs")):
-            if not isinstance(item, dict):
-                continue
-            widget = item.get("widget")
-            widget_name = widget.get("name") if isinstance(widget, dict) else None
-            link_id = item.get("link")
-            link = links.get(link_id) if isinstance(link_id, (int, str)) else None
-            source = None if link is None else self._source(prefix, link, instance, definition)
-            node.inputs.append(
-                FlatInput(
-                    str(item.get("name", "")), str(item.get("type", "*")), widget_name, source
-                )
-            )
-        for item in _list(raw.get("outputs")):
-            node.output_types.append(str(item.get("type", "*")) if isinstance(item, dict) else "*")
-        return node
-
-    def _source(self, prefix, link, instance, definition) -> Source | None:
-        origin, slot = link
-        if origin == SUBGRAPH_INPUT and instance is not None:
-            return self._from_instance_input(instance, definition, _int(slot))
-        return ("node", prefix + str(origin), _int(slot))
-
-    def _from_instance_input(self, instance: FlatNode, definition: dict, slot: int):
-        """An inner link from the input node: the instance's input of that name (linked →
-        its source; an unlinked widget-type input → the instance's promoted widget value)."""
-        sub_inputs = [i for i in _list(definition.get("inputs")) if isinstance(i, dict)]
-        if not 0 <= slot < len(sub_inputs):
-            return None
-        name = sub_inputs[slot].get("name")
-        for item in instance.inputs:
-            if item.name == name and item.source is not None:
-                return item.source
-        widget_inputs = [i for i in sub_inputs if _is_widget_type(str(i.get("type", "")))]
-        values = None if instance.proxy_widgets else instance.widgets_values
-        if sub_inputs[slot] in widget_inputs and isinstance(values, list):
-            index = widget_inputs.index(sub_inputs[slot])
-            if index < len(values):
-                return ("value", values[index])
-        return None
-
-    def _alias_outputs(self, instance: FlatNode, definition: dict) -> None:
-        """Instance output k → whatever feeds the subgraph's output node slot k."""
-        for link in _list(definition.get("links")):
-            if isinstance(link, dict):
-                target, target_slot = link.get("target_id"), link.get("target_slot", 0)
-                origin, origin_slot = link.get("origin_id"), link.get("origin_slot", 0)
-            elif isinstance(link, list) and len(link) >= 5:
-                origin, origin_slot, target, target_slot = link[1], link[2], link[3], link[4]
-            else:
-                continue
-            if target != SUBGRAPH_OUTPUT:
-                continue
-            source = self._source(instance.id + ":", (origin, origin_slot), instance, definition)
-            self.aliases[(instance.id, _int(target_slot))] = source
-
-
-def _is_widget_type(type_name: str) -> bool:
-    return type_name in WIDGET_TYPES or type_name == "COMBO"
 
 
 # -- links ----------------------------------------------------------------------------------
@@ -401,7 +227,7 @@ def ui_to_api(workflow: Any, registry: Registry, rng: random.Random | None = Non
         raise WorkflowFormatError("not a ComfyUI UI workflow (no 'nodes' list and 'links')")
     rng = rng or random.Random()
     problems: list[GraphError] = []
-    flat = _Flattener(workflow, problems)
+    flat = Flattener(workflow, problems)
     flat.run(workflow)
     if problems:
         raise ValidationFailed(problems)
