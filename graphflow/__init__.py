@@ -6,6 +6,7 @@ The public API for plugin authors and embedders. Importing graphflow does not im
 from .cache import OutputCache
 from .cancel import CancelToken
 from .context import NodeContext
+from .disk_cache import DiskCache
 from .errors import (
     DuplicateNodeError,
     ErrorCode,
@@ -40,6 +41,7 @@ from .types import (
     TypeRef,
     port_type,
 )
+from .value_codec import Unencodable, register_codec, register_dataclass
 from .workflow import Workflow, dumps_workflow, load_workflow, loads_workflow, save_workflow
 
 __version__ = "0.1.0"
@@ -59,6 +61,7 @@ __all__ = [
     "Boolean",
     "CancelToken",
     "Choice",
+    "DiskCache",
     "DuplicateNodeError",
     "ErrorCode",
     "EventLog",
@@ -89,6 +92,7 @@ __all__ = [
     "Settings",
     "String",
     "TypeRef",
+    "Unencodable",
     "ValidatedGraph",
     "ValidationFailed",
     "WeightFunction",
@@ -103,6 +107,8 @@ __all__ = [
     "node",
     "plan_execution",
     "port_type",
+    "register_codec",
+    "register_dataclass",
     "save_workflow",
     "validate",
 ]

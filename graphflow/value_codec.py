@@ -320,9 +320,23 @@ def pack(manifest: dict, tensors: dict[str, Any]) -> bytes:
     from safetensors.torch import save
 
     try:
-        return save(tensors, metadata={_METADATA_KEY: text})
+        return save(_unshared(tensors), metadata={_METADATA_KEY: text})
     except Exception as error:  # a dtype safetensors cannot store
         raise Unencodable("tensors", f"safetensors refused them: {error}") from None
+
+
+def _unshared(tensors: dict[str, Any]) -> dict[str, Any]:
+    """``tensors`` with views of one storage (a VAE posterior's mean and its parameters)
+    copied apart: safetensors refuses tensors that share memory."""
+    seen: set[int] = set()
+    out = {}
+    for key, tensor in tensors.items():
+        storage = tensor.untyped_storage().data_ptr() if tensor.numel() else None
+        shared = storage is not None and storage in seen
+        out[key] = tensor.clone() if shared else tensor
+        if storage is not None:
+            seen.add(storage)
+    return out
 
 
 def unpack(payload: bytes) -> tuple[dict, dict[str, Any]]:

@@ -13,7 +13,7 @@ from graphflow.runtime.handles import compute_device
 from .latents import vae_geometry
 from .types import Latent as LatentType
 from .types import Vae
-from .values import Latent
+from .values import Latent, register_posterior_codec
 
 TILING = ["auto", "on", "off"]
 
@@ -81,6 +81,7 @@ def vae_encode(
         with torch.no_grad(), _tiling(module, factor, tiling, tile_size, max(x.shape[-2:])):
             posterior = module.encode(x).latent_dist
     samples = (posterior.mode() - shift) * scaling
+    register_posterior_codec(posterior)
     return Latent(samples, posterior if mode == "sample" else None, scaling, shift, factor)
 
 

@@ -166,3 +166,35 @@ class Latent:
             samples, None, self.scaling_factor, self.shift_factor, self.downscale,
             self.noise_mask, self.batch_index,
         )  # fmt: skip
+
+
+
+def _register_codecs() -> None:
+    """Let the disk cache tier store these values (by stable names). A value holding a
+    model handle (a ControlSpec's model, a textual-inversion embedding) stays memory-only:
+    the codec refuses it where it sits. VAE posteriors register when VAE Encode first runs
+    (:func:`register_posterior_codec`), so that importing this module needs no diffusers."""
+    from graphflow import register_dataclass
+
+    for cls in (EmbeddingSlot, TokenizedText, Tokens, ConditioningEntry, ControlSpec):
+        register_dataclass(cls, f"diffusion.{cls.__name__}")
+    register_dataclass(Conditioning, "diffusion.Conditioning")
+    register_dataclass(Latent, "diffusion.Latent")
+
+
+def register_posterior_codec(posterior: Any) -> None:
+    """Let a Latent's diffusers ``DiagonalGaussianDistribution`` be stored on disk (rebuilt
+    from its parameters). Until it is registered in a process, a stored latent with a
+    posterior is a cache miss there, never a wrong value."""
+    from graphflow import register_codec
+
+    cls = type(posterior)
+    register_codec(
+        cls,
+        "diffusion.DiagonalGaussian",
+        lambda p: {"parameters": p.parameters, "deterministic": bool(p.deterministic)},
+        lambda d: cls(d["parameters"], deterministic=d["deterministic"]),
+    )
+
+
+_register_codecs()
