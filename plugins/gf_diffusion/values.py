@@ -168,7 +168,6 @@ class Latent:
         )  # fmt: skip
 
 
-
 def _register_codecs() -> None:
     """Let the disk cache tier store these values (by stable names). A value holding a
     model handle (a ControlSpec's model, a textual-inversion embedding) stays memory-only:

@@ -3,6 +3,7 @@ value codec (safetensors + JSON, no pickle); values holding a model stay memory-
 
 import pytest
 import torch
+
 from gf_diffusion.values import Conditioning, ConditioningEntry, ControlSpec, Latent
 from graphflow import Unencodable
 from graphflow.value_codec import decode_value, encode_value, pack, unpack
@@ -37,6 +38,7 @@ def test_a_latent_with_a_noise_mask_and_batch_index_round_trips():
 
 def test_a_vae_posterior_round_trips_once_vae_encode_registered_it():
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
     from gf_diffusion.values import register_posterior_codec
 
     posterior = DiagonalGaussianDistribution(torch.randn(1, 8, 4, 4))
