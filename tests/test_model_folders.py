@@ -182,6 +182,18 @@ def test_ray_workers_get_every_model_folder_as_an_absolute_path(tmp_path, monkey
     assert absolute.input_dir == tmp_path / "input"
 
 
+def test_ray_workers_share_the_servers_data_and_disk_cache_folders(tmp_path, monkeypatch):
+    from graphflow.disk_cache import cache_folder
+    from graphflow.distributed.cluster import worker_settings
+
+    monkeypatch.chdir(tmp_path)
+    on_server = worker_settings(Settings(data_dir=Path("data")))
+    assert on_server.data_dir == tmp_path / "data"
+    assert cache_folder(on_server) == tmp_path / "data" / "cache"
+    chosen = worker_settings(Settings(disk_cache_dir=Path("fast/cache")))
+    assert chosen.disk_cache_dir == tmp_path / "fast" / "cache"
+
+
 def test_two_links_to_one_folder_are_both_listed(models):
     root, elsewhere = models
     (elsewhere / "model").mkdir()

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import GraphflowError
 from ..runtime.folders import input_dir_of
-from ..settings import Settings, current_settings
+from ..settings import Settings, current_settings, default_data_dir
 
 RAY_MISSING = (
     "the Ray backend needs Ray, which is not installed: pip install 'graphflow[distributed]'"
@@ -68,16 +68,24 @@ def has_gpus() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
+def _absolute(path: Path | None) -> Path | None:
+    """``path`` resolved against this process's working directory (None stays None)."""
+    return None if path is None else Path(path).resolve()
+
+
 def worker_settings(settings: Settings | None = None) -> Settings:
     """The settings worker actors run with: ``settings`` (default: the current ones) with the
-    models, extra model and input folders made absolute, since a worker's working directory
-    is not the server's. On other machines the same paths must exist (shared storage; see
+    models, extra model, input, data and disk-cache folders made absolute (the data folder as
+    the server resolves it, so that workers share its disk cache), since a worker's working
+    directory is not the server's. On other machines the same paths must exist (shared storage; see
     docs/distributed.md). They travel to the actor as a value, not as environment variables.
     """
     settings = settings or current_settings()
     return settings.with_values(
         models=Path(settings.models).resolve(),
         input_dir=Path(input_dir_of(settings)).resolve(),
+        data_dir=default_data_dir(settings).resolve(),
+        disk_cache_dir=_absolute(settings.disk_cache_dir),
         extra_models=[Path(root).resolve() for root in settings.extra_models],
         model_paths={
             kind: [Path(folder).resolve() for folder in folders]

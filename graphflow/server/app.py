@@ -94,8 +94,9 @@ def create_app(
     folders["input"] = input_folder(config)
     for path in folders.values():
         path.mkdir(parents=True, exist_ok=True)
-    # Image nodes read the folder uploads go to, so an uploaded name works in a workflow.
-    settings = base_settings.with_values(input_dir=folders["input"])
+    # Image nodes read the folder uploads go to, so an uploaded name works in a workflow;
+    # the disk cache tier lives in this data folder (DATA/cache) unless disk_cache_dir says.
+    settings = base_settings.with_values(input_dir=folders["input"], data_dir=data)
     if runner is None and config.backend == "ray":
         runner = ray_runner(config, registry, folders, settings)
     if runner is None:

@@ -102,6 +102,18 @@ def test_serve_points_the_image_nodes_at_the_upload_folder(monkeypatch, tmp_path
     assert "GRAPHFLOW_INPUT_DIR" not in os.environ  # told, never exported
 
 
+def test_the_disk_cache_of_serve_lives_in_its_data_folder(monkeypatch, tmp_path):
+    from graphflow.server import app as app_module
+    from graphflow.settings import Settings
+
+    started = []
+    monkeypatch.setattr(app_module.web, "run_app", lambda app, **kw: started.append(app))
+    settings = Settings(disk_cache=True, data_dir=tmp_path / "ignored")
+    app_module.serve(ServerConfig(data_dir=tmp_path / "data", settings=settings))
+    disk = started[0][app_module.STATE].executor.cache.disk
+    assert disk is not None and disk.folder == tmp_path / "data" / "cache"
+
+
 def test_an_input_folder_from_the_environment_is_where_uploads_go(monkeypatch, tmp_path):
     from graphflow.server.app import input_folder
 
