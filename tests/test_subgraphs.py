@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 import pytest
 
-from graphflow import Float, String, node
+from graphflow import Executor, Float, String, load_plugins, node
+from graphflow.cache import OutputCache
 from graphflow.errors import ErrorCode, ValidationFailed
 from graphflow.graph import validate
 from graphflow.runtime.catalog import ModelCatalog
+from graphflow.subgraphs import SEPARATOR
 from graphflow.types import Choice
 from graphflow.workflow import (
     dumps_workflow,
@@ -344,3 +347,28 @@ def test_an_empty_model_folder_choice_names_the_folder(pack, tmp_path, monkeypat
     assert f"(no choices available: put files in {tmp_path / 'models' / 'widgets'})" in (
         choice.message
     )
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("subgraph_*.json"))
+
+
+@pytest.fixture(scope="module")
+def installed():
+    """Every installed pack's nodes."""
+    return load_plugins().registry
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_subgraph_workflows_validate(path, installed):
+    validated, errors = validate(load_workflow(path), installed)
+    assert errors == []
+    assert any(SEPARATOR in node_id for node_id in validated.order)
+
+
+def test_the_shipped_megapixels_subgraphs_compute(installed):
+    executor = Executor(installed, cache=OutputCache())
+    result = executor.run(load_workflow(SHIPPED[0].parent / "subgraph_math.json"))
+    assert result.ui["show_mp"]["text"] == ["megapixels: 2.07"]
+    assert "size:area:product" in result.executed
+    from_file = executor.run(load_workflow(SHIPPED[0].parent / "subgraph_from_file.json"))
+    assert from_file.ui["show"]["text"] == ["megapixels: 12.0"]
