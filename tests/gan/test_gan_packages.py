@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,8 @@ from graphflow import Executor
 from graphflow.errors import ValidationFailed
 from graphflow.runtime.models import ModelManager
 from support import link, make_workflow, registry_with
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FACES_MISSING = dcgan_files.package_folder("gan_face_generate") is None
 EYES_MISSING = dcgan_files.package_folder("omniart_eye_generator") is None
@@ -235,3 +238,39 @@ def test_without_packages_or_files_validation_says_what_to_install(monkeypatch, 
     )
     with pytest.raises(ValidationFailed, match="pip install gan-face-generate"):
         Executor(registry, models=ModelManager()).run(workflow)
+
+
+@needs_faces
+@pytest.mark.slow
+def test_the_faces_workflow_saves_the_grid_the_strips_and_the_truncation_rows(tmp_path):
+    from graphflow import load_plugins, load_workflow
+
+    workflow = load_workflow(ROOT / "workflows" / "gan_faces.json")
+    outputs = ["faces", "walk_slerp", "psi_100", "scale_070"]
+    result = Executor(load_plugins().registry, output_dir=tmp_path).run(
+        workflow, outputs=[*outputs, "save_faces", "save_walk", "save_truncation"]
+    )
+    assert result.ok, result.error
+    faces, walk = result.outputs["faces"]["image"], result.outputs["walk_slerp"]["image"]
+    assert faces.shape == (24, 64, 64, 3)
+    assert (walk[-1] - faces[5]).abs().max() < 1e-5  # the strip ends at seed 5
+    untruncated, scaled = result.outputs["psi_100"]["image"], result.outputs["scale_070"]["image"]
+    assert scaled.std(dim=0).mean() < untruncated.std(dim=0).mean()
+    saved = sorted(path.name.split("_000")[0] for path in tmp_path.rglob("*.png"))
+    assert saved == ["gan_faces", "gan_faces_interpolation", "gan_faces_truncation"]
+
+
+@needs_eyes
+@pytest.mark.slow
+def test_the_eyes_workflow_saves_eyes_per_colour_and_a_blue_strip(tmp_path):
+    from graphflow import load_plugins, load_workflow
+
+    workflow = load_workflow(ROOT / "workflows" / "gan_eyes.json")
+    result = Executor(load_plugins().registry, output_dir=tmp_path).run(
+        workflow, outputs=["eyes", "walk", "save_eyes", "save_walk"]
+    )
+    assert result.ok, result.error
+    assert result.outputs["eyes"]["image"].shape == (16, 128, 128, 3)
+    assert result.outputs["walk"]["image"].shape == (8, 128, 128, 3)
+    saved = sorted(path.name.split("_000")[0] for path in tmp_path.rglob("*.png"))
+    assert saved == ["gan_eyes", "gan_eyes_interpolation"]
