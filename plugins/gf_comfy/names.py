@@ -7,6 +7,12 @@ node declaration has no room for (a widget's step and rounding, the hidden
 ``control_after_generate`` slot, ComfyUI's display name and output names) is recorded here,
 beside the spec, by :func:`comfy_node`. The importers (API and UI format), ``/object_info``
 and the protocol all look class types up in :data:`CLASSES`.
+
+Lists follow ComfyUI's rules on every class type: ``input_is_list=True`` is ComfyUI's
+``INPUT_IS_LIST`` (every input arrives as a list, the node runs once), ``output_is_list`` its
+``OUTPUT_IS_LIST`` (one bool per output), and a class type mapped over lists of different
+lengths repeats the last element of the shorter ones, as ComfyUI does (graphflow's own nodes
+refuse unequal lengths instead; see graphflow.mapping).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphflow import node
-from graphflow.node import NodeSpec
+from graphflow.node import NodeSpec, UnequalLists
 
 _WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -56,6 +62,16 @@ class ComfyClass:
     deprecated: bool = False
     experimental: bool = False
 
+    @property
+    def input_is_list(self) -> bool:
+        """ComfyUI's ``INPUT_IS_LIST``: every input of the class type collects a list."""
+        return bool(self.spec.inputs) and all(i.is_list for i in self.spec.inputs)
+
+    @property
+    def output_is_list(self) -> tuple[bool, ...]:
+        """ComfyUI's ``OUTPUT_IS_LIST``: one bool per output, in output order."""
+        return tuple(o.is_list for o in self.spec.outputs)
+
     def input(self, name: str) -> ComfyInput:
         """The ComfyUI facts of input ``name`` (defaults when none were declared)."""
         return self.inputs.get(name, _PLAIN)
@@ -83,6 +99,8 @@ def comfy_node(
     hidden: tuple[str, ...] = (),
     deprecated: bool = False,
     experimental: bool = False,
+    input_is_list: bool = False,
+    output_is_list: tuple[bool, ...] = (),
     **node_options: Any,
 ) -> Callable[[Callable[..., Any]], NodeSpec]:
     """Declare a graphflow node implementing ComfyUI class type ``class_type``.
@@ -90,6 +108,8 @@ def comfy_node(
     ``node_options`` go to :func:`graphflow.node` (``output=True``, ``version``,
     ``idempotent``, ``outputs``); the graphflow category is ``comfy/<category>``.
     ``output_names`` are ComfyUI's ``output_name`` list (default: the output type names).
+    ``input_is_list`` and ``output_is_list`` are ComfyUI's ``INPUT_IS_LIST`` and
+    ``OUTPUT_IS_LIST``; lists of unequal lengths repeat their last element (ComfyUI's rule).
     """
 
     def declare(function: Callable[..., Any]) -> NodeSpec:
@@ -97,6 +117,9 @@ def comfy_node(
             node_id_for(class_type),
             display_name=display_name or class_type,
             category=f"comfy/{category}",
+            input_is_list=input_is_list,
+            output_is_list=output_is_list or False,
+            unequal_lists=UnequalLists.REPEAT_LAST,
             **node_options,
         )(function)
         unknown = set(inputs or {}) - {i.name for i in spec.inputs}
