@@ -151,10 +151,9 @@ def load_torchvision_model(path: Path, allow_pickle: bool = False) -> dict[str, 
     except ModelFileError:
         raise
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelFileError(
             f"{path.name} is not a plain weights file: torch.load(weights_only=True) refused "
-            f"it ({first}); graphflow never runs code from a pickle"
+            f"it ({_refusal_reason(error)}); graphflow never runs code from a pickle"
         ) from None
     except Exception as error:  # truncated or corrupt file
         raise ModelFileError(f"{path.name} could not be read: {error}") from None
@@ -180,6 +179,16 @@ def load_torchvision_model(path: Path, allow_pickle: bool = False) -> dict[str, 
     }
 
 
+def _refusal_reason(error: Exception) -> str:
+    """The useful line of torch's weights-only refusal (what it refused), without its
+    advice to load with weights_only=False."""
+    _, found, rest = str(error).partition("WeightsUnpickler error:")
+    if not found:
+        return "not a torch weights file"
+    lines = [line.strip() for line in rest.splitlines() if line.strip()]
+    return lines[0].split(". ")[0].rstrip(".") if lines else "not a torch weights file"
+
+
 def _numbered(count: int) -> list[str]:
     return [f"class {index}" for index in range(count)]
 
@@ -196,8 +205,8 @@ def folder_config(path: Path) -> dict:
 
 
 def folder_kind(path: Path) -> str:
-    """"semantic" or "panoptic" for a folder transformers can segment with (ModelFileError
-    naming what the config says otherwise)."""
+    """The kind ("semantic" or "panoptic") of a folder transformers can segment with;
+    ModelFileError naming what its config says otherwise."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES as SEMANTIC,
     )
