@@ -2,12 +2,12 @@
 
 A node builds the graph with :class:`InnerGraph` and returns :meth:`InnerGraph.expand`::
 
-    @node("demo.blur_twice", category="demo")
-    def blur_twice(image: Image, radius: Float = 2.0) -> Image:
-        \"\"\"Blur, then blur the result again.\"\"\"
+    @node("demo.scale_twice", category="demo")
+    def scale_twice(image: Image, factor: Float = 2.0) -> Image:
+        \"\"\"Scale by factor, then the result by factor again.\"\"\"
         graph = InnerGraph()
-        first = graph.add("image.blur", image=graph.parent("image"), radius=graph.parent("radius"))
-        second = graph.add("image.blur", image=first["image"], radius=1.0)
+        first = graph.add("image.scale", image=graph.parent("image"), factor=graph.parent("factor"))
+        second = graph.add("image.scale", image=first["image"], factor=graph.parent("factor"))
         return graph.expand(image=second["image"])
 
 The executor checks the inner graph like a workflow (node types, inputs, links and their
