@@ -114,14 +114,19 @@ def list_gan_models() -> list[str]:
     return GAN_MODELS.names() or [NO_GENERATOR]
 
 
+def missing_generator_message() -> str:
+    """What to do when no generator is available: which packages, or which folder."""
+    return (
+        "no GAN generator is available: pip install gan-face-generate (faces) or "
+        "omniart-eye-generator (painted eyes), or put a DCGAN generator state dict "
+        "(.safetensors) in models/gan/"
+    )
+
+
 def gan_model_path(name: str) -> Path:
     """The weights file of generator ``name`` (ModelFileError saying what to do if none)."""
     if name == NO_GENERATOR:
-        raise ModelFileError(
-            "no GAN generator is available: pip install gan-face-generate (faces) or "
-            "omniart-eye-generator (painted eyes), or put a DCGAN generator state dict "
-            "(.safetensors) in models/gan/"
-        )
+        raise ModelFileError(missing_generator_message())
     return GAN_MODELS.path(name)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from graphflow import Boolean, Choice, Float, Image, Int, NodeContext, String, node
 from graphflow.errors import GraphflowError
 from graphflow.runtime.handles import compute_device
-from graphflow.runtime.models import ModelFileError, file_version
+from graphflow.runtime.models import file_version
 
 from .dcgan_files import (
     NO_GENERATOR,
@@ -34,6 +34,7 @@ from .dcgan_files import (
     gan_model_path,
     list_gan_models,
     load_generator,
+    missing_generator_message,
 )
 from .gan_types import GAN_MODEL_TYPE, GanModel
 
@@ -168,10 +169,7 @@ def load_gan_generator(
 @load_gan_generator.check
 def _generator_chosen(model_name: str = NO_GENERATOR, allow_pickle: bool = False, **_):
     if model_name == NO_GENERATOR:
-        try:
-            gan_model_path(model_name)
-        except ModelFileError as error:
-            return f"model_name: {error}"
+        return f"model_name: {missing_generator_message()}"
     refusal = check_gan_pickle_rule(model_name, allow_pickle)
     return f"model_name: {refusal}" if refusal else None
 
