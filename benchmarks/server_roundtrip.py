@@ -16,6 +16,11 @@ same documents, as benchmarks/engine_overhead.py does: cold = a new Executor and
 ``run`` (validate + plan + execute); cached = ``run`` again on the warm executor. The table
 gives server ÷ engine (issue 18 asks ≤ 2× at 500 and 10,000 nodes, cold and cached).
 
+``--server process`` (the default) runs ``graphflow serve`` as its own process, as users run
+it, so the client's JSON work and the engine baseline do not compete with it for one
+interpreter; ``--server thread`` runs it in a thread of this process (a conservative bound:
+client and server share the GIL).
+
 ``--feed batched`` (the default) connects with ``/ws?batch=1`` (events that arrive together
 come as one ``events`` message); ``--feed plain`` reads one message per event, the feed's
 unbatched form; ``--feed both`` measures both. Both share one 2-core-sized process: the
@@ -25,6 +30,7 @@ Peer reference on this machine (500 nodes): 7.7 s cold, 5.0 s cached; targets (i
 ≤ 0.5 s cold, ≤ 0.1 s cached.
 
 Run: python benchmarks/server_roundtrip.py [--repeats 5] [--big 10000] [--feed both]
+     [--server process|thread]
 """
 
 from __future__ import annotations
@@ -32,15 +38,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 import aiohttp
 from aiohttp import web
 
-from graphflow import Executor, OutputCache, loads_workflow
+from graphflow import Executor, OutputCache, load_plugins, loads_workflow
 from graphflow.server import ServerConfig, create_app
 from graphflow.server.state import STATE
 
@@ -86,6 +97,36 @@ class ServerThread:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
+
+
+class ServerProcess:
+    """``graphflow serve`` as its own process on 127.0.0.1 (a free port)."""
+
+    def __init__(self, data_dir: str):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "graphflow.cli", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--data-dir", data_dir]
+        self.process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"graphflow serve exited: {self.process.stderr.read()!r}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/system", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("graphflow serve did not answer within 120 s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 class Feed:
@@ -222,13 +263,24 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=10_000, help="size of the large chain")
     parser.add_argument("--feed", choices=["batched", "plain", "both"], default="batched")
     parser.add_argument("--json", action="store_true", help="print the medians as JSON too")
+    parser.add_argument(
+        "--server", choices=["process", "thread"], default="process",
+        help="graphflow serve as its own process (as users run it) or a thread of this one",
+    )  # fmt: skip
+    parser.add_argument("--url", help="measure a server already running there (e.g. profiled)")
     args = parser.parse_args()
     feeds = ["batched", "plain"] if args.feed == "both" else [args.feed]
     results = {}
     with tempfile.TemporaryDirectory() as data_dir:
-        server = ServerThread(data_dir)
-        registry = server.app[STATE].registry
-        url = f"http://127.0.0.1:{server.port}"
+        if args.url:
+            server, registry = None, load_plugins().registry
+        elif args.server == "thread":
+            server = ServerThread(data_dir)
+            registry = server.app[STATE].registry
+        else:
+            server = ServerProcess(data_dir)
+            registry = load_plugins().registry
+        url = args.url or f"http://127.0.0.1:{server.port}"
         try:
             # warm-up: imports, first calls
             asyncio.run(measure(url, registry, 500, 1, offset=-1000.0, batch=True))
@@ -240,8 +292,12 @@ def main() -> None:
                 results[feed] = {500: summarize(asyncio.run(small))}
                 results[feed][args.big] = summarize(asyncio.run(big))
         finally:
-            server.stop()
-    print("server round trip (POST → job_done on /ws) vs the in-process engine, medians")
+            if server is not None:
+                server.stop()
+    print(
+        f"server round trip (POST → job_done on /ws; server in a {args.server}) vs the "
+        "in-process engine, medians"
+    )
     print(
         "| feed | nodes | run | server ms | POST answered ms | engine ms | server ÷ engine |"
         " ws frames | ws kB |"

@@ -45,6 +45,7 @@ from aiohttp import WSMsgType, web
 
 from ..events import Event
 from ..jobs import JobOutcome
+from .event_text import event_text
 from .queue_base import to_json
 from .routes_common import ApiError
 
@@ -117,6 +118,17 @@ def encode_message(message: dict) -> str:
         return _ENCODER.encode(message)
     except (TypeError, ValueError, RecursionError):
         return to_json(message)
+
+
+def job_event_texts(job_id: str, events: Sequence[Event]) -> list[str]:
+    """Each event's websocket text (its :func:`event_message`, encoded); the frequent
+    node events are written directly (graphflow.server.event_text)."""
+    job_json = encode_message(job_id)
+    texts = []
+    for event in events:
+        text = event_text(event, job_json)
+        texts.append(text if text is not None else encode_message(event_message(event, job_id)))
+    return texts
 
 
 def event_message(event: Event, job_id: str) -> dict:
@@ -262,18 +274,17 @@ class EventHub:
         conns = self._clients.get(client_id) if client_id is not None else None
         if not conns or not events:
             return  # nobody listening: skip the encoding work entirely
-        messages = [event_message(event, job_id) for event in events]
-        texts: list[str] | None = None
+        texts = job_event_texts(job_id, events)
         batch: str | None = None
         for conn in list(conns):
             if conn.batch:
                 if batch is None:
-                    data = {"job_id": job_id, "events": messages}
-                    batch = encode_message({"type": "events", "data": data})
+                    batch = (
+                        f'{{"type":"events","data":{{"job_id":{encode_message(job_id)},'
+                        f'"events":[{",".join(texts)}]}}}}'
+                    )
                 conn.send(batch)
             else:
-                if texts is None:
-                    texts = [encode_message(message) for message in messages]
                 for text in texts:
                     conn.send(text)
 

@@ -9,9 +9,11 @@ An ordinary plugin built on graphflow's public API only, registered through the
 
 from graphflow import hookimpl
 
-from . import dcgan_files, gan_models, gan_nodes, pix2pix_models, pix2pix_nodes
+from . import dcgan_files, gan_nodes, pix2pix_models, pix2pix_nodes
 
-MODULES = (gan_models, dcgan_files, gan_nodes, pix2pix_models, pix2pix_nodes)
+# Modules with nodes or port types; the networks (gan_models, ...) import torch and load
+# only when a node runs, so that listing the plugins stays torch-free.
+MODULES = (dcgan_files, gan_nodes, pix2pix_models, pix2pix_nodes)
 
 
 @hookimpl
