@@ -201,6 +201,11 @@ def estimate_keypoints(module: Any, processor: Any, pixels: Any) -> tuple[Any, A
         outputs = module(**arguments)
     outputs.heatmaps = outputs.heatmaps.cpu()
     person = processor.post_process_pose_estimation(outputs, boxes=boxes)[0][0]
+    if len(person["scores"]) != len(COCO_KEYPOINTS):
+        raise ModelFileError(
+            f"the pose model predicts {len(person['scores'])} keypoints; image.pose draws "
+            f"the {len(COCO_KEYPOINTS)} COCO body keypoints (a COCO-trained ViTPose)"
+        )
     return person["keypoints"], person["scores"]
 
 
