@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ErrorCode, GraphError, WorkflowFormatError
+from .errors import ErrorCode, GraphError, ValidationFailed, WorkflowFormatError
 from .registry import Registry
-from .workflow import Link, NodeEntry, Subgraph, Workflow
+from .workflow import Link, NodeEntry, Subgraph, Workflow, workflow_from_dict
 
 SUBGRAPH_TYPE = "subgraph"
 """The node type of a node that runs a subgraph."""
@@ -128,6 +128,21 @@ def has_subgraphs(workflow: Workflow) -> bool:
 def flatten(workflow: Workflow, registry: Registry) -> FlatGraph:
     """Replace every subgraph node by its inner nodes (recursively); see the module text."""
     return _Flattener(workflow, registry).run(workflow)
+
+
+def flat_document(document: dict, registry: Registry, base_dir: Path | None = None) -> dict:
+    """A graphflow/1 document (JSON data) with every subgraph node replaced by its inner
+    nodes: what an exporter to a format without graphflow's subgraphs writes (ComfyUI's API
+    format has the same ``"12:3"`` ids). A document without subgraph nodes comes back as it
+    is; one whose subgraphs cannot be expanded raises ValidationFailed."""
+    workflow = workflow_from_dict(document)
+    if not has_subgraphs(workflow):
+        return document
+    workflow.base_dir = base_dir
+    flat = flatten(workflow, registry)
+    if flat.errors:
+        raise ValidationFailed(flat.errors)
+    return flat.workflow.to_dict()
 
 
 class _Flattener:

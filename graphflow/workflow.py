@@ -12,8 +12,10 @@ A document looks like::
     }
 
 Inputs are literal JSON values or links ``{"link": [node_id, output_name]}``. The optional
-``editor`` section holds what only the editor cares about (positions, groups, viewport) and
-never affects a run. Saving a loaded document gives the same bytes back.
+``subgraphs`` section defines workflows used as one node (``{"type": "subgraph",
+"subgraph": id}``; see graphflow.subgraphs, which flattens them before validation). The
+optional ``editor`` section holds what only the editor cares about (positions, groups,
+viewport) and never affects a run. Saving a loaded document gives the same bytes back.
 """
 
 from __future__ import annotations

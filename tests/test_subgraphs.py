@@ -13,7 +13,7 @@ from graphflow.cache import OutputCache
 from graphflow.errors import ErrorCode, ValidationFailed
 from graphflow.graph import validate
 from graphflow.runtime.catalog import ModelCatalog
-from graphflow.subgraphs import SEPARATOR
+from graphflow.subgraphs import SEPARATOR, flat_document
 from graphflow.types import Choice
 from graphflow.workflow import (
     dumps_workflow,
@@ -372,3 +372,14 @@ def test_the_shipped_megapixels_subgraphs_compute(installed):
     assert "size:area:product" in result.executed
     from_file = executor.run(load_workflow(SHIPPED[0].parent / "subgraph_from_file.json"))
     assert from_file.ui["show"]["text"] == ["megapixels: 12.0"]
+
+
+def test_exporters_get_a_flat_document(pack):
+    flat = flat_document(plus_document(), pack.registry)
+    assert list(flat["nodes"]) == ["x", "y", "12:3", "out", "out2"]
+    assert "subgraphs" not in flat
+    assert flat["nodes"]["out"]["inputs"]["value"] == {"link": ["12:3", "float"]}
+    plain = doc({"x": {"type": "t.value"}})
+    assert flat_document(plain, pack.registry) is plain
+    with pytest.raises(ValidationFailed, match="no subgraph 'nope'"):
+        flat_document(doc({"s": {"type": "subgraph", "subgraph": "nope"}}), pack.registry)
