@@ -5,9 +5,9 @@ An ordinary plugin, registered through the ``graphflow.plugins`` entry point lik
 
 from graphflow import hookimpl
 
-from . import arithmetic, constants, display, flow, text
+from . import arithmetic, constants, display, flow, lists, text
 
-MODULES = (constants, arithmetic, text, flow, display)
+MODULES = (constants, arithmetic, text, flow, display, lists)
 
 
 @hookimpl

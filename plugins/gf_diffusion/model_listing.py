@@ -40,12 +40,17 @@ KNOWN_FOLDERS = {
     "controlnet": "ControlNet models",
     "t2i_adapter": "T2I-Adapter models",
     "preprocessors": "control-image preprocessor model folders (depth, pose)",
+    "gan": "GAN generators (DCGAN-style state dicts)",
+    "pix2pix": "pix2pix generators (unet_256 / resnet_9blocks state dicts)",
+    "segmentation": "segmentation models (SegFormer / DETR folders, DeepLabV3 state dicts)",
+    "clip_models": "transformers CLIP folders (image-text scoring)",
     "upscale_models": "super-resolution (upscale) models",
     "style_models": "fast style-transfer networks",
     "configs": "diffusers config folders for single-file checkpoints",
 }
 # Folders whose files detect.KINDS does not describe: no "belongs in" advice for them.
-UNDETECTED = {"style_models", "configs", "preprocessors"}
+UNDETECTED = {"style_models", "configs", "preprocessors", "gan", "pix2pix", "segmentation"}
+UNDETECTED |= {"clip_models"}
 MODEL_SUFFIXES = tuple(sorted(SAFE_SUFFIXES | PICKLE_SUFFIXES))
 CACHE_SIZE = 1024
 

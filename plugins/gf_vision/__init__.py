@@ -8,9 +8,9 @@ An ordinary plugin built on graphflow's public API only, registered through the
 
 from graphflow import hookimpl
 
-from . import classify, clip_model, clip_nodes, hedging, latent_map, segment, vae_view
+from . import classify, clip_nodes, hedging, latent_map, segment, vae_view
 
-MODULES = (classify, hedging, clip_model, clip_nodes, segment, latent_map, vae_view)
+MODULES = (classify, hedging, clip_nodes, segment, latent_map, vae_view)
 
 
 @hookimpl

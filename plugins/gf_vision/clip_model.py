@@ -26,9 +26,8 @@ from torch import nn
 
 from graphflow.runtime.models import ModelFileError
 
-EMBEDDED_NAME = "clip-graphflow-mini"
-EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded" / EMBEDDED_NAME
-WEIGHTS_FILE = "model.safetensors"
+from .clip_paths import EMBEDDED_DIR, EMBEDDED_NAME, WEIGHTS_FILE
+
 DEFAULT_CONFIG = {
     "image_size": 32,
     "stem_stride": 2,

@@ -24,7 +24,19 @@ from graphflow.runtime.catalog import ModelCatalog
 from graphflow.runtime.handles import ModelHandle, compute_device
 from graphflow.runtime.models import ModelFileError, file_version
 
-from . import clip_model
+from . import clip_paths
+
+
+class _LazyModule:
+    """``clip_model`` (which imports torch) loaded on first use, when a node runs."""
+
+    def __getattr__(self, name: str) -> Any:
+        from . import clip_model as module
+
+        return getattr(module, name)
+
+
+clip_model = _LazyModule()
 
 SCORER_TYPE, Scorer = port_type(
     "SCORER",
@@ -35,7 +47,7 @@ SCORER_TYPE, Scorer = port_type(
 PORT_TYPES = (SCORER_TYPE,)
 
 CLIP_FOLDER = "clip_models"
-EMBEDDED_CHOICE = "bundled/" + clip_model.EMBEDDED_NAME
+EMBEDDED_CHOICE = "bundled/" + clip_paths.EMBEDDED_NAME
 
 
 def is_clip_folder(path: Path) -> bool:
@@ -48,7 +60,7 @@ def is_clip_folder(path: Path) -> bool:
 
 
 CLIP_MODELS = ModelCatalog(CLIP_FOLDER, (), is_model_folder=is_clip_folder)
-CLIP_MODELS.bundle(lambda: {EMBEDDED_CHOICE: clip_model.EMBEDDED_DIR})
+CLIP_MODELS.bundle(lambda: {EMBEDDED_CHOICE: clip_paths.EMBEDDED_DIR})
 
 
 def list_scoring_models() -> list[str]:
