@@ -98,7 +98,8 @@ class RunResult:
 
 def _peak_memory_start() -> Any:
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+    # is_initialized first: is_available asks NVML every call (40% of a trivial node's time)
+    if torch is not None and torch.cuda.is_initialized() and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         return torch
     return None

@@ -206,9 +206,11 @@ def read_workflow_file(path: str | Path, registry: Registry | None) -> tuple[Wor
     path = Path(path)
     data = read_workflow_bytes(path)
     try:
-        return read_workflow(data, registry)
+        workflow, label = read_workflow(data, registry)
     except WorkflowFormatError as error:
         raise WorkflowFormatError(f"{path}: {error}") from None
+    workflow.base_dir = path.resolve().parent  # subgraph "file" references are relative to it
+    return workflow, label
 
 
 def exporter_names(registry: Registry | None) -> list[str]:
