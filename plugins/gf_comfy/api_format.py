@@ -281,6 +281,9 @@ def graphflow_to_api(doc: dict, registry: Registry) -> dict:
     the class type. Links become ``[source, output index]``; list values are wrapped as
     ``{"__value__": [...]}``; ``_meta.title`` is the node's title, else its display name.
     """
+    from graphflow.subgraphs import flat_document
+
+    doc = flat_document(doc, registry)  # ComfyUI's API format has no subgraphs: "12:3" ids
     prompt: dict[str, dict] = {}
     nodes = doc.get("nodes") or {}
     for node_id, entry in nodes.items():

@@ -80,9 +80,12 @@ def _socket_type(spec, comfy, name: str) -> str:
 
 def graphflow_to_ui(doc: dict, registry: Registry) -> dict:
     """A graphflow/1 document (JSON data) → a ComfyUI UI workflow."""
+    from graphflow.subgraphs import flat_document
+
     original = _unchanged_original(doc, registry)
     if original is not None:
         return original
+    doc = flat_document(doc, registry)  # exported flattened, with "12:3" ids
     nodes = doc.get("nodes") or {}
     ids = _int_ids(nodes)
     order = _order(nodes)
