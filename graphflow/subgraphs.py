@@ -125,6 +125,13 @@ def has_subgraphs(workflow: Workflow) -> bool:
     return False
 
 
+def reads_files(workflow: Workflow) -> bool:
+    """True when a node of the workflow, or of one of its subgraphs, takes its subgraph
+    from another file (running it then depends on that file as it is now)."""
+    bodies = [workflow.nodes] + [d.nodes for d in (workflow.subgraphs or {}).values()]
+    return any(entry.file is not None for nodes in bodies for entry in nodes.values())
+
+
 def flatten(workflow: Workflow, registry: Registry) -> FlatGraph:
     """Replace every subgraph node by its inner nodes (recursively); see the module text."""
     return _Flattener(workflow, registry).run(workflow)
@@ -157,6 +164,7 @@ class _Flattener:
         self.instances: dict[str, _Instance] = {}
         self.failed: set[str] = set()
         self.files: dict[Path, _Scope | str] = {}
+        self.root = workflow.file_root
         self.memo: dict[_Ref, Any] = {}
 
     def run(self, workflow: Workflow) -> FlatGraph:
@@ -173,6 +181,7 @@ class _Flattener:
         }
         flat = Workflow(format=workflow.format, nodes=nodes, editor=workflow.editor)
         flat.base_dir = workflow.base_dir
+        flat.file_root = workflow.file_root
         return FlatGraph(flat, self.errors, self.paths, self.dropped)
 
     # -- expansion ------------------------------------------------------------------------
@@ -294,6 +303,14 @@ class _Flattener:
         from .workflow import load_workflow
 
         path = ((scope.base_dir or Path.cwd()) / reference).resolve()
+        if self.root is not None and not path.is_relative_to(self.root):
+            self._error(
+                ErrorCode.UNKNOWN_NODE_TYPE,
+                f"subgraph file {reference!r} is outside the workflows folder; "
+                "only files in it can be referenced here",
+                flat_id,
+            )
+            return None
         if path not in self.files:
             try:
                 document = load_workflow(path)

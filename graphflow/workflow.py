@@ -201,6 +201,7 @@ class Workflow(BaseModel):
         description="Editor-only data (positions, groups, viewport); never affects a run",
     )
     _base_dir: Path | None = PrivateAttr(default=None)
+    _file_root: Path | None = PrivateAttr(default=None)
 
     @property
     def base_dir(self) -> Path | None:
@@ -211,6 +212,16 @@ class Workflow(BaseModel):
     @base_dir.setter
     def base_dir(self, folder: str | Path | None) -> None:
         self._base_dir = None if folder is None else Path(folder)
+
+    @property
+    def file_root(self) -> Path | None:
+        """When set, subgraph ``file`` references must lie inside this folder (the server
+        sets its workflows folder, so a posted document cannot read other files)."""
+        return self._file_root
+
+    @file_root.setter
+    def file_root(self, folder: str | Path | None) -> None:
+        self._file_root = None if folder is None else Path(folder).resolve()
 
     def __eq__(self, other: object) -> bool:
         """Documents are equal when their content is (wherever they were read from)."""

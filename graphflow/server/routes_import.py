@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -66,9 +67,12 @@ def _refused(error: Exception, doc: Any, registry: Registry) -> ApiError:
     )
 
 
-def import_workflow(registry: Registry, source: Any, max_nodes: int) -> dict[str, Any]:
+def import_workflow(
+    registry: Registry, source: Any, max_nodes: int, workflows: Path | None = None
+) -> dict[str, Any]:
     """Read ``source`` (a parsed JSON document or PNG bytes) into the import answer:
-    ``{"workflow", "format", "label", "problems"}`` (ApiError when it cannot be read)."""
+    ``{"workflow", "format", "label", "problems"}`` (ApiError when it cannot be read).
+    Subgraph ``file`` references resolve inside ``workflows`` only."""
     if isinstance(source, dict) and node_count(source) > max_nodes:
         raise ApiError(413, "workflow_too_large", f"at most {max_nodes} nodes")
     try:
@@ -77,6 +81,9 @@ def import_workflow(registry: Registry, source: Any, max_nodes: int) -> dict[str
         raise _refused(error, source, registry) from None
     if len(workflow.nodes) > max_nodes:
         raise ApiError(413, "workflow_too_large", f"at most {max_nodes} nodes")
+    if workflows is not None:
+        workflow.base_dir = workflows
+        workflow.file_root = workflows
     try:
         _, problems = validate(workflow, registry)
     except RecursionError:
@@ -113,11 +120,12 @@ async def post_workflow_import(request: web.Request) -> web.Response:
             "wrong_content_type",
             f"expected Content-Type {JSON_TYPE} or image/png, got {request.content_type or 'none'}",
         )
+    workflows = state.folders["workflows"]
     if len(raw) <= INLINE_PARSE_BYTES:
-        return json_response(import_workflow(state.registry, source, config.max_nodes))
+        return json_response(import_workflow(state.registry, source, config.max_nodes, workflows))
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()  # the request's settings go along
     answer = await loop.run_in_executor(
-        None, context.run, import_workflow, state.registry, source, config.max_nodes
+        None, context.run, import_workflow, state.registry, source, config.max_nodes, workflows
     )
     return json_response(answer)

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from ..errors import ErrorCode, GraphError, JobErrorCode, ValidationFailed, Work
 from ..formats import import_document
 from ..graph import ValidatedGraph, validate
 from ..registry import Registry
+from ..subgraphs import reads_files
 from ..workflow import Workflow
 from .events_ws import CLIENT_ID
 from .queue_base import Job, JobNotFound, JobStatus
@@ -48,15 +50,22 @@ def _validation_error(errors: list[GraphError]) -> ApiError:
     )
 
 
-def read_document(registry: Registry, document: Any) -> tuple[Workflow, str]:
+def read_document(
+    registry: Registry, document: Any, workflows: Path | None = None
+) -> tuple[Workflow, str]:
     """A workflow document of any format the registry reads → (Workflow, "read as" label).
 
     graphflow documents are read as they always were; one without a ``"format"`` field goes
-    to the registry's importers (e.g. ComfyUI's API and UI formats). Raises ApiError 400
-    listing every problem.
+    to the registry's importers (e.g. ComfyUI's API and UI formats). Subgraph ``file``
+    references resolve in ``workflows`` (the server's workflows folder) and may not leave
+    it. Raises ApiError 400 listing every problem.
     """
     try:
-        return import_document(document, registry)
+        workflow, label = import_document(document, registry)
+        if workflows is not None:
+            workflow.base_dir = workflows
+            workflow.file_root = workflows
+        return workflow, label
     except ValidationFailed as failed:
         raise _validation_error(failed.errors) from None
     except WorkflowFormatError as error:
@@ -68,11 +77,14 @@ def read_document(registry: Registry, document: Any) -> tuple[Workflow, str]:
 
 
 def prepare_workflow(
-    registry: Registry, document: Any, outputs: list[str] | None
+    registry: Registry,
+    document: Any,
+    outputs: list[str] | None,
+    workflows: Path | None = None,
 ) -> tuple[ValidatedGraph, str]:
     """Read and validate a workflow document: (validated graph, "read as" label); raises
     ApiError 400 listing every problem."""
-    workflow, label = read_document(registry, document)
+    workflow, label = read_document(registry, document, workflows)
     try:
         validated, errors = validate(workflow, registry)
     except RecursionError:
@@ -153,13 +165,21 @@ class AcceptedPrompt:
     read_as: str
 
 
-def accept_prompt(registry: Registry, raw: bytes, max_nodes: int) -> AcceptedPrompt:
-    """Parse, check and validate a ``POST /api/prompt`` body (ApiError when refused)."""
+def accept_prompt(
+    registry: Registry, raw: bytes, max_nodes: int, workflows: Path | None = None
+) -> AcceptedPrompt:
+    """Parse, check and validate a ``POST /api/prompt`` body (ApiError when refused).
+
+    What is stored is what runs: an imported document as graphflow/1, and one whose
+    subgraphs come from files flattened, so a restart or a later edit of those files in
+    the workflows folder cannot change a queued job.
+    """
     if not raw.strip():
         raise ApiError(400, "empty_body", "this request needs a JSON body")
     document, client_id, priority, outputs = _parse_prompt(parse_json(raw), max_nodes)
-    validated, read_as = prepare_workflow(registry, document, outputs)
-    if "format" not in document:  # imported: store what runs, graphflow/1
+    validated, read_as = prepare_workflow(registry, document, outputs, workflows)
+    source = validated.document
+    if "format" not in document or (source is not None and reads_files(source)):
         document = validated.workflow.to_dict()
     return AcceptedPrompt(document, client_id, priority, outputs, validated, read_as)
 
@@ -171,14 +191,15 @@ async def post_prompt(request: web.Request) -> web.Response:
     state: ServerState = request.app[STATE]
     config = state.config
     raw = await read_json_bytes(request, config.max_body_bytes)
+    workflows = state.folders["workflows"]
     if len(raw) > INLINE_PARSE_BYTES:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the request's settings go along
         accepted = await loop.run_in_executor(
-            None, context.run, accept_prompt, state.registry, raw, config.max_nodes
+            None, context.run, accept_prompt, state.registry, raw, config.max_nodes, workflows
         )
     else:
-        accepted = accept_prompt(state.registry, raw, config.max_nodes)
+        accepted = accept_prompt(state.registry, raw, config.max_nodes, workflows)
     job = Job(
         id=uuid.uuid4().hex,
         workflow=accepted.document,
