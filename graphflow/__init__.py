@@ -19,7 +19,9 @@ from .errors import (
 )
 from .events import EventLog
 from .executor import Executor, RunResult
+from .expansion import Expand, ExpansionError, InnerGraph
 from .graph import ValidatedGraph, build_graph, plan_execution, validate
+from .mapping import ListLengthError, ValueList
 from .node import NodeResult, NodeSpec, Outputs, node
 from .plugins import hookimpl, load_plugins
 from .registry import Registry
@@ -56,6 +58,7 @@ def __getattr__(name: str) -> object:
         return _types.moved_ref(__name__, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "Any",
     "Boolean",
@@ -66,14 +69,18 @@ __all__ = [
     "ErrorCode",
     "EventLog",
     "Executor",
+    "Expand",
+    "ExpansionError",
     "Float",
     "FullDelta",
     "GraphError",
     "GraphflowError",
     "Image",
+    "InnerGraph",
     "Int",
     "Interrupted",
     "Lazy",
+    "ListLengthError",
     "LowRankDelta",
     "Mask",
     "ModelCatalog",
@@ -95,6 +102,7 @@ __all__ = [
     "Unencodable",
     "ValidatedGraph",
     "ValidationFailed",
+    "ValueList",
     "WeightFunction",
     "Workflow",
     "WorkflowFormatError",

@@ -32,6 +32,9 @@ class ConsoleProgress:
             )
         elif isinstance(event, NodeStarted) and self.nodes is not None:
             self.nodes.set_postfix_str(event.node, refresh=False)
+        elif isinstance(event, Progress) and event.unit == "element":
+            if self.nodes is not None:  # elements of a mapped node: on the node bar
+                self.nodes.set_postfix_str(f"{event.node} {event.value}/{event.total}")
         elif isinstance(event, Progress):
             if self.steps is None or self.step_node != event.node:
                 self._close_steps()

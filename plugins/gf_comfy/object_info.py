@@ -144,7 +144,7 @@ def _info(
         "input": inputs,
         "input_order": order,
         "output": outputs,
-        "output_is_list": [False] * len(outputs),
+        "output_is_list": [o.is_list for o in spec.outputs],
         "output_name": output_names or outputs,
         "name": name,
         "display_name": display_name,

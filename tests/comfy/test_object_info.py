@@ -224,3 +224,10 @@ def test_comfyui_class_types_are_not_listed_twice_under_their_graphflow_ids(regi
 def test_the_whole_answer_is_json(registry):
     text = json.dumps(object_info(registry))
     assert json.loads(text)["CheckpointLoaderSimple"]["name"] == "CheckpointLoaderSimple"
+
+
+def test_output_is_list_marks_the_outputs_a_node_returns_as_lists(registry):
+    info = object_info(registry)
+    assert info["core.text_list"]["output_is_list"] == [True]
+    assert info["core.list_length"]["output_is_list"] == [False]
+    assert info["CLIPTextEncode"]["output_is_list"] == [False]

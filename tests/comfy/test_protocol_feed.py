@@ -4,11 +4,13 @@ others only status and progress, and the queue (with ComfyUI's data) survives a 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from protocolkit import GATE, ComfyWs, seed_prompt
 
 from gf_comfy.protocol.feed import ComfyFeed
+from graphflow.events import NodeStarted, Progress, RunStarted
 
 pytestmark = pytest.mark.asyncio
 
@@ -21,6 +23,19 @@ class _Queue:
 class _State:
     queue = _Queue()
     registry = None
+
+
+async def test_only_step_progress_reaches_comfyui_clients_not_element_progress():
+    feed = ComfyFeed(_State(), hold_seconds=5, hold_bytes=100_000, hold_total=100_000)
+    feed.expect("c", "p", {})
+    feed.job_event("c", "p", RunStarted("r", planned=("1",)))
+    feed.job_event("c", "p", NodeStarted("r", node="1"))
+    feed.job_event("c", "p", Progress("r", node="1", value=1, total=3, element=0, elements=2))
+    feed.job_event("c", "p", Progress("r", node="1", value=1, total=2, unit="element", elements=2))
+    feed.job_event("c", "p", Progress("r", node="1", value=2, total=3, element=1, elements=2))
+    sent = [json.loads(text) for _, text in feed.held["c"].items]
+    progress = [m["data"] for m in sent if m["type"] == "progress"]
+    assert [(p["value"], p["max"]) for p in progress] == [(1, 3), (2, 3)]
 
 
 async def test_held_messages_are_bounded_in_bytes_and_time():

@@ -223,7 +223,9 @@ class ComfyFeed:
                 {"node": event.node, "display_node": event.node, "prompt_id": job_id},
             )
         elif kind is Progress:
-            if client_id is not None or self.sockets:
+            # ComfyUI reports a node's steps only; graphflow's per-element reports of a node
+            # mapped over a list would interleave a second value/max stream for that node.
+            if event.unit != "element" and (client_id is not None or self.sockets):
                 data = {
                     "value": event.value,
                     "max": event.total,
