@@ -45,6 +45,7 @@ from .gcpause import gc_paused
 from .graph import ValidatedGraph, build_graph, plan_execution
 from .registry import Registry
 from .settings import Settings, current_settings, use_settings
+from .subgraphs import reads_files
 from .workflow import Link, Workflow
 
 log = logging.getLogger("graphflow.executor")
@@ -243,6 +244,15 @@ def planned_inputs(
     return literals, links
 
 
+def _document_to_embed(validated: ValidatedGraph) -> Workflow:
+    """What saved images carry: the workflow as written (its subgraphs kept), unless its
+    subgraphs come from other files, which a reader of the image may not have."""
+    document = validated.document
+    if document is None or reads_files(document):
+        return validated.workflow
+    return document
+
+
 class _Run:
     """The state of one run (kept apart so the executor itself stays reusable)."""
 
@@ -275,7 +285,7 @@ class _Run:
             temp_dir=executor.temp_dir,
             output_dir=executor.output_dir,
             models=executor.models,
-            workflow=validated.workflow,
+            workflow=_document_to_embed(validated),
             settings=executor.settings,
             png_chunks=functools.partial(png_chunks_for, registry=executor.registry),
         )

@@ -383,3 +383,41 @@ def test_exporters_get_a_flat_document(pack):
     assert flat_document(plain, pack.registry) is plain
     with pytest.raises(ValidationFailed, match="no subgraph 'nope'"):
         flat_document(doc({"s": {"type": "subgraph", "subgraph": "nope"}}), pack.registry)
+
+
+def _register_document_probe(pack) -> list:
+    """A t.probe output node that records the document ``ctx.workflow`` gives it."""
+    from graphflow import NodeContext
+
+    seen: list = []
+
+    @node("t.probe", output=True)
+    def probe(value: Float = 0.0, ctx: NodeContext = None) -> None:
+        """Record the running document (what saved images embed)."""
+        seen.append(ctx.workflow)
+
+    pack.registry.register(probe, plugin="tests")
+    return seen
+
+
+def test_saved_images_get_the_document_as_written_with_its_subgraphs(pack):
+    seen = _register_document_probe(pack)
+    document = plus_document()
+    document["nodes"]["probe"] = {"type": "t.probe", "inputs": {"value": link("12", "sum")}}
+    assert pack.executor().run(workflow_from_dict(document)).ok
+    (embedded,) = seen
+    assert embedded["subgraphs"]["plus"]["title"] == "Plus"
+    assert "12" in embedded["nodes"] and "12:3" not in embedded["nodes"]
+
+
+def test_a_document_whose_subgraphs_come_from_files_is_embedded_flattened(pack, tmp_path):
+    seen = _register_document_probe(pack)
+    (tmp_path / "lib.json").write_text(json.dumps(doc({}, {"plus": PLUS})))
+    document = plus_document()
+    del document["subgraphs"]
+    document["nodes"]["12"]["file"] = "lib.json"
+    document["nodes"]["probe"] = {"type": "t.probe", "inputs": {"value": link("12", "sum")}}
+    (tmp_path / "main.json").write_text(json.dumps(document))
+    assert pack.executor().run(load_workflow(tmp_path / "main.json")).ok
+    (embedded,) = seen
+    assert "12:3" in embedded["nodes"] and "subgraphs" not in embedded
