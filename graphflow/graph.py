@@ -303,9 +303,9 @@ def _validate(
             errors.extend(_run_node_check(node_id, spec, literals))
 
     order: list[str] = []
-    if nx.is_directed_acyclic_graph(graph):
+    try:  # one pass: the sort itself finds a cycle
         order = list(nx.topological_sort(graph))
-    else:
+    except nx.NetworkXUnfeasible:
         errors.extend(_cycle_errors(graph))
 
     output_nodes = [n for n in nodes if n in specs and specs[n].output_node]
