@@ -1,7 +1,7 @@
 """The editor end to end: Chromium drives the built editor against a real `graphflow serve`.
 
-Runs web/e2e/editor.e2e.mjs and web/e2e/comfy-import.e2e.mjs (playwright-core) and keeps
-their screenshots and logs in tests/web/artifacts/. Skipped without /usr/bin/chromium unless
+Runs web/e2e/editor.e2e.mjs, comfy-import.e2e.mjs and subgraphs.e2e.mjs (playwright-core) and
+keeps their screenshots and logs in tests/web/artifacts/. Skipped without /usr/bin/chromium unless
 GRAPHFLOW_REQUIRE_BROWSER=1.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from graphflow import build_graph, load_plugins, load_workflow
+from graphflow import Executor, build_graph, load_plugins, load_workflow
 
 pytestmark = [pytest.mark.web, pytest.mark.slow]
 
@@ -104,3 +104,16 @@ def test_editor_opens_comfy_workflows_in_chromium(chromium, web_npm, server_url,
     run_e2e_script("comfy-import.e2e.mjs", server_url, chromium, "e2e-comfy.log")
     outputs = sorted((data_dir / "output").rglob("*.png"))
     assert len(outputs) == 4, f"the imported workflow saves its batch of 4, got {outputs}"
+
+
+def test_editor_collapses_and_opens_subgraphs_in_chromium(chromium, web_npm, server_url, data_dir):
+    """Collapse two nodes into a subgraph, open a subgraph (and the one nested in it), edit
+    it, go back, see a problem inside it on both nodes, and save."""
+    run_e2e_script("subgraphs.e2e.mjs", server_url, chromium, "e2e-subgraphs.log")
+    saved = load_workflow(data_dir / "workflows" / "e2e-subgraph.json")
+    assert set(saved.subgraphs) == {"area", "megapixels", "subgraph"}
+    assert set(saved.subgraphs["subgraph"].nodes) == {"width", "height"}
+    assert saved.subgraphs["megapixels"].nodes["rounded"].inputs["b"] == 10
+    result = Executor(load_plugins().registry).run(saved)
+    assert result.status == "finished", result.error
+    assert result.ui["show_mp"]["text"] == ["megapixels: 20.7"]

@@ -8,25 +8,15 @@
 // type graphflow does not have is dropped on the canvas and the problems panel must name it.
 // Each step prints one line; a failure prints the step and the error, saves
 // comfy-failure.png into the artifacts folder and exits 1.
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
-import { openBrowser, pageHelpers, runSteps } from "./pageHelpers.mjs";
+import { e2eOptions, openBrowser, pageHelpers, runSteps } from "./pageHelpers.mjs";
 
 const UI_WORKFLOW = fileURLToPath(
   new URL("../../workflows/comfy/txt2img_ui.json", import.meta.url),
 );
 
-const { values: options } = parseArgs({
-  options: {
-    url: { type: "string" },
-    artifacts: { type: "string", default: "e2e-artifacts" },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-if (!options.url) throw new Error("--url is required");
-const base = options.url.endsWith("/") ? options.url : `${options.url}/`;
-mkdirSync(options.artifacts, { recursive: true });
+const { options, base } = e2eOptions();
 
 const { browser, page, pageErrors } = await openBrowser(options.chromium);
 

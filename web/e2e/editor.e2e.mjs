@@ -5,21 +5,11 @@
 //
 // Each step prints one line; a failure prints the step and the error, saves
 // failure.png into the artifacts folder and exits 1.
-import { mkdirSync } from "node:fs";
-import { parseArgs } from "node:util";
-import { openBrowser, pageHelpers, runSteps } from "./pageHelpers.mjs";
+import { e2eOptions, openBrowser, pageHelpers, runSteps } from "./pageHelpers.mjs";
 
-const { values: options } = parseArgs({
-  options: {
-    url: { type: "string" },
-    artifacts: { type: "string", default: "e2e-artifacts" },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-    "skip-txt2img": { type: "boolean", default: false },
-  },
+const { options, base } = e2eOptions({
+  "skip-txt2img": { type: "boolean", default: false },
 });
-if (!options.url) throw new Error("--url is required");
-const base = options.url.endsWith("/") ? options.url : `${options.url}/`;
-mkdirSync(options.artifacts, { recursive: true });
 
 const { browser, page, pageErrors } = await openBrowser(options.chromium);
 

@@ -1,6 +1,25 @@
 // Helpers the editor's end-to-end steps share: locating, waiting, dragging like a person.
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+
+/** The command line every e2e script takes (`--url`, `--artifacts`, `--chromium`, and the
+ * script's own `extra` options): the options, with the artifacts folder made and `base` the
+ * server's URL ending in "/". */
+export function e2eOptions(extra = {}) {
+  const { values: options } = parseArgs({
+    options: {
+      url: { type: "string" },
+      artifacts: { type: "string", default: "e2e-artifacts" },
+      chromium: { type: "string", default: "/usr/bin/chromium" },
+      ...extra,
+    },
+  });
+  if (!options.url) throw new Error("--url is required");
+  mkdirSync(options.artifacts, { recursive: true });
+  return { options, base: options.url.endsWith("/") ? options.url : `${options.url}/` };
+}
 
 /** Debian's Chromium, headless with the flags the tests use, and one 1600×1000 page whose
  * page errors and console errors are collected in `pageErrors`. */

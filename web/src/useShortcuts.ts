@@ -1,5 +1,6 @@
 // Keyboard: Ctrl+Enter queue, Ctrl+Z / Ctrl+Shift+Z (or Ctrl+Y) undo/redo, Ctrl+C / Ctrl+V,
-// Delete. Text fields keep their own undo, copy and delete.
+// Ctrl+G collapse the selection into a subgraph, Delete. Text fields keep their own undo,
+// copy and delete.
 import { useEffect } from "react";
 import { useEditor } from "./store";
 
@@ -30,6 +31,9 @@ export function useShortcuts(): void {
       } else if (mod && key === "c") {
         if (window.getSelection()?.toString()) return; // copying page text
         if (editor.copy()) event.preventDefault();
+      } else if (mod && key === "g") {
+        event.preventDefault();
+        editor.collapseSelected();
       } else if (mod && key === "v") {
         event.preventDefault();
         editor.paste();

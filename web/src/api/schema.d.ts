@@ -358,6 +358,8 @@ export interface components {
             message: string;
             node: string | null;
             input: string | null;
+            /** @description Inside a subgraph: the node ids along the nesting, outer subgraph node first (`node` is then the flat id they join with ':'); absent elsewhere. */
+            path?: string[];
         };
         ValidationFailed: {
             error: {

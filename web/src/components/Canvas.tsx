@@ -10,8 +10,10 @@ import {
 } from "@xyflow/react";
 import { useCallback, useEffect, useMemo, type DragEvent } from "react";
 import { portName, type GraphNode } from "../graph/model";
+import { SUBGRAPH_TYPE, nodeSpecOf } from "../graph/subgraphs";
 import { openWorkflowFile } from "../lib/openWorkflow";
 import { useEditor } from "../store";
+import { Breadcrumb } from "./Breadcrumb";
 import { NodeView } from "./NodeView";
 import { TypeLegend } from "./TypeLegend";
 
@@ -42,6 +44,7 @@ export function Canvas() {
   const nodes = useEditor((state) => state.nodes);
   const edges = useEditor((state) => state.edges);
   const catalog = useEditor((state) => state.catalog);
+  const subgraphs = useEditor((state) => state.subgraphs);
   const fitRequest = useEditor((state) => state.fitRequest);
   const actions = useEditor.getState();
   const flow = useReactFlow<GraphNode>();
@@ -60,14 +63,14 @@ export function Canvas() {
 
   // Each link takes the colour of the type its output carries.
   const typedEdges = useMemo(() => {
-    const nodeType = new Map(nodes.map((node) => [node.id, node.data.nodeType]));
+    const data = new Map(nodes.map((node) => [node.id, node.data]));
     return edges.map((edge) => {
-      const spec = catalog?.nodes[nodeType.get(edge.source) ?? ""];
+      const spec = catalog ? nodeSpecOf(catalog, subgraphs, data.get(edge.source)) : undefined;
       const type = spec?.outputs.find((o) => o.name === portName(edge.sourceHandle))?.type;
       const color = (type && catalog?.types[type]?.color) || "#999";
       return { ...edge, style: { stroke: color, strokeWidth: edge.selected ? 3 : 2 } };
     });
-  }, [edges, nodes, catalog]);
+  }, [edges, nodes, catalog, subgraphs]);
 
   const onDrop = async (event: DragEvent) => {
     event.preventDefault();
@@ -100,6 +103,12 @@ export function Canvas() {
         onConnect={actions.connect}
         isValidConnection={actions.isValidConnection}
         onNodeDragStart={() => actions.checkpoint()}
+        onNodeDoubleClick={(event, node) => {
+          // A double-click on the title renames; elsewhere on a subgraph node it opens it.
+          const target = event.target as HTMLElement;
+          if (node.data.nodeType !== SUBGRAPH_TYPE || target.closest(".gf-node-title, input, select, textarea, button")) return;
+          actions.openSubgraph(node.id);
+        }}
         onMoveEnd={(_, viewport) => actions.setViewport(viewport)}
         deleteKeyCode={null}
         multiSelectionKeyCode={["Control", "Meta", "Shift"]}
@@ -111,6 +120,9 @@ export function Canvas() {
         <Background gap={24} />
         <Controls />
         <StatusMiniMap />
+        <Panel position="top-left">
+          <Breadcrumb />
+        </Panel>
         <Panel position="top-right">
           <TypeLegend />
         </Panel>

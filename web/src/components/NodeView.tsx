@@ -1,11 +1,12 @@
 // A graphflow node on the canvas: header with state, typed ports and widgets, results.
 import { Handle, Position, type NodeProps } from "@xyflow/react";
-import { memo, useState } from "react";
+import { memo, useMemo, useState } from "react";
 import { useShallow } from "zustand/react/shallow";
 import { viewUrl } from "../api/client";
 import { inputHandle, outputHandle, portName, type GraphNode } from "../graph/model";
+import { SUBGRAPH_TYPE, isPseudoNode, nodeSpecOf } from "../graph/subgraphs";
 import { useEditor } from "../store";
-import type { NodeRun } from "../store/runSlice";
+import { runPrefix, subgraphStatus, type NodeRun } from "../store/runSlice";
 import { InputRow } from "./InputRow";
 
 function StatusBadge({ nodeId, run }: { nodeId: string; run: NodeRun | undefined }) {
@@ -52,9 +53,27 @@ function Results({ nodeId, run }: { nodeId: string; run: NodeRun }) {
   );
 }
 
+/** What a subgraph node says it is when the editor cannot show its ports. */
+function SubgraphNote({ nodeId, file, subgraph }: { nodeId: string; file?: string; subgraph?: string }) {
+  if (file !== undefined) {
+    return (
+      <div className="gf-node-note" data-testid={`subgraph-file-${nodeId}`}>
+        subgraph {subgraph ?? ""} from {file} (edit it there)
+      </div>
+    );
+  }
+  return <div className="gf-problem">no subgraph {JSON.stringify(subgraph ?? "")} in this document</div>;
+}
+
 export const NodeView = memo(function NodeView({ id, data, selected }: NodeProps<GraphNode>) {
   const catalog = useEditor((state) => state.catalog);
-  const run = useEditor((state) => state.nodeRuns[id]);
+  const subgraphs = useEditor((state) => state.subgraphs);
+  const flatId = useEditor((state) => runPrefix(state.openPath)) + id;
+  const ownRun = useEditor((state) => state.nodeRuns[flatId]);
+  const innerStatus = useEditor((state) =>
+    data.nodeType === SUBGRAPH_TYPE ? subgraphStatus(state.nodeRuns, flatId) : undefined,
+  );
+  const run = ownRun ?? (innerStatus ? { status: innerStatus } : undefined);
   const problems = useEditor((state) => state.problems[id]);
   const linked = useEditor(
     useShallow((state) =>
@@ -64,12 +83,20 @@ export const NodeView = memo(function NodeView({ id, data, selected }: NodeProps
   const [help, setHelp] = useState(false);
   const [renaming, setRenaming] = useState(false);
   const setTitle = useEditor((state) => state.setTitle);
-  const spec = catalog?.nodes[data.nodeType];
+  const spec = useMemo(
+    () => (catalog ? nodeSpecOf(catalog, subgraphs, data) : undefined),
+    [catalog, subgraphs, data],
+  );
+  const isSubgraph = data.nodeType === SUBGRAPH_TYPE;
+  const pseudo = isPseudoNode(data);
+  const openSubgraph = useEditor((state) => state.openSubgraph);
   const title = data.title ?? spec?.display_name ?? data.nodeType;
   const outputs = spec?.outputs ?? data.unknownPorts?.outputs.map((name) => ({ name, type: "" })) ?? [];
   const classes = ["gf-node", `gf-state-${run?.status ?? "idle"}`];
   if (selected) classes.push("gf-selected");
-  if (problems || !spec) classes.push("gf-has-problems");
+  if (problems || (!spec && data.file === undefined)) classes.push("gf-has-problems");
+  if (isSubgraph) classes.push("gf-subgraph");
+  if (pseudo) classes.push("gf-pseudo");
 
   return (
     <div className={classes.join(" ")} data-testid={`node-${id}`} data-node-type={data.nodeType}>
@@ -99,6 +126,17 @@ export const NodeView = memo(function NodeView({ id, data, selected }: NodeProps
           </span>
         )}
         <StatusBadge nodeId={id} run={run} />
+        {isSubgraph && spec && (
+          <button
+            type="button"
+            className="gf-help-button nodrag"
+            data-testid={`open-subgraph-${id}`}
+            title="Open the subgraph to edit it (or double-click the node)"
+            onClick={() => openSubgraph(id)}
+          >
+            ⤢
+          </button>
+        )}
         <button
           type="button"
           className="gf-help-button nodrag"
@@ -114,7 +152,8 @@ export const NodeView = memo(function NodeView({ id, data, selected }: NodeProps
           <p>{spec?.description ?? "This node type is not installed on the server."}</p>
         </div>
       )}
-      {!spec && <div className="gf-problem">unknown node type {data.nodeType}</div>}
+      {!spec && isSubgraph && <SubgraphNote nodeId={id} file={data.file} subgraph={data.subgraph} />}
+      {!spec && !isSubgraph && <div className="gf-problem">unknown node type {data.nodeType}</div>}
       {problems?.node.map((message) => (
         <div key={message} className="gf-problem" data-testid={`node-error-${id}`}>
           {message}
@@ -150,9 +189,9 @@ export const NodeView = memo(function NodeView({ id, data, selected }: NodeProps
             catalog={catalog}
             spec={spec}
             input={input}
-            value={data.values[input.name]}
+            value={data.values[input.name] ?? (isSubgraph ? input.default : undefined)}
             randomize={data.randomize[input.name] === true}
-            linked={linked.includes(input.name)}
+            linked={pseudo || linked.includes(input.name)}
             problems={problems?.inputs[input.name]}
           />
         ))}

@@ -1,6 +1,7 @@
 // The top bar: queue and interrupt, undo/redo, and workflow files (server, download, upload).
 import { useRef, useState } from "react";
 import { interrupt, saveWorkflow } from "../api/client";
+import { isPseudoNode } from "../graph/subgraphs";
 import { openWorkflowFile } from "../lib/openWorkflow";
 import { downloadWorkflow } from "../lib/workflowFiles";
 import { useEditor } from "../store";
@@ -12,6 +13,7 @@ export function Toolbar() {
   const connected = useEditor((state) => state.connected);
   const canUndo = useEditor((state) => state.undoStacks.past.length > 0);
   const canRedo = useEditor((state) => state.undoStacks.future.length > 0);
+  const canCollapse = useEditor((state) => state.nodes.some((node) => node.selected && !isPseudoNode(node.data)));
   const actions = useEditor.getState();
   const [dialog, setDialog] = useState(false);
   const chooser = useRef<HTMLInputElement>(null);
@@ -58,6 +60,15 @@ export function Toolbar() {
       </button>
       <button type="button" title="Redo (Ctrl+Shift+Z)" disabled={!canRedo} onClick={actions.redo}>
         Redo
+      </button>
+      <button
+        type="button"
+        data-testid="collapse-button"
+        title="Collapse the selected nodes into a subgraph (Ctrl+G)"
+        disabled={!canCollapse}
+        onClick={() => actions.collapseSelected()}
+      >
+        Collapse
       </button>
       <span className="gf-sep" />
       <button type="button" data-testid="new-button" onClick={actions.clearGraph}>

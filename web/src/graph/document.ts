@@ -9,6 +9,7 @@ import {
   type GraphEdge,
   type GraphNode,
 } from "./model";
+import { SUBGRAPH_TYPE, nodeSpecOf, type Subgraphs } from "./subgraphs";
 import { initialValues } from "./values";
 
 export const FORMAT = "graphflow/1";
@@ -19,6 +20,9 @@ export interface Link {
 
 export interface WorkflowNodeEntry {
   type: string;
+  /** For a node of type "subgraph": the id of the subgraph it runs, and its file if another. */
+  subgraph?: string;
+  file?: string;
   inputs?: Record<string, unknown>;
   title?: string;
 }
@@ -41,6 +45,8 @@ export interface EditorSection {
 export interface WorkflowDocument {
   format: string;
   nodes: Record<string, WorkflowNodeEntry>;
+  /** Subgraph id → definition (kept as written; see graph/subgraphs.ts). */
+  subgraphs?: Subgraphs;
   editor?: EditorSection;
 }
 
@@ -76,7 +82,34 @@ export function asWorkflowDocument(value: unknown): WorkflowDocument {
       throw new DocumentError(`node ${JSON.stringify(id)} has no type`);
     }
   }
-  return doc as WorkflowDocument;
+  if (doc.subgraphs === undefined) return doc as WorkflowDocument;
+  return { ...(doc as WorkflowDocument), subgraphs: checkedSubgraphs(doc.subgraphs) };
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** The outline of a `subgraphs` section checked: objects with nodes and input/output lists
+ * (missing lists come back empty, as the engine reads them). */
+function checkedSubgraphs(subgraphs: unknown): Subgraphs {
+  if (!isObject(subgraphs)) throw new DocumentError("'subgraphs' must be an object of subgraphs");
+  for (const [id, definition] of Object.entries(subgraphs)) {
+    const where = `subgraph ${JSON.stringify(id)}`;
+    if (!isObject(definition) || !isObject(definition.nodes)) {
+      throw new DocumentError(`${where} has no 'nodes' object`);
+    }
+    for (const key of ["inputs", "outputs"]) {
+      if (definition[key] !== undefined && !Array.isArray(definition[key])) {
+        throw new DocumentError(`${where}: '${key}' must be a list`);
+      }
+    }
+  }
+  return Object.fromEntries(
+    Object.entries(subgraphs as Subgraphs).map(([id, definition]) => [
+      id,
+      { ...definition, inputs: definition.inputs ?? [], outputs: definition.outputs ?? [] },
+    ]),
+  );
 }
 
 const COLUMN_WIDTH = 360;
@@ -118,6 +151,7 @@ export function documentToGraph(
   catalog: Catalog,
 ): { nodes: GraphNode[]; edges: GraphEdge[] } {
   const positions = { ...autoLayout(doc), ...(doc.editor?.positions ?? {}) };
+  const subgraphs = doc.subgraphs ?? {};
   const randomize = doc.editor?.randomize ?? {};
   const nodes: GraphNode[] = [];
   const edges: GraphEdge[] = [];
@@ -139,7 +173,13 @@ export function documentToGraph(
     }
   }
   for (const [id, entry] of Object.entries(doc.nodes)) {
-    const spec = catalog.nodes[entry.type];
+    const reference = {
+      ...(entry.subgraph !== undefined ? { subgraph: entry.subgraph } : {}),
+      ...(entry.file !== undefined ? { file: entry.file } : {}),
+    };
+    const spec = nodeSpecOf(catalog, subgraphs, { nodeType: entry.type, values: {}, randomize: {}, ...reference });
+    // Only catalog nodes show their defaults as values; a subgraph's unset inputs stay unset.
+    const known = catalog.nodes[entry.type];
     const literals = Object.fromEntries(
       Object.entries(entry.inputs ?? {}).filter(([, value]) => !isLink(value)),
     );
@@ -150,8 +190,9 @@ export function documentToGraph(
       position: { x: position[0], y: position[1] },
       data: {
         nodeType: entry.type,
+        ...reference,
         ...(entry.title !== undefined ? { title: entry.title } : {}),
-        values: { ...(spec ? initialValues(catalog, spec) : {}), ...literals },
+        values: { ...(known ? initialValues(catalog, known) : {}), ...literals },
         randomize: Object.fromEntries((randomize[id] ?? []).map((name) => [name, true])),
         ...(spec
           ? {}
@@ -173,6 +214,7 @@ export function graphToDocument(
   edges: GraphEdge[],
   catalog: Catalog,
   viewport?: Viewport,
+  subgraphs: Subgraphs = {},
 ): WorkflowDocument {
   const linked = new Map<string, Link>();
   for (const edge of edges) {
@@ -185,7 +227,7 @@ export function graphToDocument(
   const randomize: Record<string, string[]> = {};
   for (const node of nodes) {
     const { nodeType, values, title } = node.data;
-    const spec = catalog.nodes[nodeType];
+    const spec = nodeSpecOf(catalog, subgraphs, node.data);
     const names = spec
       ? spec.inputs.map((input) => input.name)
       : (node.data.unknownPorts?.inputs ?? []);
@@ -198,6 +240,10 @@ export function graphToDocument(
     }
     doc.nodes[node.id] = {
       type: nodeType,
+      ...(nodeType === SUBGRAPH_TYPE && node.data.subgraph !== undefined
+        ? { subgraph: node.data.subgraph }
+        : {}),
+      ...(nodeType === SUBGRAPH_TYPE && node.data.file !== undefined ? { file: node.data.file } : {}),
       inputs,
       ...(title ? { title } : {}),
     };
@@ -205,6 +251,7 @@ export function graphToDocument(
     const seeds = Object.keys(node.data.randomize).filter((name) => node.data.randomize[name]);
     if (seeds.length > 0) randomize[node.id] = seeds;
   }
+  if (Object.keys(subgraphs).length > 0) doc.subgraphs = subgraphs;
   doc.editor = { positions, randomize };
   if (viewport) doc.editor.viewport = viewport;
   return doc;

@@ -9,6 +9,9 @@ export interface GraphNodeData extends Record<string, unknown> {
   values: Record<string, unknown>;
   /** Seed inputs that get a fresh random value before every queue. */
   randomize: Record<string, boolean>;
+  /** The subgraph id a "subgraph" node runs (and the file it comes from, if another). */
+  subgraph?: string;
+  file?: string;
   /** Port names of a node whose type the server does not know (kept, shown as broken). */
   unknownPorts?: { inputs: string[]; outputs: string[] };
 }

@@ -1,5 +1,6 @@
 // Copy and paste of a selection: nodes with the links among them, pasted under fresh ids.
 import { edgeId, portName, uniqueNodeId, type GraphEdge, type GraphNode } from "../graph/model";
+import { isPseudoNode } from "../graph/subgraphs";
 
 export interface Clipboard {
   nodes: GraphNode[];
@@ -8,7 +9,7 @@ export interface Clipboard {
 
 /** The selected nodes and the edges whose both ends are selected. */
 export function copySelection(nodes: GraphNode[], edges: GraphEdge[]): Clipboard | null {
-  const chosen = nodes.filter((node) => node.selected);
+  const chosen = nodes.filter((node) => node.selected && !isPseudoNode(node.data));
   if (chosen.length === 0) return null;
   const ids = new Set(chosen.map((node) => node.id));
   return {

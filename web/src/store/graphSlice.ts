@@ -10,11 +10,10 @@ import {
 } from "@xyflow/react";
 import type { StateCreator } from "zustand";
 import type { Catalog } from "../api/catalog";
-import { canConnect, portTypes } from "../graph/compat";
+import { canConnect } from "../graph/compat";
 import {
   asWorkflowDocument,
   documentToGraph,
-  graphToDocument,
   type Viewport,
   type WorkflowDocument,
 } from "../graph/document";
@@ -27,10 +26,12 @@ import {
   type GraphNode,
   type GraphNodeData,
 } from "../graph/model";
+import { isPseudoNode, nodeSpecOf } from "../graph/subgraphs";
 import { initialValues } from "../graph/values";
 import { copySelection, pasteClipboard, type Clipboard } from "./clipboard";
 import { emptyStacks, record, redo, undo, type UndoStacks } from "./history";
 import type { EditorState } from "./index";
+import { composeDocument } from "./subgraphSlice";
 
 export interface GraphSlice {
   catalog: Catalog | null;
@@ -76,8 +77,22 @@ export interface GraphSlice {
 const EDIT_MERGE_MS = 1500;
 
 export const createGraphSlice: StateCreator<EditorState, [], [], GraphSlice> = (set, get) => {
-  const snapshot = () => ({ nodes: get().nodes, edges: get().edges });
+  const snapshot = () => {
+    const { nodes, edges, subgraphs, openPath } = get();
+    return { nodes, edges, subgraphs, openPath };
+  };
   const remember = () => set({ undoStacks: record(get().undoStacks, snapshot()), lastEdit: null });
+  // An undo or redo may step into or out of a subgraph: the view then moves with it.
+  const show = (shown: ReturnType<typeof snapshot>, undoStacks: UndoStacks) => {
+    const moved = shown.openPath !== get().openPath;
+    set({
+      ...shown,
+      undoStacks,
+      lastEdit: null,
+      ...(moved ? { viewport: undefined, fitRequest: get().fitRequest + 1 } : {}),
+    });
+    if (moved) get().setValidation(get().validationErrors);
+  };
 
   return {
     catalog: null,
@@ -102,6 +117,8 @@ export const createGraphSlice: StateCreator<EditorState, [], [], GraphSlice> = (
       set({
         nodes,
         edges,
+        subgraphs: doc.subgraphs ?? {},
+        openPath: [],
         viewport: doc.editor?.viewport,
         fitRequest: get().fitRequest + 1,
         ...(name ? { workflowName: name } : {}),
@@ -109,16 +126,15 @@ export const createGraphSlice: StateCreator<EditorState, [], [], GraphSlice> = (
       get().resetRunState();
     },
 
-    currentDocument: () => {
-      const { nodes, edges, catalog, viewport } = get();
-      return graphToDocument(nodes, edges, catalog ?? { types: {}, nodes: {} }, viewport);
-    },
+    currentDocument: () => composeDocument(get()),
 
     clearGraph: () => {
       remember();
       set({
         nodes: [],
         edges: [],
+        subgraphs: {},
+        openPath: [],
         viewport: undefined,
         workflowName: "untitled",
         fitRequest: get().fitRequest + 1,
@@ -140,17 +156,14 @@ export const createGraphSlice: StateCreator<EditorState, [], [], GraphSlice> = (
     },
 
     isValidConnection: (connection) => {
-      const { catalog, nodes } = get();
+      const { catalog, nodes, subgraphs } = get();
       if (!catalog || connection.source === connection.target) return false;
-      const source = nodes.find((node) => node.id === connection.source);
-      const target = nodes.find((node) => node.id === connection.target);
-      const { outputType, inputType } = portTypes(
-        catalog,
-        source?.data.nodeType,
-        portName(connection.sourceHandle),
-        target?.data.nodeType,
-        portName(connection.targetHandle),
-      );
+      const specOf = (id: string) =>
+        nodeSpecOf(catalog, subgraphs, nodes.find((node) => node.id === id)?.data);
+      const outputName = portName(connection.sourceHandle);
+      const inputName = portName(connection.targetHandle);
+      const outputType = specOf(connection.source)?.outputs.find((o) => o.name === outputName)?.type;
+      const inputType = specOf(connection.target)?.inputs.find((i) => i.name === inputName)?.type;
       if (!outputType || !inputType) return false;
       return canConnect(catalog.types, outputType, inputType);
     },
@@ -245,7 +258,9 @@ export const createGraphSlice: StateCreator<EditorState, [], [], GraphSlice> = (
 
     deleteSelected: () => {
       const { nodes, edges } = get();
-      const gone = new Set(nodes.filter((node) => node.selected).map((node) => node.id));
+      const gone = new Set(
+        nodes.filter((node) => node.selected && !isPseudoNode(node.data)).map((node) => node.id),
+      );
       const keptEdges = edges.filter(
         (edge) => !edge.selected && !gone.has(edge.source) && !gone.has(edge.target),
       );
@@ -258,16 +273,12 @@ export const createGraphSlice: StateCreator<EditorState, [], [], GraphSlice> = (
 
     undo: () => {
       const step = undo(get().undoStacks, snapshot());
-      if (!step) return;
-      const [shown, undoStacks] = step;
-      set({ ...shown, undoStacks, lastEdit: null });
+      if (step) show(...step);
     },
 
     redo: () => {
       const step = redo(get().undoStacks, snapshot());
-      if (!step) return;
-      const [shown, undoStacks] = step;
-      set({ ...shown, undoStacks, lastEdit: null });
+      if (step) show(...step);
     },
 
     copy: () => {

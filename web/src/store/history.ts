@@ -1,9 +1,14 @@
 // Undo/redo as a pair of snapshot stacks (snapshots share unchanged objects, so they are cheap).
 import type { GraphEdge, GraphNode } from "../graph/model";
+import type { Subgraphs } from "../graph/subgraphs";
+import type { OpenSubgraph } from "./subgraphSlice";
 
+/** The graph on screen, the subgraphs and which of them are open: a whole document. */
 export interface Snapshot {
   nodes: GraphNode[];
   edges: GraphEdge[];
+  subgraphs: Subgraphs;
+  openPath: OpenSubgraph[];
 }
 
 export interface UndoStacks {

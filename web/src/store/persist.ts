@@ -33,6 +33,7 @@ export function persistEditor(store: StoreApi<EditorState>): () => void {
     if (
       state.nodes === previous.nodes &&
       state.edges === previous.edges &&
+      state.subgraphs === previous.subgraphs &&
       state.viewport === previous.viewport &&
       state.workflowName === previous.workflowName
     ) {

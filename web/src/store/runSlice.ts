@@ -2,6 +2,8 @@
 import type { StateCreator } from "zustand";
 import { ApiError, getJob, queuePrompt, type GraphError } from "../api/client";
 import type { NodeUi, PreviewFrame, ServerEvent } from "../api/events";
+import { locateProblems, withoutProblemsOf, type NodeProblems } from "../graph/problems";
+import { nodeSpecOf } from "../graph/subgraphs";
 import { randomSeed } from "../graph/values";
 import type { EditorState } from "./index";
 
@@ -17,10 +19,7 @@ export interface NodeRun {
   seconds?: number;
 }
 
-export interface NodeProblems {
-  node: string[];
-  inputs: Record<string, string[]>;
-}
+export type { NodeProblems };
 
 export interface Notice {
   id: number;
@@ -37,6 +36,9 @@ export interface RunSlice {
   historyVersion: number;
   activeJob: string | null;
   nodeRuns: Record<string, NodeRun>;
+  /** The last validation errors as the server sent them (with subgraph paths). */
+  validationErrors: GraphError[];
+  /** Those errors on the nodes of the graph on screen, and the rest. */
   problems: Record<string, NodeProblems>;
   generalProblems: string[];
   notices: Notice[];
@@ -100,6 +102,7 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
     historyVersion: 0,
     activeJob: null,
     nodeRuns: {},
+    validationErrors: [],
     problems: {},
     generalProblems: [],
     notices: [],
@@ -176,38 +179,25 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
 
     resetRunState: () => {
       Object.values(get().nodeRuns).forEach(dropPreview);
-      set({ nodeRuns: {}, problems: {}, generalProblems: [] });
+      set({ nodeRuns: {}, validationErrors: [], problems: {}, generalProblems: [] });
     },
 
     setValidation: (errors) => {
-      const problems: Record<string, NodeProblems> = {};
-      const generalProblems: string[] = [];
-      const ids = new Set(get().nodes.map((node) => node.id));
-      for (const error of errors) {
-        if (!error.node || !ids.has(error.node)) {
-          generalProblems.push(error.message);
-          continue;
-        }
-        const entry = (problems[error.node] ??= { node: [], inputs: {} });
-        if (error.input) (entry.inputs[error.input] ??= []).push(error.message);
-        else entry.node.push(error.message);
-      }
-      set({ problems, generalProblems });
+      const opened = get().openPath.map((frame) => frame.nodeId);
+      const shown = new Set(get().nodes.map((node) => node.id));
+      const { problems, general } = locateProblems(errors, opened, shown);
+      set({ validationErrors: errors, problems, generalProblems: general });
     },
 
     showProblems: (messages) => set({ generalProblems: messages }),
 
     clearValidation: (nodeId, input) => {
-      const entry = get().problems[nodeId];
-      if (!entry) return;
-      const problems = { ...get().problems };
-      if (input === undefined) delete problems[nodeId];
-      else {
-        const inputs = { ...entry.inputs };
-        delete inputs[input];
-        problems[nodeId] = { ...entry, inputs };
-      }
-      set({ problems });
+      if (!get().problems[nodeId]) return;
+      const opened = get().openPath.map((frame) => frame.nodeId);
+      const errors = withoutProblemsOf(get().validationErrors, opened, nodeId, input);
+      const generalProblems = get().generalProblems; // an edit does not answer those
+      get().setValidation(errors);
+      set({ generalProblems });
     },
 
     notify: (kind, text) => {
@@ -220,11 +210,11 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
     dismiss: (id) => set({ notices: get().notices.filter((notice) => notice.id !== id) }),
 
     queueWorkflow: async () => {
-      const { catalog, nodes } = get();
+      const { catalog, nodes, subgraphs } = get();
       if (!catalog) return null;
       const seeds: { nodeId: string; input: string; value: unknown }[] = [];
       for (const node of nodes) {
-        const spec = catalog.nodes[node.data.nodeType];
+        const spec = nodeSpecOf(catalog, subgraphs, node.data);
         for (const [input, on] of Object.entries(node.data.randomize)) {
           const inputSpec = spec?.inputs.find((item) => item.name === input);
           if (on && inputSpec) seeds.push({ nodeId: node.id, input, value: randomSeed(inputSpec) });
@@ -233,7 +223,7 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
       get().setValuesQuietly(seeds);
       try {
         const accepted = await queuePrompt(get().currentDocument(), get().clientId);
-        set({ problems: {}, generalProblems: [] });
+        set({ validationErrors: [], problems: {}, generalProblems: [] });
         const where = accepted.position === 0 ? "runs next" : `position ${accepted.position}`;
         get().notify("info", `Queued (${where}).`);
         return accepted.job_id;
@@ -249,3 +239,19 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
     },
   };
 };
+
+const STATUS_ORDER: NodeStatus[] = ["failed", "running", "interrupted", "queued", "done", "cached"];
+
+/** The flat id prefix of the nodes on screen ("" for the workflow, "12:" inside node 12). */
+export function runPrefix(openPath: { nodeId: string }[]): string {
+  return openPath.map((frame) => `${frame.nodeId}:`).join("");
+}
+
+/** One state for a subgraph node from the states of its inner nodes (flat ids `id:...`):
+ * the first of failed, running, interrupted, queued, done, cached that one of them is in. */
+export function subgraphStatus(runs: Record<string, NodeRun>, id: string): NodeStatus | undefined {
+  const prefix = `${id}:`;
+  const found = new Set<NodeStatus>();
+  for (const [node, run] of Object.entries(runs)) if (node.startsWith(prefix)) found.add(run.status);
+  return STATUS_ORDER.find((status) => found.has(status));
+}
