@@ -116,7 +116,7 @@ def load_scoring_model(
 ) -> Scorer:
     """Load an image–text scoring model for Zero-Shot Classify and CLIP Score.
 
-    bundled/clip-graphflow-mini is graphflow's own small CLIP-like model (64×64 images,
+    bundled/clip-graphflow-mini is graphflow's own small CLIP-like model (32×32 images,
     trained on tinted Fashion-MNIST, clip art and emoji; best on such pictures: it knows
     clothes, shoes, bags and colours well, everyday photos poorly). A real CLIP works too:
     save a transformers CLIPModel folder (e.g. openai/clip-vit-base-patch32 with its
@@ -194,14 +194,15 @@ def clip_score(
     prompt: String(multiline=True) = "a photo of a red sneaker",
     keep: Int(1, 64) = 1,
     ctx: NodeContext = None,
-) -> Outputs(ranked=Image, best=Image, report=String, scores=String):
+) -> Outputs(ranked=Image, best=Image, report=String, scores=String, labels=String):
     """Score how well each image matches the prompt, and sort the batch by that score.
 
     The score is CLIPScore (Hessel et al. 2021): 100 × the cosine similarity of image and
     prompt embeddings, floored at 0. Feed it a batch of samples of one prompt (e.g. a few
     seeds of graphflow-tiny): ranked is the whole batch best first, best the first keep
     images; report lists rank, batch index and score; scores is a JSON list of the scores
-    in the original batch order.
+    in the original batch order; labels has one line per ranked image ('image 3: 74.9'),
+    for Image Grid's cell_labels.
     """
     if not prompt.strip():
         raise ValueError("prompt: write the text to score the images against")
@@ -216,6 +217,7 @@ def clip_score(
         "best": ranked[: min(keep, len(ranked))],
         "report": report,
         "scores": json.dumps([round(float(s), 3) for s in scores]),
+        "labels": "\n".join(f"image {int(i)}: {float(scores[i]):.1f}" for i in order),
     }
 
 
