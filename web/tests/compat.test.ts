@@ -28,14 +28,14 @@ describe("canConnect follows the server's one rule", () => {
 });
 
 describe("portTypes", () => {
-  it("finds the types of an output and an input by node type and port name", () => {
-    expect(portTypes(catalog, "core.int", "int", "core.add", "a")).toEqual({
+  it("finds the types of an output and an input by node spec and port name", () => {
+    expect(portTypes(catalog.nodes["core.int"], "int", catalog.nodes["core.add"], "a")).toEqual({
       outputType: "INT",
       inputType: "FLOAT",
     });
   });
   it("leaves unknown ports undefined", () => {
-    expect(portTypes(catalog, "core.int", "nope", "unknown.node", "a")).toEqual({
+    expect(portTypes(catalog.nodes["core.int"], "nope", undefined, "a")).toEqual({
       outputType: undefined,
       inputType: undefined,
     });

@@ -204,6 +204,27 @@ describe("queueing", () => {
     expect(body.workflow.editor?.randomize).toEqual({ sampler: ["seed"] });
   });
 
+  it("randomises marked seeds of the workflow and its subgraphs while a subgraph is open", async () => {
+    state().addNode("diffusion.sampler", { x: 0, y: 0 });
+    state().setRandomize("sampler", "seed", true);
+    select("sampler");
+    const subgraph = state().collapseSelected() ?? "";
+    state().addNode("diffusion.sampler", { x: 0, y: 0 }); // "sampler" again, outside
+    state().setRandomize("sampler", "seed", true);
+    state().openSubgraph(subgraph);
+    fetchMock.mockResolvedValueOnce(answer(200, { job_id: "abc", position: 0 }));
+    expect(await state().queueWorkflow()).toBe("abc");
+    const request = fetchMock.mock.calls[0]?.[0] as Request;
+    const sent = ((await request.json()) as { workflow: WorkflowDocument }).workflow;
+    const inner = sent.subgraphs?.subgraph?.nodes.sampler?.inputs?.seed;
+    const outer = sent.nodes.sampler?.inputs?.seed;
+    expect(inner).not.toBe(0);
+    expect(outer).not.toBe(0);
+    expect(state().nodes.find((n) => n.id === "sampler")?.data.values.seed).toBe(inner);
+    state().closeSubgraph(0);
+    expect(state().nodes.find((n) => n.id === "sampler")?.data.values.seed).toBe(outer);
+  });
+
   it("shows a refused workflow's problems on the nodes, not as raw JSON", async () => {
     fetchMock.mockResolvedValueOnce(
       answer(400, {

@@ -13,6 +13,7 @@ import { portName, type GraphNode } from "../graph/model";
 import { SUBGRAPH_TYPE, nodeSpecOf } from "../graph/subgraphs";
 import { openWorkflowFile } from "../lib/openWorkflow";
 import { useEditor } from "../store";
+import { runPrefix, subgraphStatus } from "../store/runSlice";
 import { Breadcrumb } from "./Breadcrumb";
 import { NodeView } from "./NodeView";
 import { TypeLegend } from "./TypeLegend";
@@ -33,9 +34,14 @@ const STATE_COLORS: Record<string, string> = {
 /** The minimap, with each node in the colour of its run state. */
 function StatusMiniMap() {
   const runs = useEditor((state) => state.nodeRuns);
+  const prefix = useEditor((state) => runPrefix(state.openPath));
   const color = useCallback(
-    (node: GraphNode): string => STATE_COLORS[runs[node.id]?.status ?? "idle"] ?? "#4a5060",
-    [runs],
+    (node: GraphNode): string => {
+      const id = prefix + node.id;
+      const status = runs[id]?.status ?? (node.data.nodeType === SUBGRAPH_TYPE ? subgraphStatus(runs, id) : undefined);
+      return STATE_COLORS[status ?? "idle"] ?? "#4a5060";
+    },
+    [runs, prefix],
   );
   return <MiniMap<GraphNode> pannable zoomable nodeColor={color} nodeStrokeWidth={3} />;
 }

@@ -148,8 +148,14 @@ export const NodeView = memo(function NodeView({ id, data, selected }: NodeProps
       </header>
       {help && (
         <div className="gf-node-help nowheel" data-testid={`help-${id}`}>
-          <code>{data.nodeType}</code> {spec?.version} · {spec?.plugin}
-          <p>{spec?.description ?? "This node type is not installed on the server."}</p>
+          {isSubgraph || pseudo ? (
+            <code>subgraph {data.subgraph}</code>
+          ) : (
+            <>
+              <code>{data.nodeType}</code> {spec?.version} · {spec?.plugin}
+            </>
+          )}
+          <p>{spec?.description ?? (isSubgraph ? "" : "This node type is not installed on the server.")}</p>
         </div>
       )}
       {!spec && isSubgraph && <SubgraphNote nodeId={id} file={data.file} subgraph={data.subgraph} />}

@@ -1,5 +1,5 @@
 // Port-type compatibility: the same single rule as graphflow/types.py TypeRegistry.can_connect.
-import { ANY_TYPE, type Catalog, type PortTypeInfo } from "../api/catalog";
+import { ANY_TYPE, type NodeSpec, type PortTypeInfo } from "../api/catalog";
 
 /** True when an output of `outputType` may feed an input of `inputType`. */
 export function canConnect(
@@ -17,16 +17,14 @@ export interface PortTypes {
   inputType?: string;
 }
 
-/** The types of an output port and an input port, looked up by node type and port name. */
+/** The types of an output port and an input port, looked up by node spec and port name (a
+ * subgraph node's spec comes from graph/subgraphs.ts nodeSpecOf). */
 export function portTypes(
-  catalog: Catalog,
-  sourceNodeType: string | undefined,
+  source: NodeSpec | undefined,
   outputName: string | null | undefined,
-  targetNodeType: string | undefined,
+  target: NodeSpec | undefined,
   inputName: string | null | undefined,
 ): PortTypes {
-  const source = sourceNodeType ? catalog.nodes[sourceNodeType] : undefined;
-  const target = targetNodeType ? catalog.nodes[targetNodeType] : undefined;
   return {
     outputType: source?.outputs.find((o) => o.name === outputName)?.type,
     inputType: target?.inputs.find((i) => i.name === inputName)?.type,

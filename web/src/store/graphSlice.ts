@@ -10,7 +10,7 @@ import {
 } from "@xyflow/react";
 import type { StateCreator } from "zustand";
 import type { Catalog } from "../api/catalog";
-import { canConnect } from "../graph/compat";
+import { canConnect, portTypes } from "../graph/compat";
 import {
   asWorkflowDocument,
   documentToGraph,
@@ -63,8 +63,6 @@ export interface GraphSlice {
   setRandomize(nodeId: string, input: string, on: boolean): void;
   /** Renames a node on the canvas (an empty title goes back to the type's name). */
   setTitle(nodeId: string, title: string): void;
-  /** Sets values without an undo step (seeds randomised for a run). */
-  setValuesQuietly(updates: { nodeId: string; input: string; value: unknown }[]): void;
   deleteSelected(): void;
   /** Remembers the state before a change the canvas makes itself (a drag). */
   checkpoint(): void;
@@ -84,7 +82,10 @@ export const createGraphSlice: StateCreator<EditorState, [], [], GraphSlice> = (
   const remember = () => set({ undoStacks: record(get().undoStacks, snapshot()), lastEdit: null });
   // An undo or redo may step into or out of a subgraph: the view then moves with it.
   const show = (shown: ReturnType<typeof snapshot>, undoStacks: UndoStacks) => {
-    const moved = shown.openPath !== get().openPath;
+    const current = get().openPath;
+    const moved =
+      shown.openPath.length !== current.length ||
+      shown.openPath.some((frame, index) => frame.nodeId !== current[index]?.nodeId);
     set({
       ...shown,
       undoStacks,
@@ -160,10 +161,12 @@ export const createGraphSlice: StateCreator<EditorState, [], [], GraphSlice> = (
       if (!catalog || connection.source === connection.target) return false;
       const specOf = (id: string) =>
         nodeSpecOf(catalog, subgraphs, nodes.find((node) => node.id === id)?.data);
-      const outputName = portName(connection.sourceHandle);
-      const inputName = portName(connection.targetHandle);
-      const outputType = specOf(connection.source)?.outputs.find((o) => o.name === outputName)?.type;
-      const inputType = specOf(connection.target)?.inputs.find((i) => i.name === inputName)?.type;
+      const { outputType, inputType } = portTypes(
+        specOf(connection.source),
+        portName(connection.sourceHandle),
+        specOf(connection.target),
+        portName(connection.targetHandle),
+      );
       if (!outputType || !inputType) return false;
       return canConnect(catalog.types, outputType, inputType);
     },
@@ -239,19 +242,6 @@ export const createGraphSlice: StateCreator<EditorState, [], [], GraphSlice> = (
           if (title.trim()) data.title = title.trim();
           else delete data.title;
           return { ...node, data };
-        }),
-      });
-    },
-
-    setValuesQuietly: (updates) => {
-      if (updates.length === 0) return;
-      set({
-        nodes: get().nodes.map((node) => {
-          const mine = updates.filter((update) => update.nodeId === node.id);
-          if (mine.length === 0) return node;
-          const values = { ...node.data.values };
-          for (const update of mine) values[update.input] = update.value;
-          return { ...node, data: { ...node.data, values } };
         }),
       });
     },

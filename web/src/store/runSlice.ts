@@ -3,8 +3,7 @@ import type { StateCreator } from "zustand";
 import { ApiError, getJob, queuePrompt, type GraphError } from "../api/client";
 import type { NodeUi, PreviewFrame, ServerEvent } from "../api/events";
 import { locateProblems, withoutProblemsOf, type NodeProblems } from "../graph/problems";
-import { nodeSpecOf } from "../graph/subgraphs";
-import { randomSeed } from "../graph/values";
+import { randomizedNodes, randomizedSubgraphs } from "../graph/seeds";
 import type { EditorState } from "./index";
 
 export type NodeStatus = "queued" | "running" | "cached" | "done" | "failed" | "interrupted";
@@ -210,17 +209,19 @@ export const createRunSlice: StateCreator<EditorState, [], [], RunSlice> = (set,
     dismiss: (id) => set({ notices: get().notices.filter((notice) => notice.id !== id) }),
 
     queueWorkflow: async () => {
-      const { catalog, nodes, subgraphs } = get();
+      const { catalog, nodes, subgraphs, openPath } = get();
       if (!catalog) return null;
-      const seeds: { nodeId: string; input: string; value: unknown }[] = [];
-      for (const node of nodes) {
-        const spec = nodeSpecOf(catalog, subgraphs, node.data);
-        for (const [input, on] of Object.entries(node.data.randomize)) {
-          const inputSpec = spec?.inputs.find((item) => item.name === input);
-          if (on && inputSpec) seeds.push({ nodeId: node.id, input, value: randomSeed(inputSpec) });
-        }
-      }
-      get().setValuesQuietly(seeds);
+      // Fresh seeds everywhere in the document, without an undo step.
+      const open = new Set(openPath.map((frame) => frame.subgraphId));
+      const frames = openPath.map((frame) => {
+        const parentNodes = randomizedNodes(frame.parent.nodes, catalog, subgraphs);
+        return parentNodes === frame.parent.nodes ? frame : { ...frame, parent: { ...frame.parent, nodes: parentNodes } };
+      });
+      set({
+        nodes: randomizedNodes(nodes, catalog, subgraphs),
+        subgraphs: randomizedSubgraphs(subgraphs, catalog, open),
+        ...(frames.some((frame, index) => frame !== openPath[index]) ? { openPath: frames } : {}),
+      });
       try {
         const accepted = await queuePrompt(get().currentDocument(), get().clientId);
         set({ validationErrors: [], problems: {}, generalProblems: [] });
