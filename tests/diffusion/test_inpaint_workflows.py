@@ -7,8 +7,12 @@ arithmetic on them after the last step). The VAE decoder is not local (GroupNorm
 and mid-block attention reach every pixel), so the *decoded* pixels outside the mask drift
 from the input: that is why both workflows paste the decoded image onto the input through
 the mask (Composite Images (Masked): m·decoded + (1 − m)·input). Where that mask is 0 the
-output is the input itself (1e-6 again), and everywhere it lies between the two. "Changed"
-is a mean change of 0.05 (13/255) over the repainted pixels, against a measured 0.2-0.3.
+output is the input itself (1e-6 again), and everywhere it lies between the two.
+
+"Changed": the mean change over the repainted pixels must be 6× the VAE's own round-trip
+error (mean |decode(encode(x)) − x| = 0.005 on the workflow's picture), i.e. > 0.03; measured
+0.064 for the dress's repainted lower half. The outpainted rows must be far from the grey
+they start as (measured mean |x − 0.5| = 0.40, std 0.17; required 0.2 and 0.05).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from graphflow.workflow import Workflow
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
 EXACT = 1e-6
-CHANGED = 0.05
+CHANGED = 0.03  # 6× the VAE round trip's mean error
 
 
 @pytest.fixture
@@ -101,4 +105,4 @@ def test_outpaint_workflow_keeps_the_crop_and_fills_the_padded_canvas(on_cpu):
     assert_latents_kept(encoded, out["outpaint_sampler.latent"], encoded.noise_mask)
     assert_pasted_back(pasted, padded, out["decode.image"], pad_mask)
     filled = pasted[0, 16:]
-    assert (filled - 0.5).abs().mean() > CHANGED and filled.std() > CHANGED
+    assert (filled - 0.5).abs().mean() > 0.2 and filled.std() > 0.05
