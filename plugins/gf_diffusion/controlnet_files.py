@@ -27,8 +27,10 @@ from graphflow.runtime.models import ModelFileError, load_state_dict
 
 from . import detect
 from .component_files import ComponentFolders, cached_label, check_component_file, folder_config
+from .embedded import embedded_controlnets
 
 CONTROLNETS = ComponentFolders("controlnet")
+CONTROLNETS.catalogs[0].bundle(embedded_controlnets)
 PREFIX = "control_model."
 ADAPTER_CLASSES = ("T2IAdapter", "MultiAdapter")
 # The released SDXL ControlNets' size embedding: 6 size ids × 256 + the 1280 pooled width.

@@ -18,6 +18,10 @@ from graphflow.runtime.models import ModelFileError
 
 EMBEDDED_ROOT = Path(__file__).resolve().parent / "embedded"
 EMBEDDED_CHECKPOINTS = {"graphflow-tiny": EMBEDDED_ROOT / "graphflow-tiny"}
+# graphflow-tiny's Canny-edge ControlNet (scripts/train_controlnet_tiny.py), a diffusers folder.
+EMBEDDED_CONTROLNETS = {
+    "graphflow-tiny-controlnet-canny": EMBEDDED_ROOT / "graphflow-tiny-controlnet-canny"
+}
 
 # What the model was tuned for (see its model card); the shipped workflow uses these.
 TINY_IMAGE_SIZE = 32
@@ -35,6 +39,16 @@ def embedded_checkpoints() -> dict[str, Path]:
         name: folder
         for name, folder in EMBEDDED_CHECKPOINTS.items()
         if (folder / "model_index.json").is_file()
+    }
+
+
+def embedded_controlnets() -> dict[str, Path]:
+    """The embedded ControlNets present in this installation: name → folder (offered by
+    Load ControlNet after models/controlnet's own)."""
+    return {
+        name: folder
+        for name, folder in EMBEDDED_CONTROLNETS.items()
+        if (folder / "config.json").is_file()
     }
 
 
