@@ -223,6 +223,11 @@ class Workflow(BaseModel):
     def file_root(self, folder: str | Path | None) -> None:
         self._file_root = None if folder is None else Path(folder).resolve()
 
+    def confine_files(self, folder: str | Path) -> None:
+        """Resolve subgraph ``file`` references in ``folder`` and refuse any outside it."""
+        self.base_dir = folder
+        self.file_root = folder
+
     def __eq__(self, other: object) -> bool:
         """Documents are equal when their content is (wherever they were read from)."""
         if not isinstance(other, Workflow):

@@ -82,8 +82,7 @@ def import_workflow(
     if len(workflow.nodes) > max_nodes:
         raise ApiError(413, "workflow_too_large", f"at most {max_nodes} nodes")
     if workflows is not None:
-        workflow.base_dir = workflows
-        workflow.file_root = workflows
+        workflow.confine_files(workflows)
     try:
         _, problems = validate(workflow, registry)
     except RecursionError:

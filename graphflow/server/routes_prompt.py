@@ -63,8 +63,7 @@ def read_document(
     try:
         workflow, label = import_document(document, registry)
         if workflows is not None:
-            workflow.base_dir = workflows
-            workflow.file_root = workflows
+            workflow.confine_files(workflows)
         return workflow, label
     except ValidationFailed as failed:
         raise _validation_error(failed.errors) from None
