@@ -68,22 +68,12 @@ def load_tiny():
 
 
 def encode_captions(tokenizer, captions: list[str]) -> torch.Tensor:
-    """MiniLM's last hidden state of each caption, as ``diffusion.encode_text`` computes it."""
+    """MiniLM's last hidden state of each caption, as ``diffusion.encode_text`` computes it
+    (train_tiny.py's encoder, so the ControlNet sees the UNet's training embeddings)."""
     from transformers import BertModel
 
     encoder = BertModel.from_pretrained(train_tiny.minilm_path()).eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(captions), 256):
-            ids = tokenizer(
-                captions[start : start + 256],
-                padding="max_length",
-                max_length=tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids
-            out.append(encoder(ids, attention_mask=None)[0])
-    return torch.cat(out)
+    return train_tiny.encode_captions(tokenizer, encoder, captions)
 
 
 def stage_prepare(work: Path) -> None:

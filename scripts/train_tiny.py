@@ -102,6 +102,24 @@ def load_checkpoint(path: Path) -> dict | None:
 # --- text ---------------------------------------------------------------------------------
 
 
+def encode_captions(tokenizer, encoder, captions: list[str]) -> torch.Tensor:
+    """MiniLM's last hidden state of each caption (padded to the tokenizer's length), in
+    batches of 256: the same call as ``diffusion.encode_text``. BertModel's config has no
+    use_attention_mask, so the node passes attention_mask=None (pads attended)."""
+    embeds = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(captions), 256), desc="encode captions"):
+            ids = tokenizer(
+                captions[start : start + 256],
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
+            embeds.append(encoder(ids, attention_mask=None)[0])
+    return torch.cat(embeds)
+
+
 def stage_text(work: Path) -> None:
     """Save the short tokenizer and the MiniLM embedding of every caption."""
     from transformers import AutoTokenizer, BertModel
@@ -115,21 +133,7 @@ def stage_text(work: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(work / "tokenizer")  # as the loader will see it
     encoder = BertModel.from_pretrained(minilm_path()).eval()
     captions, by_key = tiny_data.caption_table()
-    embeds = []
-    with torch.no_grad():
-        for start in tqdm(range(0, len(captions), 256), desc="encode captions"):
-            batch = captions[start : start + 256]
-            ids = tokenizer(
-                batch,
-                padding="max_length",
-                max_length=tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids
-            # The same call as diffusion.encode_text: BertModel's config has no
-            # use_attention_mask, so the node passes attention_mask=None (pads attended).
-            embeds.append(encoder(ids, attention_mask=None)[0])
-    embeds = torch.cat(embeds)
+    embeds = encode_captions(tokenizer, encoder, captions)
     longest = max(len(tokenizer(c)["input_ids"]) for c in captions)
     print(f"text: {len(captions)} captions, longest {longest} tokens, embeds {tuple(embeds.shape)}")
     if longest > MAX_TOKENS:
