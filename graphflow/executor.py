@@ -253,6 +253,14 @@ def _document_to_embed(validated: ValidatedGraph) -> Workflow:
     return document
 
 
+def _emit(observers: list[Observer], event: Event) -> None:
+    for observer in observers:
+        try:
+            observer(event)
+        except Exception:  # an observer's bug must not break the run
+            log.exception("event observer %r failed on %s", observer, event.type)
+
+
 class _Run:
     """The state of one run (kept apart so the executor itself stays reusable)."""
 
@@ -275,6 +283,9 @@ class _Run:
         self.target_set = frozenset(targets)
         self.run_id = run_id
         self.observers = observers
+        # Not a bound method: the services would then hold the run and the run them, a
+        # reference cycle keeping every output of the run alive until a full collection.
+        self.emit = functools.partial(_emit, observers)
         self.literals, self.links = planned_inputs(validated, plan)
         self.services = RunServices(
             run_id,
@@ -294,13 +305,6 @@ class _Run:
         self.started: set[str] = set()
         self.signatures = SignaturePlan({}, set())
         self.rebuild: dict[str, float] = {}  # seconds to recompute a node after a restart
-
-    def emit(self, event: Event) -> None:
-        for observer in self.observers:
-            try:
-                observer(event)
-            except Exception:  # an observer's bug must not break the run
-                log.exception("event observer %r failed on %s", observer, event.type)
 
     def execute(self) -> RunResult:
         started = time.perf_counter()

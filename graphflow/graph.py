@@ -156,6 +156,33 @@ def _run_node_check(node_id: str, spec: NodeSpec, literals: dict[str, Any]) -> l
     return errors
 
 
+def topological_order(graph: nx.DiGraph) -> list[str] | None:
+    """The nodes in dependency order (None when links form a cycle).
+
+    Kahn's method, one generation of ready nodes at a time, each generation in the graph's
+    node order: the same order as ``networkx.topological_sort``. It reads the adjacency
+    dicts directly; networkx's sort goes through ``graph.in_degree``, a view cached on the
+    graph that points back at it, which made every validated graph a reference cycle that
+    only a full garbage collection frees (about 100 ms with a 10,000-node graph in memory).
+    """
+    successors, predecessors = graph.succ, graph.pred
+    waiting = {node: len(sources) for node, sources in predecessors.items() if sources}
+    ready = [node for node, sources in predecessors.items() if not sources]
+    order: list[str] = []
+    while ready:
+        order.extend(ready)
+        generation, ready = ready, []
+        for node in generation:
+            for child in successors[node]:
+                left = waiting[child] - 1
+                if left:
+                    waiting[child] = left
+                else:
+                    del waiting[child]
+                    ready.append(child)
+    return None if waiting else order
+
+
 def _cycle_errors(graph: nx.DiGraph) -> list[GraphError]:
     errors = []
     for component in nx.strongly_connected_components(graph):
@@ -302,10 +329,9 @@ def _validate(
         if spec.check_function is not None and not check_blocked:
             errors.extend(_run_node_check(node_id, spec, literals))
 
-    order: list[str] = []
-    try:  # one pass: the sort itself finds a cycle
-        order = list(nx.topological_sort(graph))
-    except nx.NetworkXUnfeasible:
+    order = topological_order(graph)
+    if order is None:  # one pass: the sort itself finds a cycle
+        order = []
         errors.extend(_cycle_errors(graph))
 
     output_nodes = [n for n in nodes if n in specs and specs[n].output_node]
