@@ -47,8 +47,11 @@ class JobQueue(abc.ABC):
     """
 
     @abc.abstractmethod
-    def put(self, job: Job) -> int:
-        """Store a new pending job (durably); returns its position among pending jobs."""
+    def put(self, job: Job, workflow_text: str | None = None) -> int:
+        """Store a new pending job (durably); returns its position among pending jobs.
+
+        ``workflow_text`` is the JSON text of ``job.workflow`` when the caller has it (the
+        posted body's), so it need not be encoded again."""
 
     @abc.abstractmethod
     def claim_next(self) -> Job | None:
@@ -62,6 +65,14 @@ class JobQueue(abc.ABC):
     @abc.abstractmethod
     def workflow(self, job_id: str) -> dict:
         """The workflow document of a job; raises :class:`JobNotFound`."""
+
+    def workflow_text(self, job_id: str) -> str:
+        """The workflow of a job as JSON text (stored queues return what they store)."""
+        return to_json(self.workflow(job_id))
+
+    def summary(self, job_id: str) -> Job:
+        """One job; its workflow may be left out (``{}``)."""
+        return self.get(job_id)
 
     @abc.abstractmethod
     def finish(self, job_id: str, outcome: JobOutcome) -> Job:

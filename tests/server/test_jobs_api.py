@@ -326,3 +326,19 @@ async def test_a_large_malformed_body_is_400(api):
     )
     assert response.status == 400
     assert (await response.json())["error"]["code"] == "invalid_json"
+
+
+async def test_the_posted_workflow_text_is_stored_and_returned_as_it_was_sent(api):
+    document = chain(2, start=1.5)
+    document["nodes"]["n0"]["title"] = "caf\u00e9 \u2603"
+    posted = json.dumps({"client_id": "c1", "workflow": document}, indent=2, ensure_ascii=False)
+    response = await api.client.post(
+        "/api/prompt", data=posted.encode(), headers={"Content-Type": "application/json"}
+    )
+    job_id = (await response.json())["job_id"]
+    record = await api.wait_finished(job_id)
+    assert record["status"] == "done"
+    assert record["workflow"] == document
+    member = json.dumps(document, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+    assert member in posted
+    assert api.state.queue.workflow_text(job_id) == member  # stored without re-encoding

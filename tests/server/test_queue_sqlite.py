@@ -158,3 +158,59 @@ def test_active_counts_are_pending_and_running(queue):
     add(queue, "b")
     queue.claim_next()
     assert queue.active_counts() == {"pending": 1, "running": 1}
+
+
+SCHEMA_1 = """
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, status TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0, client_id TEXT, workflow TEXT NOT NULL, outputs TEXT,
+    node_count INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, started_at REAL,
+    finished_at REAL, result TEXT, error TEXT
+);
+CREATE INDEX jobs_run_order ON jobs (status, priority DESC, seq);
+INSERT INTO jobs (id, status, workflow, created_at, finished_at, result)
+    VALUES ('old', 'done', '{"format":"graphflow/1","nodes":{"x":{"type":"t"}}}', 1.0, 2.0,
+            '{"executed":1}');
+INSERT INTO jobs (id, status, workflow, created_at) VALUES ('waiting', 'pending', '{}', 3.0);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_schema_1_database_is_migrated_with_its_jobs_and_workflows(tmp_path):
+    path = tmp_path / "jobs.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_1)
+    db.close()
+    queue = SQLiteJobQueue(path)
+    old = queue.get("old")
+    assert old.status is JobStatus.DONE and old.result == {"executed": 1}
+    assert old.workflow == {"format": "graphflow/1", "nodes": {"x": {"type": "t"}}}
+    assert queue.claim_next().id == "waiting"
+    columns = [row[1] for row in queue._db.execute("PRAGMA table_info(jobs)")]
+    assert "workflow" not in columns
+    assert queue._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    queue.close()
+    again = SQLiteJobQueue(path)  # opening a migrated file changes nothing
+    assert again.workflow("old") == old.workflow
+    again.close()
+
+
+def test_status_changes_leave_the_workflow_row_alone(queue):
+    """Workflows have their own table: claiming and finishing a job update its small row
+    only (SQLite rewrites a whole row on any change, megabytes with the document in it)."""
+    queue.put(Job(id="a", workflow=WORKFLOW), '{"format": "graphflow/1",  "nodes": {}}')
+    before = queue._db.execute("SELECT job_seq, document FROM workflows").fetchall()
+    queue.claim_next()
+    queue.finish("a", JobOutcome(status=JobStatus.DONE))
+    assert queue._db.execute("SELECT job_seq, document FROM workflows").fetchall() == before
+    assert queue.workflow_text("a") == '{"format": "graphflow/1",  "nodes": {}}'  # as given
+
+
+def test_forgetting_a_job_drops_its_workflow(queue):
+    add(queue, "a")
+    queue.claim_next()
+    queue.finish("a", JobOutcome(status=JobStatus.DONE))
+    queue.delete("a")
+    assert queue._db.execute("SELECT COUNT(*) FROM workflows").fetchone()[0] == 0
+    with pytest.raises(JobNotFound):
+        queue.workflow_text("a")

@@ -91,14 +91,14 @@ async def test_a_pending_job_that_no_longer_validates_fails_with_its_errors(make
 
 async def test_a_job_whose_stored_workflow_is_unreadable_fails_alone(make_api, data_dir):
     queue = SQLiteJobQueue(data_dir / "graphflow.db")
-    queue.put(Job(id="garbled", workflow={}))
+    queue.put(Job(id="garbled", workflow={}), "{not json")
     queue.put(Job(id="fine", workflow=chain(2)))
-    queue._db.execute("UPDATE jobs SET workflow = '{not json' WHERE id = 'garbled'")
     queue.close()
     api = await make_api()
     garbled = await api.wait_finished("garbled")
     assert garbled["status"] == "failed"
     assert garbled["error"]["code"] == "invalid_document"
+    assert garbled["workflow"] == {"unreadable": "{not json"}  # still a JSON answer
     assert (await api.wait_finished("fine"))["status"] == "done"
 
 
