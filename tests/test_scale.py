@@ -77,3 +77,18 @@ def test_validating_and_running_leave_no_reference_cycles(pack):
     finally:
         gc.enable()
     assert found == 0
+
+
+def test_the_server_collector_setup_freezes_what_is_loaded_and_sets_thresholds():
+    import gc
+
+    from graphflow.gcpause import SERVER_THRESHOLDS, tune_for_server
+
+    before = gc.get_threshold()
+    try:
+        tune_for_server()
+        assert gc.get_threshold() == SERVER_THRESHOLDS
+        assert gc.get_freeze_count() > 1000  # modules, classes, the registry...
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from ..errors import GraphflowError
 from ..executor import Executor
+from ..gcpause import SERVER_THRESHOLDS, tune_for_server
 from ..jobs import JobRunner
 from ..plugins import PluginProblem, load_plugins
 from ..registry import Registry
@@ -237,7 +239,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def serve(config: ServerConfig) -> None:
     """Run the server until Ctrl+C (raises :class:`ConfigError` for bad settings)."""
+    thresholds = _gc_thresholds()
     app = create_app(config)
+    tune_for_server(thresholds)
     shown = f"[{config.host}]" if ":" in config.host else config.host
     print(f"graphflow serving on http://{shown}:{config.port} (data: {config.folder})", flush=True)
     try:
@@ -246,6 +250,22 @@ def serve(config: ServerConfig) -> None:
         raise ConfigError(
             f"cannot listen on {config.host}:{config.port}: {error.strerror or error}"
         ) from None
+
+
+def _gc_thresholds() -> tuple[int, int, int]:
+    """``$GRAPHFLOW_GC_THRESHOLDS`` (e.g. ``700,10,10``, CPython's own) or the server's."""
+    text = os.environ.get("GRAPHFLOW_GC_THRESHOLDS", "").strip()
+    if not text:
+        return SERVER_THRESHOLDS
+    try:
+        first, second, third = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"GRAPHFLOW_GC_THRESHOLDS must be three integers such as 700,10,10, got {text!r}"
+        ) from None
+    if min(first, second, third) < 0:
+        raise ConfigError(f"GRAPHFLOW_GC_THRESHOLDS must not be negative, got {text!r}")
+    return first, second, third
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

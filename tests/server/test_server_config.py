@@ -164,3 +164,18 @@ async def test_two_servers_in_one_process_list_the_files_of_their_own_models_fol
         other = "right" if name == "left" else "left"
         assert f"{name}.safetensors" in checkpoint["choices"]
         assert f"{other}.safetensors" not in checkpoint["choices"]
+
+
+def test_gc_thresholds_come_from_the_environment_or_the_servers_default(monkeypatch):
+    from graphflow.gcpause import SERVER_THRESHOLDS
+    from graphflow.server.app import _gc_thresholds
+    from graphflow.server.config import ConfigError
+
+    monkeypatch.delenv("GRAPHFLOW_GC_THRESHOLDS", raising=False)
+    assert _gc_thresholds() == SERVER_THRESHOLDS
+    monkeypatch.setenv("GRAPHFLOW_GC_THRESHOLDS", " 700,10,10 ")
+    assert _gc_thresholds() == (700, 10, 10)
+    for bad in ("abc", "1,2", "1,2,-3"):
+        monkeypatch.setenv("GRAPHFLOW_GC_THRESHOLDS", bad)
+        with pytest.raises(ConfigError, match="GRAPHFLOW_GC_THRESHOLDS"):
+            _gc_thresholds()
