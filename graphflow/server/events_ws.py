@@ -45,7 +45,7 @@ from aiohttp import WSMsgType, web
 
 from ..events import Event
 from ..jobs import JobOutcome
-from .event_text import event_text
+from .event_text import event_texts
 from .queue_base import to_json
 from .routes_common import ApiError
 
@@ -123,12 +123,11 @@ def encode_message(message: dict) -> str:
 def job_event_texts(job_id: str, events: Sequence[Event]) -> list[str]:
     """Each event's websocket text (its :func:`event_message`, encoded); the frequent
     node events are written directly (graphflow.server.event_text)."""
-    job_json = encode_message(job_id)
-    texts = []
-    for event in events:
-        text = event_text(event, job_json)
-        texts.append(text if text is not None else encode_message(event_message(event, job_id)))
-    return texts
+    direct = event_texts(events, encode_message(job_id))
+    return [
+        text if text is not None else encode_message(event_message(event, job_id))
+        for text, event in zip(direct, events, strict=True)
+    ]
 
 
 def event_message(event: Event, job_id: str) -> dict:

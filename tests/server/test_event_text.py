@@ -37,3 +37,15 @@ def test_other_events_fall_back_to_the_generic_encoder(event):
     assert event_text(event, encode_message(JOB)) is None
     (text,) = job_event_texts(JOB, [event])
     assert text == encode_message(event_message(event, JOB))
+
+
+def test_a_batch_spanning_two_runs_writes_each_events_own_run_id():
+    events = [
+        NodeStarted("run-1", "n0", "core.add"),
+        NodeFinished("run-2", "n0", 0.5, None, None),
+        Progress("run-2", "n0", 1, 2),
+        NodeCached("run-1", "n1"),
+    ]
+    assert job_event_texts(JOB, events) == [
+        encode_message(event_message(event, JOB)) for event in events
+    ]
