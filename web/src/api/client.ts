@@ -155,6 +155,7 @@ export function socketUrl(clientId: string): string {
   const url = new URL("/ws", base);
   url.protocol = base.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("client_id", clientId);
+  url.searchParams.set("batch", "1"); // runs of job events as one message (events.ts)
   if (token) url.searchParams.set("token", token);
   return url.toString();
 }

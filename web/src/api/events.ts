@@ -26,6 +26,16 @@ export type ServerEvent =
     }
   | { type: "pong"; data: Record<string, never> };
 
+/** One text frame of the feed → its events. The editor asks for the batched feed
+ * (`/ws?batch=1`): consecutive events of a job come as one `events` message, so a
+ * 10,000-node run is a few dozen frames instead of 20,000. */
+export function unpackMessage(text: string): ServerEvent[] {
+  const message = JSON.parse(text) as ServerEvent | { type: "events"; data: { events?: unknown } };
+  if (message.type !== "events") return [message as ServerEvent];
+  const events = (message.data as { events?: unknown }).events;
+  return Array.isArray(events) ? (events as ServerEvent[]) : [];
+}
+
 export interface PreviewFrame {
   jobId: string;
   node: string;
@@ -86,11 +96,13 @@ export class EventFeed {
     };
     socket.onmessage = (message: MessageEvent<string | ArrayBuffer>) => {
       if (typeof message.data === "string") {
+        let events: ServerEvent[];
         try {
-          this.handlers.onEvent(JSON.parse(message.data) as ServerEvent);
+          events = unpackMessage(message.data);
         } catch {
-          // a malformed frame is dropped; the next status or job_done brings us back in step
+          return; // a malformed frame is dropped; the next status or job_done brings us back in step
         }
+        for (const event of events) this.handlers.onEvent(event);
       } else {
         const frame = parsePreviewFrame(message.data);
         if (frame) this.handlers.onPreview(frame);
