@@ -96,10 +96,11 @@ def _loads(text: str | None) -> Any:
         return {"unreadable": text[:1000]}
 
 
-def _row_to_job(row: sqlite3.Row, workflow: dict | None = None) -> Job:
+def _row_to_job(row: sqlite3.Row) -> Job:
+    """A job from a ``_SUMMARY_COLUMNS`` row (its workflow, in its own table, left out)."""
     return Job(
         id=row["id"],
-        workflow=workflow or {},
+        workflow={},
         status=JobStatus(row["status"]),
         priority=row["priority"],
         client_id=row["client_id"],
