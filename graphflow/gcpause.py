@@ -1,4 +1,5 @@
-"""Pausing Python's cyclic garbage collector around allocation-heavy, cycle-free passes.
+"""Pausing Python's cyclic garbage collector around allocation-heavy, cycle-free passes,
+and setting it up for a long-running server (:func:`tune_for_server`).
 
 Parsing and validating a 10,000-node workflow allocates hundreds of thousands of small
 objects; each allocation burst triggers full collections whose cost grows with the heap, so

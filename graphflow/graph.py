@@ -160,10 +160,10 @@ def topological_order(graph: nx.DiGraph) -> list[str] | None:
     """The nodes in dependency order (None when links form a cycle).
 
     Kahn's method, one generation of ready nodes at a time, each generation in the graph's
-    node order: the same order as ``networkx.topological_sort``. It reads the adjacency
-    dicts directly; networkx's sort goes through ``graph.in_degree``, a view cached on the
-    graph that points back at it, which made every validated graph a reference cycle that
-    only a full garbage collection frees (about 100 ms with a 10,000-node graph in memory).
+    node order: the same order as ``networkx.topological_sort``. It reads the graph's
+    ``succ`` and ``pred``; networkx's sort goes through ``graph.in_degree``, a view cached
+    on the graph that points back at it, which made every validated graph a reference cycle
+    that only a full garbage collection frees (~100 ms with a 10,000-node graph in memory).
     """
     successors, predecessors = graph.succ, graph.pred
     waiting = {node: len(sources) for node, sources in predecessors.items() if sources}
