@@ -92,3 +92,26 @@ def test_the_server_collector_setup_freezes_what_is_loaded_and_sets_thresholds()
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_our_topological_order_is_networkxs_and_finds_cycles():
+    import random
+
+    import networkx as nx
+
+    from graphflow.graph import topological_order
+
+    rng = random.Random(7)
+    graph = nx.DiGraph()
+    names = [f"n{i}" for i in range(300)]
+    rng.shuffle(names)  # node order is not the dependency order
+    graph.add_nodes_from(names)
+    for _ in range(900):
+        a, b = sorted(rng.sample(range(300), 2))
+        graph.add_edge(f"n{a}", f"n{b}")
+    assert topological_order(graph) == list(nx.topological_sort(graph))
+    graph.add_edge("n299", "n0")
+    if not nx.is_directed_acyclic_graph(graph):
+        assert topological_order(graph) is None
+    graph.add_edge("n5", "n5")
+    assert topological_order(graph) is None
