@@ -116,4 +116,14 @@ describe("collapsing the selection", () => {
     expect(current.subgraphs?.plus?.outputs[0]?.from).toEqual([id, "float"]);
     expect(current.subgraphs?.subgraph?.inputs.map((input) => input.name)).toEqual(["a", "b"]);
   });
+
+  it("refuses, saying which nodes are in the way, when the subgraph would feed itself", () => {
+    select("x", "show"); // x → plus → show: plus lies between
+    const before = state().currentDocument();
+    expect(state().collapseSelected()).toBeNull();
+    expect(state().currentDocument()).toEqual(before);
+    const notice = state().notices.at(-1);
+    expect(notice?.kind).toBe("error");
+    expect(notice?.text).toMatch(/plus lies between selected nodes/);
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseCatalog, type RawCatalog } from "../src/api/catalog";
-import { collapseSelection } from "../src/graph/collapse";
+import { collapseSelection, nodesBetweenSelected } from "../src/graph/collapse";
 import {
   asWorkflowDocument,
   documentToGraph,
@@ -160,6 +160,17 @@ describe("collapsing a selection into a subgraph", () => {
   it("does nothing without a selection", () => {
     const graph = documentToGraph(sums, catalog);
     expect(collapseSelection(graph.nodes, graph.edges, catalog, {})).toBeNull();
+  });
+
+  it("refuses a selection with unselected nodes between its nodes (the result would loop)", () => {
+    const graph = documentToGraph(sums, catalog);
+    // width → product → scaled: product lies between width and scaled
+    const nodes = graph.nodes.map((node) => ({ ...node, selected: ["width", "scaled"].includes(node.id) }));
+    expect(nodesBetweenSelected(nodes, graph.edges)).toEqual(["product"]);
+    expect(collapseSelection(nodes, graph.edges, catalog, {})).toBeNull();
+    const withIt = nodes.map((node) => ({ ...node, selected: node.selected || node.id === "product" }));
+    expect(nodesBetweenSelected(withIt, graph.edges)).toEqual([]);
+    expect(collapseSelection(withIt, graph.edges, catalog, {})).not.toBeNull();
   });
 });
 

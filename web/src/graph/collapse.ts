@@ -122,16 +122,47 @@ function boundaryOutputs(edges: GraphEdge[], at: Boundary, outer: GraphEdge[]) {
   return outputs;
 }
 
+/** The selected nodes that a collapse takes (the ends of an opened subgraph stay). */
+function collapsible(nodes: GraphNode[]): GraphNode[] {
+  return nodes.filter((node) => node.selected && !isPseudoNode(node.data));
+}
+
+/** Unselected nodes that lie on a path from one selected node to another (A → B → C with A
+ * and C selected gives B). Collapsing around them would link the new node to itself
+ * through them: a loop. */
+export function nodesBetweenSelected(nodes: GraphNode[], edges: GraphEdge[]): string[] {
+  const ids = new Set(collapsible(nodes).map((node) => node.id));
+  const reach = (from: "source" | "target", to: "source" | "target") => {
+    const found = new Set<string>();
+    const queue = [...ids];
+    while (queue.length > 0) {
+      const at = queue.pop() as string;
+      for (const edge of edges) {
+        const next = edge[to];
+        if (edge[from] === at && !ids.has(next) && !found.has(next)) {
+          found.add(next);
+          queue.push(next);
+        }
+      }
+    }
+    return found;
+  };
+  const downstream = reach("source", "target");
+  const upstream = reach("target", "source");
+  return nodes.map((node) => node.id).filter((id) => downstream.has(id) && upstream.has(id));
+}
+
 /** Collapses the selected nodes (less the ends of an opened subgraph) into a new subgraph;
- * null when nothing is selected. */
+ * null when nothing is selected, or when unselected nodes lie between selected ones
+ * (:func:`nodesBetweenSelected`: the result would be a loop). */
 export function collapseSelection(
   nodes: GraphNode[],
   edges: GraphEdge[],
   catalog: Catalog,
   subgraphs: Subgraphs,
 ): Collapsed | null {
-  const chosen = nodes.filter((node) => node.selected && !isPseudoNode(node.data));
-  if (chosen.length === 0) return null;
+  const chosen = collapsible(nodes);
+  if (chosen.length === 0 || nodesBetweenSelected(nodes, edges).length > 0) return null;
   const ids = new Set(chosen.map((node) => node.id));
   const byId = new Map(nodes.map((node) => [node.id, node]));
   const rest = nodes.filter((node) => !ids.has(node.id));

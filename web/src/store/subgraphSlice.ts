@@ -3,7 +3,7 @@
 // back together from the graph on screen and the graphs it was opened from.
 import type { StateCreator } from "zustand";
 import type { Catalog } from "../api/catalog";
-import { collapseSelection } from "../graph/collapse";
+import { collapseSelection, nodesBetweenSelected } from "../graph/collapse";
 import { graphToDocument, type Viewport, type WorkflowDocument } from "../graph/document";
 import { innerGraph, writeDefinition } from "../graph/innerGraph";
 import type { GraphEdge, GraphNode } from "../graph/model";
@@ -78,6 +78,16 @@ export const createSubgraphSlice: StateCreator<EditorState, [], [], SubgraphSlic
   collapseSelected: () => {
     const { nodes, edges, catalog, subgraphs, openPath } = get();
     if (!catalog) return null;
+    const between = nodesBetweenSelected(nodes, edges);
+    if (between.length > 0) {
+      const names = between.slice(0, 5).join(", ") + (between.length > 5 ? ", …" : "");
+      get().notify(
+        "error",
+        `Cannot collapse: ${names} ${between.length === 1 ? "lies" : "lie"} between selected ` +
+          "nodes, so the subgraph would feed itself. Select those too, or fewer nodes.",
+      );
+      return null;
+    }
     const collapsed = collapseSelection(nodes, edges, catalog, subgraphs);
     if (!collapsed) return null;
     get().checkpoint();
