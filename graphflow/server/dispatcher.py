@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections import deque
 from typing import Any
@@ -43,6 +44,7 @@ class Dispatcher:
         max_prepared: int = 32,
         preview_size: int = 512,
         flush_batch: int = 2000,
+        idle_collect_seconds: float | None = 1.0,
     ):
         self.queue = queue
         self.runner = runner
@@ -50,6 +52,11 @@ class Dispatcher:
         self.max_prepared = max_prepared
         self.preview_size = preview_size
         self.flush_batch = flush_batch
+        self.idle_collect_seconds = idle_collect_seconds
+        """A full garbage collection this long after the last job ended with none waiting
+        (None: never). The server runs the collector rarely (graphflow.gcpause); this frees
+        cyclic garbage plugin code may leave, e.g. tensors held by a cycle, between jobs."""
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.active: dict[str, str | None] = {}  # job id → client id, for running jobs
         self.recovered: list[str] = []
         # Validated graphs (and their documents) of freshly posted jobs, so the worker need
@@ -171,7 +178,27 @@ class Dispatcher:
         )
         if not self._stopping:
             self.pump()
+            self._collect_when_idle()
         self.hub.broadcast_status()
+
+    def _collect_when_idle(self) -> None:
+        """(Re)start the idle timer when nothing runs now (see ``idle_collect_seconds``)."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self.idle_collect_seconds is None or self.active:
+            return
+        self._idle_timer = asyncio.get_running_loop().call_later(
+            self.idle_collect_seconds, self._idle_collect
+        )
+
+    def _idle_collect(self) -> None:
+        self._idle_timer = None
+        if self._stopping:
+            return
+        if self.active:  # a job started meanwhile: collect after it instead
+            return
+        gc.collect()
 
     def accepted(self, job: Job, prepared: ValidatedGraph | None) -> None:
         """A job was stored: keep its validated graph (bounded) and run it when its turn comes."""
@@ -231,6 +258,9 @@ class Dispatcher:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop the runner; jobs it was running go back to pending for the next start."""
         self._stopping = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         await asyncio.get_running_loop().run_in_executor(None, self.runner.stop, timeout)
         while self._inbox:
             self._flush()
