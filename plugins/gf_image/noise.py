@@ -95,35 +95,55 @@ def shot_noise(
 
 
 def _supersampling(grain_size: float) -> int:
-    """Subpixels per pixel side, so that a grain spans at least ~2 cells in radius.
+    """Subpixels per pixel side: at least 2, and enough that a grain spans ~2 cells in radius.
 
     Grains smaller than a pixel must be resolved on a finer grid, or the area each pixel sees
-    covered (what makes grain look like grain) would not be right. Capped at 4 (16 cells per
-    pixel) to bound memory; the smallest grain size (0.25 px) is then 1 cell in radius.
+    covered (what makes grain look like grain) would not be right; bigger grains still need
+    2 cells a side, or a pixel on a grain's edge is all in or all out (jagged, aliased
+    grains). Capped at 4 (16 cells per pixel) to bound memory; the smallest grain size
+    (0.25 px) is then 1 cell in radius.
     """
-    return max(1, min(4, math.ceil(2.0 / grain_size)))
+    return max(2, min(4, math.ceil(2.0 / grain_size)))
 
 
-def _disc_offsets(radius: float) -> list[tuple[int, int]]:
-    """The (dy, dx) cells of a disc of the given radius in cells, centred on (0, 0)."""
+def _disc_rows(radius: float) -> list[tuple[int, int]]:
+    """A disc of the given radius in cells, centred on (0, 0), as (row offset dy, half
+    width w) pairs: the cells (dy, dx) with |dx| ≤ w."""
     reach = math.floor(radius)
-    span = range(-reach, reach + 1)
-    return [(dy, dx) for dy in span for dx in span if dy * dy + dx * dx <= radius * radius + 1e-6]
+    rows = []
+    for dy in range(-reach, reach + 1):
+        left = radius * radius + 1e-6 - dy * dy
+        rows.append((dy, math.floor(math.sqrt(left))))
+    return rows
 
 
-def _disc_sum(field: torch.Tensor, offsets: list[tuple[int, int]], reach: int) -> torch.Tensor:
+def _disc_sum(field: torch.Tensor, rows: list[tuple[int, int]], reach: int) -> torch.Tensor:
     """Sum of ``field`` over the disc around each cell; ``field`` is padded by ``reach``.
 
-    Shifted slices added up: on CPU several times faster than a one-channel conv2d for every
-    disc size used here, and exact for whole-number counts.
+    Small discs: the shifted field added once per cell of the disc (on CPU several times
+    faster than a one-channel conv2d, and exact for whole-number counts). Larger ones: each
+    row of the disc is a run of cells, summed as the difference of two prefix sums along
+    the width, so the work grows with the diameter instead of the area. Prefix sums are in
+    float64: sums of rates keep their precision and counts of grains stay exact.
     """
+    import torch
+
     height = field.shape[-2] - 2 * reach
     width = field.shape[-1] - 2 * reach
-    total = None
-    for dy, dx in offsets:
-        part = field[..., reach + dy : reach + dy + height, reach + dx : reach + dx + width]
-        total = part.clone() if total is None else total.add_(part)
-    return total
+    if sum(2 * half + 1 for _, half in rows) <= 4 * len(rows):
+        total = torch.zeros(height, width, dtype=field.dtype, device=field.device)
+        for dy, half in rows:
+            band = field[reach + dy : reach + dy + height]
+            for dx in range(-half, half + 1):
+                total += band[:, reach + dx : reach + dx + width]
+        return total
+    prefix = torch.nn.functional.pad(field.to(torch.float64).cumsum(-1), (1, 0))
+    total = torch.zeros(height, width, dtype=torch.float64, device=field.device)
+    for dy, half in rows:
+        band = prefix[reach + dy : reach + dy + height]
+        total += band[:, reach + half + 1 : reach + half + 1 + width]
+        total -= band[:, reach - half : reach - half + width]
+    return total.to(field.dtype)
 
 
 def _grain_residual(
@@ -143,26 +163,24 @@ def _grain_residual(
     import torch.nn.functional as F
 
     cells = _supersampling(grain_size)
-    offsets = _disc_offsets(grain_size * cells)
-    reach = max(abs(dx) for _, dx in offsets)
-    rate = -torch.log1p(-exposure.clamp(0.0, MAX_EXPOSURE)) / len(offsets)
-    if cells > 1:  # the exposure is constant over a pixel
-        height, width = rate.shape
-        rate = rate[:, None, :, None].expand(height, cells, width, cells)
-        rate = rate.reshape(height * cells, width * cells)
+    rows = _disc_rows(grain_size * cells)
+    reach = max(half for _, half in rows)
+    area = sum(2 * half + 1 for _, half in rows)  # cells per disc
+    rate = -torch.log1p(-exposure.clamp(0.0, MAX_EXPOSURE)) / area
+    height, width = rate.shape  # the exposure is constant over a pixel
+    rate = rate[:, None, :, None].expand(height, cells, width, cells)
+    rate = rate.reshape(height * cells, width * cells)
     # Grains centred just outside the image still cover its border: sample them too.
     rate = F.pad(rate[None, None], (reach, reach, reach, reach), mode="replicate")[0, 0]
     occupied = torch.rand(rate.shape, generator=generator).to(rate.device)
     occupied = (occupied < -torch.expm1(-rate)).to(torch.float32)
-    covered = (_disc_sum(occupied, offsets, reach) > 0.5).to(torch.float32)
-    expected = -torch.expm1(-_disc_sum(rate, offsets, reach))
+    covered = (_disc_sum(occupied, rows, reach) > 0.5).to(torch.float32)
+    expected = -torch.expm1(-_disc_sum(rate, rows, reach))
     residual = covered.sub_(expected)
-    if cells > 1:  # each pixel sees the covered fraction of its area
-        residual = F.avg_pool2d(residual[None, None], cells)[0, 0]
-    return residual
+    return F.avg_pool2d(residual[None, None], cells)[0, 0]  # the covered fraction of a pixel
 
 
-@node("image.film_grain", category="image/noise", display_name="Film Grain")
+@node("image.film_grain", version="1.1.0", category="image/noise", display_name="Film Grain")
 def film_grain(
     image: Image,
     grain_size: Float(0.25, 10.0, step=0.05) = 0.5,

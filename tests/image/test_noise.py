@@ -137,6 +137,32 @@ def test_grain_correlation_ends_at_the_grain_diameter(grain_size):
     assert abs(horizontal_correlation(grain, lag=2 * grain_size + 1)) < 0.08
 
 
+@pytest.mark.parametrize("radius", [1.0, 2.0, 2.5, 6.0])
+def test_both_disc_sums_equal_a_convolution_with_the_disc(radius):
+    # Radius 1 and 2 take the shifted-slice sum, 2.5 and 6 the prefix-sum runs.
+    rows = noise._disc_rows(radius)
+    reach = max(half for _, half in rows)
+    field = torch.rand(40 + 2 * reach, 50 + 2 * reach, generator=torch.Generator().manual_seed(3))
+    kernel = torch.zeros(2 * reach + 1, 2 * reach + 1)
+    for dy, half in rows:
+        kernel[reach + dy, reach - half : reach + half + 1] = 1.0
+    span = range(-reach, reach + 1)
+    cells = sum(1 for dy in span for dx in span if dy * dy + dx * dx <= radius * radius + 1e-6)
+    assert kernel.sum() == cells
+    expected = torch.nn.functional.conv2d(field[None, None], kernel[None, None])[0, 0]
+    assert torch.allclose(noise._disc_sum(field, rows, reach), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("grain_size", [2.0, 4.0])
+def test_big_grains_have_soft_edges_not_whole_pixels(grain_size):
+    # Each pixel sees the covered fraction of its area: pixels on a grain's edge are partly
+    # covered (2 × 2 cells a pixel at least), not all in or all out (jagged grains).
+    value = 0.5  # the expected coverage: grain + value is the covered fraction
+    covered = grain_of(value, grain_size=grain_size, size=128, seed=2) + value
+    partly = ((covered > 0.05) & (covered < 0.95)).float().mean().item()
+    assert partly > 0.05
+
+
 def test_monochrome_film_grain_is_the_same_in_every_channel():
     out = noise.film_grain(flat(0.5, size=32), intensity=0.5, monochrome=True)
     assert torch.equal(out[..., 0], out[..., 1]) and torch.equal(out[..., 0], out[..., 2])
