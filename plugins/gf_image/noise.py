@@ -124,7 +124,7 @@ def _disc_sum(field: torch.Tensor, rows: list[tuple[int, int]], reach: int) -> t
     faster than a one-channel conv2d, and exact for whole-number counts). Larger ones: each
     row of the disc is a run of cells, summed as the difference of two prefix sums along
     the width, so the work grows with the diameter instead of the area. Prefix sums are in
-    float64: sums of rates keep their precision and counts of grains stay exact.
+    float64 (float32 on Apple's MPS): sums of rates keep their precision, counts stay exact.
     """
     import torch
 
@@ -137,8 +137,9 @@ def _disc_sum(field: torch.Tensor, rows: list[tuple[int, int]], reach: int) -> t
             for dx in range(-half, half + 1):
                 total += band[:, reach + dx : reach + dx + width]
         return total
-    prefix = torch.nn.functional.pad(field.to(torch.float64).cumsum(-1), (1, 0))
-    total = torch.zeros(height, width, dtype=torch.float64, device=field.device)
+    wide = torch.float32 if field.device.type == "mps" else torch.float64  # MPS has no float64
+    prefix = torch.nn.functional.pad(field.to(wide).cumsum(-1), (1, 0))
+    total = torch.zeros(height, width, dtype=wide, device=field.device)
     for dy, half in rows:
         band = prefix[reach + dy : reach + dy + height]
         total += band[:, reach + half + 1 : reach + half + 1 + width]
