@@ -133,15 +133,19 @@ function collapsible(nodes: GraphNode[]): GraphNode[] {
 export function nodesBetweenSelected(nodes: GraphNode[], edges: GraphEdge[]): string[] {
   const ids = new Set(collapsible(nodes).map((node) => node.id));
   const reach = (from: "source" | "target", to: "source" | "target") => {
+    const next = new Map<string, string[]>(); // one pass over the edges, then a walk
+    for (const edge of edges) {
+      const list = next.get(edge[from]);
+      if (list) list.push(edge[to]);
+      else next.set(edge[from], [edge[to]]);
+    }
     const found = new Set<string>();
     const queue = [...ids];
     while (queue.length > 0) {
-      const at = queue.pop() as string;
-      for (const edge of edges) {
-        const next = edge[to];
-        if (edge[from] === at && !ids.has(next) && !found.has(next)) {
-          found.add(next);
-          queue.push(next);
+      for (const node of next.get(queue.pop() as string) ?? []) {
+        if (!ids.has(node) && !found.has(node)) {
+          found.add(node);
+          queue.push(node);
         }
       }
     }
